@@ -1,0 +1,31 @@
+# The two commands (README): `make demo` runs the main job end to end, `make test` the test suite.
+# Both create .venv on first use and install hf_rnn into it (torch pinned to the CPU wheel).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH := torch==2.13.0
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: demo test test-slow bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH) -e ".[test,bench,plots]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(OFFLINE) $(PY) examples/quickstart.py --output_dir runs/quickstart
+
+test: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) bench/padding.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,52 @@
+"""hf_rnn: Elman RNN, GRU, LSTM and BiLSTM-CRF models for the Hugging Face ecosystem.
+
+Importing the package registers `RnnConfig` and every head with the `Auto*` classes, and marks them for
+`register_for_auto_class`, so `save_pretrained`/`push_to_hub` ship the model code with the weights.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from .configuration_rnn import RnnConfig
+from .modeling_rnn import (
+    RnnCache,
+    RnnCausalLMOutput,
+    RnnForCausalLM,
+    RnnForSequenceClassification,
+    RnnForTokenClassification,
+    RnnModel,
+    RnnModelOutput,
+    RnnPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+_AUTO_CLASSES = {
+    AutoModel: RnnModel,
+    AutoModelForCausalLM: RnnForCausalLM,
+    AutoModelForTokenClassification: RnnForTokenClassification,
+    AutoModelForSequenceClassification: RnnForSequenceClassification,
+}
+
+AutoConfig.register(RnnConfig.model_type, RnnConfig, exist_ok=True)
+RnnConfig.register_for_auto_class()
+for _auto_class, _model_class in _AUTO_CLASSES.items():
+    _auto_class.register(RnnConfig, _model_class, exist_ok=True)
+    _model_class.register_for_auto_class(_auto_class.__name__)
+
+__all__ = [
+    "RnnCache",
+    "RnnCausalLMOutput",
+    "RnnConfig",
+    "RnnForCausalLM",
+    "RnnForSequenceClassification",
+    "RnnForTokenClassification",
+    "RnnModel",
+    "RnnModelOutput",
+    "RnnPreTrainedModel",
+]

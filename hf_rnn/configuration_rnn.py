@@ -1,0 +1,130 @@
+"""Configuration of the hf_rnn recurrent models (Elman RNN, GRU, LSTM; uni- or bidirectional stacks).
+
+This file is shipped inside checkpoints for `trust_remote_code=True` loading, so it imports nothing of hf_rnn.
+"""
+
+from transformers import PreTrainedConfig
+
+CELL_TYPES = ("rnn", "gru", "lstm")
+NONLINEARITIES = ("tanh", "relu")
+POOLING_MODES = ("last", "mean", "max")
+
+
+class RnnConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`RnnModel`] and its heads. Keyword arguments only; every invalid value raises a
+    `ValueError` naming the field.
+
+    Args:
+        cell_type (`str`, defaults to `"lstm"`):
+            `"rnn"` (Elman: h_m = g(Θʰ h_{m-1} + Θˣ x_m)), `"gru"` or `"lstm"`.
+        vocab_size (`int`, defaults to 10000): size of the word vocabulary.
+        embedding_size (`int`, defaults to 128): width of the word embeddings.
+        hidden_size (`int`, defaults to 256): width of the recurrent state of one direction.
+        num_layers (`int`, defaults to 1): number of stacked recurrent layers.
+        bidirectional (`bool`, defaults to `False`):
+            Add a right-to-left direction to every layer (outputs are `2 * hidden_size` wide). Not valid for the
+            causal language model.
+        nonlinearity (`str`, defaults to `"tanh"`): `g` of the Elman cell, `"tanh"` or `"relu"` (`cell_type="rnn"` only).
+        dropout (`float`, defaults to 0.0): dropout between stacked layers.
+        embedding_dropout (`float`, *optional*): dropout on the word embeddings; defaults to `dropout`.
+        output_dropout (`float`, *optional*): dropout on the top layer's outputs, before a head; defaults to `dropout`.
+        initializer_range (`float`, defaults to 0.1):
+            Every weight is drawn from U[-initializer_range, initializer_range] (Zaremba et al. 2014 use 0.1 for
+            small and 0.05 for medium models); biases start at zero.
+        forget_bias (`float`, defaults to 1.0): initial bias of the LSTM forget gate (Jozefowicz et al. 2015).
+        classifier_pooling (`str`, defaults to `"last"`):
+            How [`RnnForSequenceClassification`] summarises a sequence: `"last"` (final state of each direction),
+            `"mean"` or `"max"` over the real tokens.
+        use_crf (`bool`, defaults to `False`): put a linear-chain CRF on top of [`RnnForTokenClassification`].
+        pad_token_id (`int`, *optional*, defaults to 0): the padding token; its embedding is kept at zero.
+        tie_word_embeddings (`bool`, defaults to `False`):
+            Share the language-model output matrix with the input embeddings. When `embedding_size != hidden_size`
+            a linear projection maps the top hidden state to `embedding_size` first.
+        use_cache (`bool`, defaults to `True`): return the final recurrent state (needed by `generate()`).
+    """
+
+    model_type = "hf_rnn"
+
+    cell_type: str = "lstm"
+    vocab_size: int = 10000
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 1
+    bidirectional: bool = False
+    nonlinearity: str = "tanh"
+    dropout: float = 0.0
+    embedding_dropout: float | None = None
+    output_dropout: float | None = None
+    initializer_range: float = 0.1
+    forget_bias: float = 1.0
+    classifier_pooling: str = "last"
+    use_crf: bool = False
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    tie_word_embeddings: bool = False
+    use_cache: bool = True
+
+    def __post_init__(self, **kwargs):
+        if self.embedding_dropout is None:
+            self.embedding_dropout = self.dropout
+        if self.output_dropout is None:
+            self.output_dropout = self.dropout
+        super().__post_init__(**kwargs)
+        if self.id2label is not None and self.label2id is None:
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        self._validate_fields()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Width of the top layer's outputs (both directions concatenated)."""
+        return self.hidden_size * self.num_directions
+
+    def _validate_fields(self) -> None:
+        """Raise a `ValueError` naming the first invalid field; types are checked too, since JSON files are edited by hand."""
+
+        def fail(field: str, expected: str) -> None:
+            raise ValueError(f"RnnConfig.{field} must be {expected}, got {getattr(self, field)!r}")
+
+        for field, choices in (
+            ("cell_type", CELL_TYPES),
+            ("nonlinearity", NONLINEARITIES),
+            ("classifier_pooling", POOLING_MODES),
+        ):
+            if getattr(self, field) not in choices:
+                fail(field, f"one of {', '.join(map(repr, choices))}")
+        for field in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                fail(field, "a positive integer")
+        for field in ("dropout", "embedding_dropout", "output_dropout"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                fail(field, "a number in [0, 1)")
+        for field in ("initializer_range", "forget_bias"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                fail(field, "a number")
+        if self.initializer_range <= 0:
+            fail("initializer_range", "positive")
+        for field in ("bidirectional", "use_crf", "tie_word_embeddings", "use_cache"):
+            if not isinstance(getattr(self, field), bool):
+                fail(field, "a bool")
+        for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size):
+                fail(field, f"None or a token id in [0, vocab_size={self.vocab_size})")
+        if self.nonlinearity != "tanh" and self.cell_type != "rnn":
+            fail("nonlinearity", "'tanh' unless cell_type='rnn' (GRU and LSTM have fixed activations)")
+        if self.use_crf and (self.id2label is None or self.num_labels < 2):
+            fail("use_crf", "False unless id2label names at least two tags")
+        if self.id2label is not None and self.label2id is not None and set(self.label2id.values()) != set(self.id2label):
+            fail("label2id", f"the inverse of id2label={self.id2label!r}")
+
+
+__all__ = ["RnnConfig"]

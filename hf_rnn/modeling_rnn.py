@@ -1,0 +1,483 @@
+"""PyTorch recurrent models (Elman RNN, GRU, LSTM) as Hugging Face `PreTrainedModel`s.
+
+This file travels inside checkpoints (`trust_remote_code=True`), so it imports only torch, transformers and its
+flat siblings (`from .x import ...`).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.utils import ModelOutput, can_return_tuple
+
+from .configuration_rnn import RnnConfig
+
+_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass
+class RnnCache:
+    """The recurrent state after the last step, in `nn.LSTM`'s layout: (num_layers * num_directions, batch, hidden).
+
+    Passing it back as `cache=` continues every sequence where it stopped, so generation and truncated BPTT never
+    re-read a prefix.
+    """
+
+    hidden: torch.Tensor
+    cell: torch.Tensor | None = None  # LSTM memory cell, same shape as `hidden`
+
+    def detach(self) -> "RnnCache":
+        """Cut the graph between two truncated-BPTT windows."""
+        return RnnCache(self.hidden.detach(), None if self.cell is None else self.cell.detach())
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Follow the beams that beam search kept (called by `generate`)."""
+        self.hidden = self.hidden.index_select(1, beam_idx.to(self.hidden.device))
+        if self.cell is not None:
+            self.cell = self.cell.index_select(1, beam_idx.to(self.cell.device))
+
+    def layer(self, index: int, num_directions: int) -> tuple[torch.Tensor, ...]:
+        """The state of layer `index`: (h,) or (h, c), each (num_directions, batch, hidden)."""
+        rows = slice(index * num_directions, (index + 1) * num_directions)
+        return (self.hidden[rows],) if self.cell is None else (self.hidden[rows], self.cell[rows])
+
+
+@dataclass
+class RnnModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_directions * hidden_size)`):
+        Top-layer outputs; zero at padded positions.
+    cache (`RnnCache`, *optional*, returned when `use_cache=True`):
+        Final recurrent state of every layer and direction; feed it back as `cache=` to continue the sequences.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        The embeddings, then the output of every layer, each `(batch_size, sequence_length, width)`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: RnnCache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class RnnCausalLMOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, *optional*): next-token cross-entropy, when `labels` are given.
+    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`): next-token scores.
+    cache (`RnnCache`, *optional*): final recurrent state, see [`RnnModelOutput`].
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): see [`RnnModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: RnnCache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+class _Padding:
+    """Index maps that let cuDNN's unpacked calls run on padded batches without any direction reading padding.
+
+    Real tokens are gathered to the left of each row ("compact" layout, any mask pattern allowed). The left-to-right
+    direction then never sees padding before a real token; the right-to-left direction runs left-to-right over each
+    row reversed *within its length*, so it too meets padding only after the last real token.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor):
+        mask = attention_mask.bool()  # (B, T)
+        batch_size, seq_len = mask.shape
+        positions = torch.arange(seq_len, device=mask.device).expand(batch_size, seq_len)  # (B, T)
+        self.lengths = mask.sum(1)  # (B,)
+        # compact position -> original position (real tokens first, in order), and its inverse
+        self.to_original = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # (B, T)
+        self.to_compact = self.to_original.argsort(dim=1)  # (B, T)
+        self.compact_mask = positions < self.lengths.unsqueeze(1)  # (B, T)
+        # reversal within the length in the compact layout (an involution; padding stays in place)
+        self.reverse = torch.where(self.compact_mask, self.lengths.unsqueeze(1) - 1 - positions, positions)  # (B, T)
+        self.original_mask = mask
+
+    @staticmethod
+    def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """values (B, T, D), index (B, T) -> values[b, index[b, t]]."""
+        return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
+
+    def compact(self, values: torch.Tensor) -> torch.Tensor:
+        return self._gather(values, self.to_original)
+
+    def restore(self, values: torch.Tensor) -> torch.Tensor:
+        """Compact layout -> original positions, zero where the mask is 0."""
+        return self._gather(values, self.to_compact) * self.original_mask.unsqueeze(-1).to(values.dtype)
+
+    def reversed(self, values: torch.Tensor) -> torch.Tensor:
+        return self._gather(values, self.reverse)
+
+
+State = tuple[torch.Tensor, ...]  # (h,) for RNN/GRU, (h, c) for LSTM; each (directions, B, H)
+
+
+class RnnLayer(GradientCheckpointingLayer):
+    """One recurrent layer: a left-to-right `nn.RNN`/`nn.GRU`/`nn.LSTM`, plus a right-to-left one if bidirectional."""
+
+    def __init__(self, config: RnnConfig, input_size: int):
+        super().__init__()
+        cell = _CELLS[config.cell_type]
+        kwargs = {"nonlinearity": config.nonlinearity} if config.cell_type == "rnn" else {}
+        self.directions = nn.ModuleList(
+            cell(input_size, config.hidden_size, batch_first=True, **kwargs) for _ in range(config.num_directions)
+        )
+
+    def forward(
+        self, inputs: torch.Tensor, padding: _Padding | None = None, initial_state: State | None = None, pack: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """inputs (B, T, in) in compact layout -> outputs (B, T, D * H) and the final state.
+
+        `pack=True` runs `pack_padded_sequence` so the final state is exact for ragged lengths (only needed when the
+        state is returned; the outputs are exact either way).
+        """
+        outputs, finals = [], []
+        for direction, rnn in enumerate(self.directions):
+            state = None if initial_state is None else tuple(s[direction : direction + 1] for s in initial_state)
+            x = inputs
+            if direction == 1:
+                x = x.flip(1) if padding is None else padding.reversed(x)
+            if pack:
+                lengths = padding.lengths.clamp(min=1).cpu()
+                out, final = rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), _torch_state(state))
+                out = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
+            else:
+                out, final = rnn(x, _torch_state(state))
+            final = final if isinstance(final, tuple) else (final,)
+            if pack:  # packing needs length >= 1: a row with no real token keeps its initial state
+                empty = (padding.lengths == 0).view(1, -1, 1)  # (1, B, 1)
+                start = state or tuple(torch.zeros_like(f) for f in final)
+                final = tuple(torch.where(empty, s, f) for s, f in zip(start, final))
+            if direction == 1:
+                out = out.flip(1) if padding is None else padding.reversed(out)
+            outputs.append(out)
+            finals.append(final)
+        return torch.cat(outputs, dim=-1), tuple(torch.cat(parts, dim=0) for parts in zip(*finals))
+
+
+def _torch_state(state: State | None):
+    """`nn.LSTM` takes an (h, c) pair, `nn.RNN`/`nn.GRU` a bare tensor."""
+    if state is None:
+        return None
+    return state[0].contiguous() if len(state) == 1 else tuple(s.contiguous() for s in state)
+
+
+class RnnPreTrainedModel(PreTrainedModel):
+    config: RnnConfig
+    config_class = RnnConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["RnnLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """U[-r, r] for every weight, zero biases, LSTM forget-gate bias = `forget_bias`, zero padding embedding."""
+        r = self.config.initializer_range
+        if isinstance(module, (nn.RNN, nn.GRU, nn.LSTM)):
+            for name, param in module.named_parameters():
+                if name.startswith("weight"):
+                    init.uniform_(param, -r, r)
+                elif isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
+                    # gate order (input, forget, cell, output); the forget bias sits in b_ih, b_hh stays zero.
+                    # Written whole: a slice would lose the flag that protects loaded weights.
+                    bias = torch.zeros_like(param)
+                    bias[module.hidden_size : 2 * module.hidden_size] = self.config.forget_bias
+                    init.copy_(param, bias)
+                else:
+                    init.zeros_(param)
+        elif isinstance(module, nn.Linear):
+            init.uniform_(module.weight, -r, r)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.uniform_(module.weight, -r, r)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+
+
+class RnnModel(RnnPreTrainedModel):
+    """Word embeddings followed by a stack of recurrent layers; returns per-token outputs and the final state."""
+
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.layers = nn.ModuleList(
+            RnnLayer(config, config.embedding_size if i == 0 else config.output_size) for i in range(config.num_layers)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        cache: RnnCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> RnnModelOutput:
+        r"""
+        attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+            1 for real tokens, 0 for padding. Left, right or any other padding pattern: each sequence's outputs
+            equal those it gets alone.
+        cache (`RnnCache`, *optional*): the state to start from (returned by an earlier call with `use_cache=True`).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        if inputs_embeds is None:
+            inputs_embeds = self.embeddings(input_ids)
+        hidden = self.embedding_dropout(inputs_embeds)  # (B, T, E)
+
+        padding = None
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            padding = _Padding(attention_mask)
+            hidden = padding.compact(hidden)
+        # Unpacked calls give exact outputs; only a ragged batch's final *state* needs packing.
+        pack = use_cache and padding is not None
+
+        all_hidden_states = (inputs_embeds,) if output_hidden_states else None
+        finals = []
+        for index, layer in enumerate(self.layers):
+            if index > 0:
+                hidden = self.dropout(hidden)
+            initial = None if cache is None else cache.layer(index, self.config.num_directions)
+            hidden, final = layer(hidden, padding, initial, pack)
+            finals.append(final)
+            if output_hidden_states:
+                all_hidden_states += (hidden if padding is None else padding.restore(hidden),)
+
+        last_hidden_state = all_hidden_states[-1] if output_hidden_states else hidden
+        if padding is not None and not output_hidden_states:
+            last_hidden_state = padding.restore(hidden)
+        new_cache = RnnCache(*(torch.cat(parts) for parts in zip(*finals))) if use_cache else None
+        return RnnModelOutput(last_hidden_state=last_hidden_state, cache=new_cache, hidden_states=all_hidden_states)
+
+
+class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
+    """Word-level language model. `generate()` carries the recurrent state, so each new token costs one step."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.weight"}
+    _is_stateful = True
+
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        if config.bidirectional:
+            raise ValueError("RnnConfig.bidirectional must be False for RnnForCausalLM: a language model cannot read ahead.")
+        self.model = RnnModel(config)
+        self.dropout = nn.Dropout(config.output_dropout)
+        # Tied weights need the top state in embedding space.
+        self.projection = (
+            nn.Linear(config.hidden_size, config.embedding_size, bias=False)
+            if config.tie_word_embeddings and config.embedding_size != config.hidden_size
+            else None
+        )
+        head_in = config.embedding_size if self.projection is not None else config.hidden_size
+        self.lm_head = nn.Linear(head_in, config.vocab_size)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the state is an RnnCache, not a key/value cache
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: RnnCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> dict:
+        """The prompt once (with its padding mask), then only the newest token and the carried state."""
+        inputs = {"use_cache": True, "output_hidden_states": kwargs.get("output_hidden_states")}
+        if cache is not None:
+            inputs.update(input_ids=input_ids[:, -1:], cache=cache)
+        elif inputs_embeds is not None:
+            inputs.update(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        else:
+            inputs.update(input_ids=input_ids, attention_mask=attention_mask)
+        return inputs
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        cache: RnnCache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> RnnCausalLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Usually `input_ids`; shifted inside the model (position t predicts t+1), -100 ignored. Pass `shift_labels`
+            instead to give each position's own target (truncated BPTT, where the last target is the next window's
+            first token). `num_items_in_batch` (passed by the Trainer) turns the mean into a sum over that count.
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = self.dropout(outputs.last_hidden_state)  # (B, T, H)
+        if self.projection is not None:
+            hidden = self.projection(hidden)  # (B, T, E)
+        logits = self.lm_head(hidden)  # (B, T, V)
+        loss = None
+        if labels is not None or kwargs.get("shift_labels") is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return RnnCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+
+
+class RnnForTokenClassification(RnnPreTrainedModel):
+    """A (bi)RNN tagger: one label per token (POS tagging, NER, chunking)."""
+
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = RnnModel(config)
+        self.dropout = nn.Dropout(config.output_dropout)
+        self.classifier = nn.Linear(config.output_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Tag ids, -100 where no tag is scored (padding, sub-words). The loss is the mean token cross-entropy, or
+            the sum divided by `num_items_in_batch` when the Trainer passes it (exact under accumulation and DDP).
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, config=self.config, **kwargs)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+class RnnForSequenceClassification(RnnPreTrainedModel):
+    """Sentence classification/regression from a pooled summary of the recurrent outputs."""
+
+    # One label per sequence: a per-batch mean is already exact, so let the Trainer do its usual scaling.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = RnnModel(config)
+        self.dropout = nn.Dropout(config.output_dropout)
+        self.classifier = nn.Linear(config.output_size, config.num_labels)
+        self.post_init()
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """hidden (B, T, D*H) -> (B, D*H) by `config.classifier_pooling`.
+
+        "last" takes each direction's final state: the left-to-right output at the last real token and the
+        right-to-left output at the first one.
+        """
+        batch_size, seq_len, _ = hidden.shape
+        mask = (
+            torch.ones(batch_size, seq_len, dtype=torch.bool, device=hidden.device)
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        mode = self.config.classifier_pooling
+        if mode == "mean":
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        if mode == "max":
+            return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(1)
+        positions = torch.arange(seq_len, device=hidden.device)
+        last = torch.where(mask, positions, -1).amax(1).clamp(min=0)  # (B,)
+        rows = torch.arange(batch_size, device=hidden.device)
+        pooled = hidden[rows, last]  # (B, D*H)
+        if self.config.bidirectional:
+            first = torch.where(mask, positions, seq_len).amin(1).clamp(max=seq_len - 1)  # (B,)
+            size = self.config.hidden_size
+            pooled = torch.cat([pooled[:, :size], hidden[rows, first, size:]], dim=-1)
+        return pooled
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> SequenceClassifierOutput:
+        r"""
+        labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+            Class ids (cross-entropy), floats for regression (`num_labels == 1`) or multi-hot rows (multi-label),
+            chosen by `config.problem_type` as in transformers.
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+        )
+        pooled = self.pool(outputs.last_hidden_state, attention_mask)  # (B, D*H)
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+__all__ = [
+    "RnnCache",
+    "RnnCausalLMOutput",
+    "RnnForCausalLM",
+    "RnnForSequenceClassification",
+    "RnnForTokenClassification",
+    "RnnLayer",
+    "RnnModel",
+    "RnnModelOutput",
+    "RnnPreTrainedModel",
+]

@@ -1,0 +1,41 @@
+"""Test environment: offline, with a throw-away HF_HOME, set before transformers is imported."""
+
+import os
+import tempfile
+
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    HF_EVALUATE_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    TOKENIZERS_PARALLELISM="false",
+)
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf_rnn_test_home_")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import hf_rnn  # noqa: E402
+
+CELLS = ("rnn", "gru", "lstm")
+
+
+def tiny_config(**overrides) -> hf_rnn.RnnConfig:
+    """A small config that exercises stacking, dropout sites and labels."""
+    values = dict(
+        vocab_size=37,
+        embedding_size=6,
+        hidden_size=5,
+        num_layers=2,
+        pad_token_id=0,
+        id2label={0: "A", 1: "B", 2: "C"},
+        label2id={"A": 0, "B": 1, "C": 2},
+    )
+    values.update(overrides)
+    return hf_rnn.RnnConfig(**values)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+from transformers import AutoConfig
+
+import hf_rnn
+from conftest import tiny_config
+
+
+def test_defaults_and_derived_dropouts():
+    config = hf_rnn.RnnConfig(dropout=0.3, output_dropout=0.1)
+    assert config.cell_type == "lstm" and config.embedding_dropout == 0.3 and config.output_dropout == 0.1
+    assert hf_rnn.RnnConfig(bidirectional=True, hidden_size=7).output_size == 14
+
+
+def test_json_round_trip(tmp_path):
+    config = tiny_config(cell_type="gru", bidirectional=True, dropout=0.25, classifier_pooling="max", use_crf=True)
+    config.save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["model_type"] == "hf_rnn" and stored["cell_type"] == "gru"
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, hf_rnn.RnnConfig)
+    assert loaded.to_diff_dict() == config.to_diff_dict()
+    assert loaded.id2label == {0: "A", 1: "B", 2: "C"}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("cell_type", "transformer"),
+        ("cell_type", "LSTM"),
+        ("vocab_size", 0),
+        ("embedding_size", -3),
+        ("hidden_size", 2.5),
+        ("hidden_size", True),
+        ("num_layers", 0),
+        ("dropout", 1.0),
+        ("dropout", -0.1),
+        ("embedding_dropout", 1.5),
+        ("output_dropout", "0.2"),
+        ("nonlinearity", "sigmoid"),
+        ("classifier_pooling", "first"),
+        ("initializer_range", 0.0),
+        ("bidirectional", "yes"),
+        ("pad_token_id", 37),
+        ("pad_token_id", -1),
+        ("eos_token_id", 99),
+    ],
+)
+def test_invalid_values_raise_value_error_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**{field: value})
+
+
+def test_cross_field_rules():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        tiny_config(cell_type="lstm", nonlinearity="relu")
+    tiny_config(cell_type="rnn", nonlinearity="relu")  # valid for the Elman cell
+    with pytest.raises(ValueError, match="use_crf"):
+        hf_rnn.RnnConfig(use_crf=True, num_labels=1)
+    with pytest.raises(ValueError, match="label2id"):
+        hf_rnn.RnnConfig(id2label={0: "A", 1: "B"}, label2id={"A": 0, "C": 5})
+
+
+def test_label2id_is_derived_from_id2label():
+    config = hf_rnn.RnnConfig(id2label={0: "O", 1: "B-X"})
+    assert config.label2id == {"O": 0, "B-X": 1} and config.num_labels == 2
+
+
+def test_invalid_json_value_is_reported_on_load(tmp_path):
+    tiny_config().save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    stored["cell_type"] = "lstn"
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="cell_type"):
+        AutoConfig.from_pretrained(tmp_path)

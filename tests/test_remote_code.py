@@ -1,0 +1,67 @@
+"""A saved checkpoint carries its code: it loads with `trust_remote_code=True` where hf_rnn cannot be imported."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import hf_rnn
+from conftest import tiny_config
+
+LOADER = textwrap.dedent(
+    """
+    import sys
+    sys.modules["hf_rnn"] = None  # any `import hf_rnn` now raises ImportError
+    import torch
+    from transformers import {auto}
+    folder, trust = sys.argv[1], sys.argv[2] == "trust"
+    model = {auto}.from_pretrained(folder, trust_remote_code=trust).eval()
+    assert "hf_rnn" not in type(model).__module__.split(".")[0], type(model).__module__
+    ids = torch.load(folder + "/ids.pt")
+    with torch.no_grad():
+        torch.save(model(ids, attention_mask=(ids != 0).long())[0], folder + "/out.pt")
+    print(type(model).__module__)
+    """
+)
+
+
+def _load_elsewhere(folder, auto: str, trust: bool) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, "-c", LOADER.format(auto=auto), str(folder), "trust" if trust else "no"],
+        cwd=folder, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "head, auto",
+    [
+        (hf_rnn.RnnForTokenClassification, "AutoModelForTokenClassification"),
+        (hf_rnn.RnnForCausalLM, "AutoModelForCausalLM"),
+        (hf_rnn.RnnForSequenceClassification, "AutoModelForSequenceClassification"),
+        (hf_rnn.RnnModel, "AutoModel"),
+    ],
+)
+def test_remote_code_load_without_hf_rnn(head, auto, tmp_path):
+    model = head(tiny_config(cell_type="gru", bidirectional=head is not hf_rnn.RnnForCausalLM)).eval()
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"][auto] == f"modeling_rnn.{head.__name__}"
+    ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10]])
+    torch.save(ids, tmp_path / "ids.pt")
+    result = _load_elsewhere(tmp_path, auto, trust=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith("transformers_modules")
+    with torch.no_grad():
+        expected = model(ids, attention_mask=(ids != 0).long())[0]
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_remote_code_needs_consent(tmp_path):
+    hf_rnn.RnnForTokenClassification(tiny_config()).save_pretrained(tmp_path)
+    torch.save(torch.tensor([[1, 2]]), tmp_path / "ids.pt")
+    result = _load_elsewhere(tmp_path, "AutoModelForTokenClassification", trust=False)
+    assert result.returncode != 0 and "trust_remote_code" in result.stderr

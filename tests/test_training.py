@@ -1,0 +1,56 @@
+"""Loss scaling: the Trainer's gradient accumulation and multi-process runs must train exactly like one big batch."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hf_rnn
+from conftest import tiny_config
+from trainer_run import train
+
+HERE = Path(__file__).parent
+
+
+def test_token_loss_uses_num_items_in_batch():
+    model = hf_rnn.RnnForTokenClassification(tiny_config()).eval()
+    ids = torch.randint(1, 37, (3, 5))
+    labels = torch.randint(0, 3, (3, 5))
+    labels[0, 3:] = -100
+    logits = model(ids).logits
+    token_losses = torch.nn.functional.cross_entropy(logits.view(-1, 3), labels.view(-1), reduction="none")
+    torch.testing.assert_close(model(ids, labels=labels).loss, token_losses.sum() / 13)
+    torch.testing.assert_close(model(ids, labels=labels, num_items_in_batch=torch.tensor(40)).loss, token_losses.sum() / 40)
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=2e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("head", ["tagger", "lm"])
+def test_gradient_accumulation_equals_one_big_batch(head, tmp_path):
+    train(str(tmp_path / "big"), head, batch_size=8, accumulation=1)
+    train(str(tmp_path / "accumulated"), head, batch_size=4, accumulation=2)
+    big, accumulated = _weights(tmp_path / "big"), _weights(tmp_path / "accumulated")
+    _assert_same_weights(big, accumulated)
+
+
+@pytest.mark.parametrize("head", ["tagger", "lm"])
+def test_two_processes_equal_one_process_with_the_same_global_batch(head, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(HERE)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(HERE / "trainer_run.py"), str(tmp_path / "ddp"), head, "4", "1",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train(str(tmp_path / "single"), head, batch_size=8, accumulation=1)
+    _assert_same_weights(_weights(tmp_path / "single"), _weights(tmp_path / "ddp"))
