@@ -69,6 +69,7 @@ def main() -> None:
             use_cpu=not torch.cuda.is_available(),
             seed=args.seed,
             report_to="none",
+            disable_tqdm=True,
         ),
         train_dataset=data["train"],
         eval_dataset=data["dev"],

@@ -311,13 +311,17 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         cache: RnnCache | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool = True,
         **kwargs,
     ) -> dict:
-        """The prompt once (with its padding mask), then only the newest token and the carried state."""
-        inputs = {"use_cache": True, "output_hidden_states": kwargs.get("output_hidden_states")}
-        if cache is not None:
+        """The prompt once (with its padding mask), then only the newest token and the carried state.
+
+        With `use_cache=False` every step re-reads the whole sequence (slow; a reference for tests).
+        """
+        inputs = {"use_cache": use_cache, "output_hidden_states": kwargs.get("output_hidden_states")}
+        if cache is not None and use_cache:
             inputs.update(input_ids=input_ids[:, -1:], cache=cache)
-        elif inputs_embeds is not None:
+        elif inputs_embeds is not None and cache is None and input_ids.shape[1] == 0:
             inputs.update(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
         else:
             inputs.update(input_ids=input_ids, attention_mask=attention_mask)

@@ -44,7 +44,13 @@ def test_cached_generation_equals_uncached(cell_type, mode):
     torch.manual_seed(1)
     cached = model.generate(prompt, max_new_tokens=6, use_cache=True, **mode)
     torch.manual_seed(1)
+    lengths = []
+    hook = model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
     uncached = model.generate(prompt, max_new_tokens=6, use_cache=False, **mode)
+    hook.remove()
+    assert lengths == list(range(3, 9))  # the reference really re-reads the prefix
     assert torch.equal(cached, uncached)
 
 
