@@ -7,7 +7,6 @@
 import argparse
 import time
 
-import numpy as np
 import torch
 from transformers import (
     AutoModelForTokenClassification,
@@ -19,13 +18,8 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.data import encode_for_tagging, load_sample_pos
+from hf_rnn.metrics import token_accuracy
 from hf_rnn.tokenization import build_word_tokenizer
-
-
-def token_accuracy(eval_prediction) -> dict:
-    predictions = np.argmax(eval_prediction.predictions, axis=-1)
-    scored = eval_prediction.label_ids != -100
-    return {"accuracy": float((predictions[scored] == eval_prediction.label_ids[scored]).mean())}
 
 
 def main() -> None:
@@ -34,6 +28,7 @@ def main() -> None:
     parser.add_argument("--cell_type", default="lstm", choices=["rnn", "gru", "lstm"])
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--use_crf", action="store_true", help="a BiLSTM-CRF (Viterbi decoding) instead of softmax")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
@@ -48,12 +43,15 @@ def main() -> None:
         hidden_size=64,
         bidirectional=True,
         dropout=0.2,
+        use_crf=args.use_crf,
         pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
     model = hf_rnn.RnnForTokenClassification(config)
-    print(f"model: {args.cell_type} BiRNN, {model.num_parameters():,} parameters; {len(labels)} tags; "
+    head = "CRF" if args.use_crf else "softmax"
+    print(f"model: {args.cell_type} BiRNN + {head}, {model.num_parameters():,} parameters; {len(labels)} tags; "
           f"{len(data['train'])} train / {len(data['dev'])} dev sentences")
 
     trainer = Trainer(
@@ -89,7 +87,7 @@ def main() -> None:
     words = "The old teacher watches a quick run near the river .".split()
     inputs = tokenizer([words], is_split_into_words=True, return_tensors="pt")
     with torch.no_grad():
-        predicted = model(**inputs).logits.argmax(-1)[0].tolist()
+        predicted = model(**inputs).predictions[0].tolist()  # Viterbi path with --use_crf
     print(f"reloaded {type(model).__name__} from {args.output_dir}")
     print(" ".join(f"{word}/{model.config.id2label[tag]}" for word, tag in zip(words, predicted)))
 

@@ -13,6 +13,7 @@ from transformers import (
 )
 
 from .configuration_rnn import RnnConfig
+from .crf import LinearChainCRF, scheme_constraints
 from .modeling_rnn import (
     RnnCache,
     RnnCausalLMOutput,
@@ -22,6 +23,7 @@ from .modeling_rnn import (
     RnnModel,
     RnnModelOutput,
     RnnPreTrainedModel,
+    RnnTokenClassifierOutput,
 )
 
 __version__ = "0.1.0"
@@ -40,6 +42,7 @@ for _auto_class, _model_class in _AUTO_CLASSES.items():
     _model_class.register_for_auto_class(_auto_class.__name__)
 
 __all__ = [
+    "LinearChainCRF",
     "RnnCache",
     "RnnCausalLMOutput",
     "RnnConfig",
@@ -49,4 +52,6 @@ __all__ = [
     "RnnModel",
     "RnnModelOutput",
     "RnnPreTrainedModel",
+    "RnnTokenClassifierOutput",
+    "scheme_constraints",
 ]

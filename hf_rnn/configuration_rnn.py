@@ -5,6 +5,8 @@ This file is shipped inside checkpoints for `trust_remote_code=True` loading, so
 
 from transformers import PreTrainedConfig
 
+from .crf import SCHEMES, scheme_constraints
+
 CELL_TYPES = ("rnn", "gru", "lstm")
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
@@ -37,6 +39,9 @@ class RnnConfig(PreTrainedConfig):
             How [`RnnForSequenceClassification`] summarises a sequence: `"last"` (final state of each direction),
             `"mean"` or `"max"` over the real tokens.
         use_crf (`bool`, defaults to `False`): put a linear-chain CRF on top of [`RnnForTokenClassification`].
+        crf_constraints (`str`, *optional*):
+            Label scheme whose impossible moves the CRF forbids in training and decoding: `"BIO"` (IOB2), `"IOB1"`,
+            `"BIOES"` or `"BILOU"`. Every label must then be `O` or `<prefix>-<TYPE>`. `None` allows every move.
         pad_token_id (`int`, *optional*, defaults to 0): the padding token; its embedding is kept at zero.
         tie_word_embeddings (`bool`, defaults to `False`):
             Share the language-model output matrix with the input embeddings. When `embedding_size != hidden_size`
@@ -60,6 +65,7 @@ class RnnConfig(PreTrainedConfig):
     forget_bias: float = 1.0
     classifier_pooling: str = "last"
     use_crf: bool = False
+    crf_constraints: str | None = None
     pad_token_id: int | None = 0
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -75,6 +81,11 @@ class RnnConfig(PreTrainedConfig):
         if self.id2label is not None and self.label2id is None:
             self.label2id = {label: index for index, label in self.id2label.items()}
         self._validate_fields()
+
+    @property
+    def crf_labels(self) -> list[str]:
+        """Label names in id order, as the CRF's tags."""
+        return [self.id2label[index] for index in range(self.num_labels)]
 
     @property
     def num_directions(self) -> int:
@@ -123,6 +134,15 @@ class RnnConfig(PreTrainedConfig):
             fail("nonlinearity", "'tanh' unless cell_type='rnn' (GRU and LSTM have fixed activations)")
         if self.use_crf and (self.id2label is None or self.num_labels < 2):
             fail("use_crf", "False unless id2label names at least two tags")
+        if self.crf_constraints is not None:
+            if not self.use_crf:
+                fail("crf_constraints", "None unless use_crf=True")
+            if self.crf_constraints not in SCHEMES:
+                fail("crf_constraints", f"None or one of {', '.join(map(repr, SCHEMES))}")
+            try:
+                scheme_constraints(self.crf_labels, self.crf_constraints)
+            except ValueError as error:
+                raise ValueError(f"RnnConfig.crf_constraints={self.crf_constraints!r} does not fit id2label: {error}") from None
         if self.id2label is not None and self.label2id is not None and set(self.label2id.values()) != set(self.id2label):
             fail("label2id", f"the inverse of id2label={self.id2label!r}")
 

@@ -12,10 +12,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_rnn import RnnConfig
+from .crf import LinearChainCRF, scheme_constraints
+from .masking import MaskCompaction
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -78,41 +80,23 @@ class RnnCausalLMOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-class _Padding:
-    """Index maps that let cuDNN's unpacked calls run on padded batches without any direction reading padding.
-
-    Real tokens are gathered to the left of each row ("compact" layout, any mask pattern allowed). The left-to-right
-    direction then never sees padding before a real token; the right-to-left direction runs left-to-right over each
-    row reversed *within its length*, so it too meets padding only after the last real token.
+@dataclass
+class RnnTokenClassifierOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, *optional*): training loss, when `labels` are given.
+    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
+        Per-token scores. With `use_crf` these are the CRF's *emission* scores: their argmax is not the model's
+        answer, which also weighs the transitions. Read `predictions` instead.
+    predictions (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        The model's tags: the Viterbi path with `use_crf`, the argmax otherwise; -100 at padding. Returned in eval
+        mode (or with `return_predictions=True`).
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*): see [`RnnModelOutput`].
     """
 
-    def __init__(self, attention_mask: torch.Tensor):
-        mask = attention_mask.bool()  # (B, T)
-        batch_size, seq_len = mask.shape
-        positions = torch.arange(seq_len, device=mask.device).expand(batch_size, seq_len)  # (B, T)
-        self.lengths = mask.sum(1)  # (B,)
-        # compact position -> original position (real tokens first, in order), and its inverse
-        self.to_original = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # (B, T)
-        self.to_compact = self.to_original.argsort(dim=1)  # (B, T)
-        self.compact_mask = positions < self.lengths.unsqueeze(1)  # (B, T)
-        # reversal within the length in the compact layout (an involution; padding stays in place)
-        self.reverse = torch.where(self.compact_mask, self.lengths.unsqueeze(1) - 1 - positions, positions)  # (B, T)
-        self.original_mask = mask
-
-    @staticmethod
-    def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """values (B, T, D), index (B, T) -> values[b, index[b, t]]."""
-        return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
-
-    def compact(self, values: torch.Tensor) -> torch.Tensor:
-        return self._gather(values, self.to_original)
-
-    def restore(self, values: torch.Tensor) -> torch.Tensor:
-        """Compact layout -> original positions, zero where the mask is 0."""
-        return self._gather(values, self.to_compact) * self.original_mask.unsqueeze(-1).to(values.dtype)
-
-    def reversed(self, values: torch.Tensor) -> torch.Tensor:
-        return self._gather(values, self.reverse)
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    predictions: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 State = tuple[torch.Tensor, ...]  # (h,) for RNN/GRU, (h, c) for LSTM; each (directions, B, H)
@@ -130,7 +114,7 @@ class RnnLayer(GradientCheckpointingLayer):
         )
 
     def forward(
-        self, inputs: torch.Tensor, padding: _Padding | None = None, initial_state: State | None = None, pack: bool = False
+        self, inputs: torch.Tensor, padding: MaskCompaction | None = None, initial_state: State | None = None, pack: bool = False
     ) -> tuple[torch.Tensor, State]:
         """inputs (B, T, in) in compact layout -> outputs (B, T, D * H) and the final state.
 
@@ -196,6 +180,12 @@ class RnnPreTrainedModel(PreTrainedModel):
             init.uniform_(module.weight, -r, r)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, LinearChainCRF):
+            for param in (module.transitions, module.start_transitions, module.end_transitions):
+                init.uniform_(param, -r, r)
+            # the masks are non-persistent buffers (derived from the config), so they are rebuilt here after loading
+            scheme = self.config.crf_constraints
+            module.set_constraints(*(scheme_constraints(self.config.crf_labels, scheme) if scheme else ()))
         elif isinstance(module, nn.Embedding):
             init.uniform_(module.weight, -r, r)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
@@ -250,7 +240,7 @@ class RnnModel(RnnPreTrainedModel):
 
         padding = None
         if attention_mask is not None and not bool(attention_mask.bool().all()):
-            padding = _Padding(attention_mask)
+            padding = MaskCompaction(attention_mask)
             hidden = padding.compact(hidden)
         # Unpacked calls give exact outputs; only a ragged batch's final *state* needs packing.
         pack = use_cache and padding is not None
@@ -364,7 +354,11 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
 
 
 class RnnForTokenClassification(RnnPreTrainedModel):
-    """A (bi)RNN tagger: one label per token (POS tagging, NER, chunking)."""
+    """A (bi)RNN tagger: one label per token (POS tagging, NER, chunking), with a softmax or a CRF output layer.
+
+    With `config.use_crf` this is the BiLSTM-CRF: the classifier's outputs are emission scores, the CRF adds
+    transition scores, training minimises the CRF negative log-likelihood and predictions are Viterbi paths.
+    """
 
     def __init__(self, config: RnnConfig):
         super().__init__(config)
@@ -372,6 +366,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         self.model = RnnModel(config)
         self.dropout = nn.Dropout(config.output_dropout)
         self.classifier = nn.Linear(config.output_size, config.num_labels)
+        self.crf = LinearChainCRF(config.num_labels) if config.use_crf else None
         self.post_init()
 
     @can_return_tuple
@@ -382,12 +377,17 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
+        return_predictions: bool | None = None,
         **kwargs,
-    ) -> TokenClassifierOutput:
+    ) -> RnnTokenClassifierOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Tag ids, -100 where no tag is scored (padding, sub-words). The loss is the mean token cross-entropy, or
-            the sum divided by `num_items_in_batch` when the Trainer passes it (exact under accumulation and DDP).
+            Tag ids, -100 where no tag is scored (padding, sub-word pieces; the CRF chain skips those positions).
+            The loss is per token in both heads: the summed cross-entropy, or the summed CRF negative log-likelihood
+            of the sequences, divided by the number of labelled tokens — `num_items_in_batch` when the Trainer
+            passes it, which counts them over the accumulated batches and all processes, so gradient accumulation
+            and DDP equal one big batch. The same scale in both heads lets learning rates carry over.
+        return_predictions (`bool`, *optional*): decode `predictions`; defaults to `not self.training`.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -397,10 +397,52 @@ class RnnForTokenClassification(RnnPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
+        mask = _token_mask(logits, attention_mask)  # (B, T)
         loss = None
-        if labels is not None:
+        if labels is not None and self.crf is None:
             loss = self.loss_function(logits=logits, labels=labels, config=self.config, **kwargs)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        elif labels is not None:
+            scored = mask & (labels != -100)
+            negative_log_likelihood = -self.crf.log_likelihood(logits, labels.clamp(min=0), scored).sum()
+            count = kwargs.get("num_items_in_batch")
+            loss = negative_log_likelihood / (scored.sum().clamp(min=1) if count is None else count)
+        if return_predictions is None:
+            return_predictions = not self.training
+        predictions = self.decode_logits(logits, mask) if return_predictions else None
+        return RnnTokenClassifierOutput(
+            loss=loss, logits=logits, predictions=predictions, hidden_states=outputs.hidden_states
+        )
+
+    @torch.no_grad()
+    def decode_logits(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
+        """The tags the model predicts from its per-token scores: Viterbi with the CRF, argmax otherwise."""
+        if self.crf is not None:
+            return self.crf.decode(logits, mask)
+        return logits.argmax(-1).masked_fill(~mask, -100)
+
+    @torch.no_grad()
+    def tag(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.LongTensor, torch.Tensor]:
+        """Predicted tags (B, T) (-100 at padding) and per-token tag probabilities (B, T, C).
+
+        With the CRF the probabilities are posterior marginals (forward-backward), so they account for the
+        transitions like the Viterbi tags do; otherwise they are the softmax of the logits.
+        """
+        logits = self(input_ids=input_ids, attention_mask=attention_mask, return_predictions=False).logits
+        mask = _token_mask(logits, attention_mask)
+        if self.crf is not None:
+            probabilities = self.crf.marginals(logits, mask)
+        else:
+            probabilities = logits.float().softmax(-1) * mask.unsqueeze(-1)
+        return self.decode_logits(logits, mask), probabilities
+
+
+def _token_mask(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) bool: real tokens."""
+    if attention_mask is None:
+        return torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
+    return attention_mask.bool()
 
 
 class RnnForSequenceClassification(RnnPreTrainedModel):
@@ -484,4 +526,5 @@ __all__ = [
     "RnnModel",
     "RnnModelOutput",
     "RnnPreTrainedModel",
+    "RnnTokenClassifierOutput",
 ]

@@ -1,0 +1,46 @@
+"""Compaction of masked batches, shared by the recurrent layers and the CRF.
+
+Shipped inside checkpoints with the modeling files, so it imports only torch.
+"""
+
+import torch
+
+
+class MaskCompaction:
+    """Index maps between a masked batch and its "compact" layout, where each row's real tokens sit at the left.
+
+    Any mask pattern works (left or right padding, holes). In the compact layout a left-to-right recurrence never
+    sees padding before a real token, a right-to-left one runs over each row reversed *within its length* and meets
+    padding only at the end, and a CRF sees ordinary right-padded sequences with `lengths`.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor):
+        mask = attention_mask.bool()  # (B, T)
+        batch_size, seq_len = mask.shape
+        positions = torch.arange(seq_len, device=mask.device).expand(batch_size, seq_len)  # (B, T)
+        self.lengths = mask.sum(1)  # (B,)
+        # compact position -> original position (real tokens first, in order), and its inverse
+        self.to_original = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # (B, T)
+        self.to_compact = self.to_original.argsort(dim=1)  # (B, T)
+        self.compact_mask = positions < self.lengths.unsqueeze(1)  # (B, T)
+        # reversal within the length in the compact layout (an involution; padding stays in place)
+        self.reverse = torch.where(self.compact_mask, self.lengths.unsqueeze(1) - 1 - positions, positions)  # (B, T)
+        self.original_mask = mask
+
+    @staticmethod
+    def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """values (B, T) or (B, T, D), index (B, T) -> values[b, index[b, t]]."""
+        if values.dim() == 2:
+            return values.gather(1, index)
+        return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
+
+    def compact(self, values: torch.Tensor) -> torch.Tensor:
+        return self._gather(values, self.to_original)
+
+    def restore(self, values: torch.Tensor, fill: float = 0) -> torch.Tensor:
+        """Compact layout -> original positions, `fill` where the mask is 0."""
+        mask = self.original_mask if values.dim() == 2 else self.original_mask.unsqueeze(-1)
+        return torch.where(mask, self._gather(values, self.to_compact), fill)
+
+    def reversed(self, values: torch.Tensor) -> torch.Tensor:
+        return self._gather(values, self.reverse)
