@@ -73,13 +73,28 @@ def scheme_constraints(labels: Sequence[str], scheme: str) -> tuple[list[list[bo
     return transitions, start, end
 
 
-def _chain_messages(first: torch.Tensor, emissions: torch.Tensor, kernel: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def _reachable(first: torch.Tensor, graph: torch.Tensor, steps: int) -> torch.Tensor:
+    """(steps, C) bool: which tags some allowed path can be in at each step, from allowed first tags `first`."""
+    rows = [first]
+    while len(rows) < steps:
+        following = (rows[-1].to(graph.dtype) @ graph) > 0
+        if torch.equal(following, rows[-1]):  # a fixed point: the same from here on
+            rows += [following] * (steps - len(rows))
+        else:
+            rows.append(following)
+    return torch.stack(rows)
+
+
+def _chain_messages(
+    first: torch.Tensor, emissions: torch.Tensor, kernel: torch.Tensor, scale: torch.Tensor, positive: torch.Tensor
+) -> torch.Tensor | None:
     """log m_t = log(exp(log m_{t-1}) @ exp(A)) + E_t with log m_0 = `first`, for every step of (T, B, C) emissions.
 
-    `kernel` is exp(A - scale). The fast path keeps each step's message normalised in exp-space (a matrix product,
-    a product, a sum and a division per step) and adds the log-normalisers up afterwards. Should a message underflow
-    (only with extreme scores, e.g. a constraint forcing a tag whose emission is ~90 below the best one), the whole
-    chain is redone with a max-shift per step in log-space, which cannot underflow.
+    `kernel` is exp(A - scale). Each step's message is kept normalised in exp-space (a matrix product, a product,
+    a sum and a division per step) and the log-normalisers are added up afterwards. That is exact unless a message
+    entry underflows, which only extreme scores cause (e.g. a path family ~90 nats behind that a constraint later
+    makes the only way forward); then an entry that must be positive (`positive`, (T, B, C) bool) comes out 0, and
+    None is returned so that the caller can use the exact log-space recursion instead.
     """
     seq_len = emissions.size(0)
     peak = emissions.amax(-1, keepdim=True)  # (T, B, 1)
@@ -87,30 +102,26 @@ def _chain_messages(first: torch.Tensor, emissions: torch.Tensor, kernel: torch.
     messages = torch.empty_like(emissions)
     norms = emissions.new_empty(seq_len, emissions.size(1), 1)
     first_peak = first.amax(-1, keepdim=True)
-    torch.exp(first - first_peak, out=messages[0])
+    messages[0] = torch.exp(first - first_peak)
+    steps, step_scaled, step_norms = messages.unbind(0), scaled.unbind(0), norms.unbind(0)  # views, made once
     for t in range(seq_len):
         if t > 0:
-            torch.mm(messages[t - 1], kernel, out=messages[t])
-            messages[t].mul_(scaled[t])
-        torch.sum(messages[t], -1, keepdim=True, out=norms[t])
-        messages[t].div_(norms[t])
-    if bool((norms > 0).all()):
-        offsets = torch.log(norms) + peak + scale  # (T, B, 1)
-        offsets[0] = torch.log(norms[0]) + first_peak
-        return torch.log(messages) + offsets.cumsum(0)
-
-    log_messages = torch.empty_like(emissions)
-    log_messages[0] = first
-    for t in range(1, seq_len):
-        shift = log_messages[t - 1].amax(-1, keepdim=True).clamp(min=-1e30)  # a row of -inf stays -inf, not NaN
-        log_messages[t] = torch.log(torch.exp(log_messages[t - 1] - shift) @ kernel) + shift + scale + emissions[t]
-    return log_messages
+            torch.mm(steps[t - 1], kernel, out=steps[t])
+            steps[t].mul_(step_scaled[t])
+        torch.sum(steps[t], -1, keepdim=True, out=step_norms[t])
+        steps[t].div_(step_norms[t])
+    smallest = torch.where(positive, messages, 1.0).amin(-1)  # (T, B)
+    if not bool((smallest > 0).all()):
+        return None
+    offsets = torch.log(norms) + peak + scale  # (T, B, 1)
+    offsets[0] = torch.log(norms[0]) + first_peak
+    return torch.log(messages) + offsets.cumsum(0)
 
 
 def _forward_backward(
     emissions: torch.Tensor, lengths: torch.Tensor, reverse: torch.Tensor, transitions, start, end
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward and backward log-messages over compact, right-padded emissions (B, T, C).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Forward and backward log-messages over compact, right-padded emissions (B, T, C), or None on underflow.
 
     Returns log_alpha (B, T, C), log_beta (B, T, C) and log Z (B,). Positions at or after a row's length hold
     values that must be ignored. `reverse` maps each compact position to its mirror within the row's length.
@@ -118,30 +129,50 @@ def _forward_backward(
     batch_size, seq_len, num_tags = emissions.shape
     scale = transitions.max()
     kernel = torch.exp(transitions - scale)  # (C, C), exact zeros for disallowed transitions
-    rows = torch.arange(batch_size, device=emissions.device)
-    last = (lengths - 1).clamp(min=0)  # (B,)
+    allowed = (transitions > PENALTY / 2).to(emissions.dtype)
+    valid = (torch.arange(seq_len, device=emissions.device) < lengths.unsqueeze(1)).T.unsqueeze(-1)  # (T, B, 1)
     by_time = emissions.transpose(0, 1).contiguous()  # (T, B, C)
-    log_alpha = _chain_messages(start + by_time[0], by_time, kernel, scale).transpose(0, 1)  # (B, T, C)
+    positive = valid & _reachable(start > PENALTY / 2, allowed, seq_len).unsqueeze(1)
+    log_alpha = _chain_messages(start + by_time[0], by_time, kernel, scale, positive)
 
     # beta runs left-to-right over each row reversed within its length, so every row starts at step 0;
     # gamma_s = beta'_s + E'_s has the same recursion as alpha, with the transposed kernel
     index = reverse.unsqueeze(-1).expand(-1, -1, num_tags)
     mirrored = emissions.gather(1, index).transpose(0, 1).contiguous()  # (T, B, C)
-    log_gamma = _chain_messages(end + mirrored[0], mirrored, kernel.T.contiguous(), scale)
+    positive = valid & _reachable(end > PENALTY / 2, allowed.T, seq_len).unsqueeze(1)
+    log_gamma = _chain_messages(end + mirrored[0], mirrored, kernel.T.contiguous(), scale, positive)
+    if log_alpha is None or log_gamma is None:
+        return None
+    log_alpha = log_alpha.transpose(0, 1)  # (B, T, C)
     log_beta = (log_gamma - mirrored).transpose(0, 1).gather(1, index)  # (B, T, C)
 
-    log_z = torch.logsumexp(log_alpha[rows, last] + end, dim=-1)  # (B,)
+    rows = torch.arange(batch_size, device=emissions.device)
+    log_z = torch.logsumexp(log_alpha[rows, (lengths - 1).clamp(min=0)] + end, dim=-1)  # (B,)
     return log_alpha, log_beta, torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
 
 
+def _log_partition_exact(emissions, lengths, transitions, start, end) -> torch.Tensor:
+    """log Z by the textbook log-space recursion over (B, C, C) per step, differentiated by autograd.
+
+    Slow but immune to underflow: used only when the fast path reports one.
+    """
+    batch_size, seq_len, _ = emissions.shape
+    log_alpha = start + emissions[:, 0]  # (B, C)
+    for t in range(1, seq_len):
+        step = torch.logsumexp(log_alpha.unsqueeze(-1) + transitions, dim=1) + emissions[:, t]
+        log_alpha = torch.where((t < lengths).unsqueeze(-1), step, log_alpha)
+    log_z = torch.logsumexp(log_alpha + end, dim=-1)
+    return torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
+
+
 class _LogPartition(torch.autograd.Function):
-    """log Z with a hand-written gradient: the forward-backward marginals, so autograd never replays the loops."""
+    """log Z from precomputed forward-backward messages, with the hand-written gradient (the marginals), so autograd
+    never replays the time loops."""
 
     @staticmethod
-    def forward(ctx, emissions, lengths, reverse, transitions, start, end):
-        log_alpha, log_beta, log_z = _forward_backward(emissions, lengths, reverse, transitions, start, end)
+    def forward(ctx, emissions, lengths, transitions, start, end, log_alpha, log_beta, log_z):
         ctx.save_for_backward(emissions, lengths, log_alpha, log_beta, log_z, transitions)
-        return log_z
+        return log_z.clone()
 
     @staticmethod
     def backward(ctx, grad_log_z):
@@ -172,7 +203,7 @@ class _LogPartition(torch.autograd.Function):
         x = x.nan_to_num(0.0).reshape(-1, num_tags)
         y = y.nan_to_num(0.0).reshape(-1, num_tags)
         grad_transitions = kernel * (x.T @ y)
-        return grad_emissions, None, None, grad_transitions, grad_start, grad_end
+        return grad_emissions, None, grad_transitions, grad_start, grad_end, None, None, None
 
 
 class LinearChainCRF(nn.Module):
@@ -244,7 +275,12 @@ class LinearChainCRF(nn.Module):
         with torch.autocast(emissions.device.type, enabled=False):
             compact, compaction = self._prepare(emissions, mask)
             transitions, start, end = self._scores(PENALTY)
-            return _LogPartition.apply(compact, compaction.lengths, compaction.reverse, transitions, start, end)
+            lengths = compaction.lengths
+            with torch.no_grad():
+                messages = _forward_backward(compact, lengths, compaction.reverse, transitions, start, end)
+            if messages is None:
+                return _log_partition_exact(compact, lengths, transitions, start, end)
+            return _LogPartition.apply(compact, lengths, transitions, start, end, *messages)
 
     def path_score(self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised score of the given tag paths: (B,). Tags at masked positions are ignored (may be -100)."""
@@ -264,16 +300,26 @@ class LinearChainCRF(nn.Module):
         """log p(tags | emissions) per sequence: (B,). Differentiable; 0 for a row with no unmasked position."""
         return self.path_score(emissions, tags, mask) - self.log_partition(emissions, mask)
 
+    def forward(self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Calling the module gives the per-sequence log-likelihood, as in pytorch-crf (without its reduction)."""
+        return self.log_likelihood(emissions, tags, mask)
+
     @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior P(y_t = j | x) by forward-backward: (B, T, C), rows sum to 1, zeros at masked positions."""
         with torch.autocast(emissions.device.type, enabled=False):
             compact, compaction = self._prepare(emissions, mask)
             transitions, start, end = self._scores(PENALTY)
-            log_alpha, log_beta, log_z = _forward_backward(
-                compact, compaction.lengths, compaction.reverse, transitions, start, end
-            )
-            probabilities = torch.exp(log_alpha + log_beta - log_z.view(-1, 1, 1)).nan_to_num(0.0)
+            lengths = compaction.lengths
+            messages = _forward_backward(compact, lengths, compaction.reverse, transitions, start, end)
+            if messages is None:  # marginals are the gradient of log Z with respect to the emissions
+                with torch.enable_grad():
+                    compact.requires_grad_()
+                    log_z = _log_partition_exact(compact, lengths, transitions, start, end)
+                    probabilities = torch.autograd.grad(log_z.sum(), compact)[0]
+            else:
+                log_alpha, log_beta, log_z = messages
+                probabilities = torch.exp(log_alpha + log_beta - log_z.view(-1, 1, 1)).nan_to_num(0.0)
             return compaction.restore(probabilities, fill=0.0)
 
     @torch.no_grad()

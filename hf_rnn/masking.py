@@ -19,13 +19,16 @@ class MaskCompaction:
         batch_size, seq_len = mask.shape
         positions = torch.arange(seq_len, device=mask.device).expand(batch_size, seq_len)  # (B, T)
         self.lengths = mask.sum(1)  # (B,)
-        # compact position -> original position (real tokens first, in order), and its inverse
-        self.to_original = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # (B, T)
-        self.to_compact = self.to_original.argsort(dim=1)  # (B, T)
+        self.original_mask = mask
         self.compact_mask = positions < self.lengths.unsqueeze(1)  # (B, T)
+        # right padding (what collators produce) is already compact: no gathers then
+        self.is_identity = bool(torch.equal(mask, self.compact_mask))
+        if not self.is_identity:
+            # compact position -> original position (real tokens first, in order), and its inverse
+            self.to_original = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # (B, T)
+            self.to_compact = self.to_original.argsort(dim=1)  # (B, T)
         # reversal within the length in the compact layout (an involution; padding stays in place)
         self.reverse = torch.where(self.compact_mask, self.lengths.unsqueeze(1) - 1 - positions, positions)  # (B, T)
-        self.original_mask = mask
 
     @staticmethod
     def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -35,12 +38,12 @@ class MaskCompaction:
         return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
 
     def compact(self, values: torch.Tensor) -> torch.Tensor:
-        return self._gather(values, self.to_original)
+        return values if self.is_identity else self._gather(values, self.to_original)
 
     def restore(self, values: torch.Tensor, fill: float = 0) -> torch.Tensor:
         """Compact layout -> original positions, `fill` where the mask is 0."""
         mask = self.original_mask if values.dim() == 2 else self.original_mask.unsqueeze(-1)
-        return torch.where(mask, self._gather(values, self.to_compact), fill)
+        return torch.where(mask, values if self.is_identity else self._gather(values, self.to_compact), fill)
 
     def reversed(self, values: torch.Tensor) -> torch.Tensor:
         return self._gather(values, self.reverse)

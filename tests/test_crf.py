@@ -1,0 +1,271 @@
+"""LinearChainCRF against brute-force enumeration of every tag path, pytorch-crf, gradcheck, and its constraints."""
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hf_rnn import LinearChainCRF, scheme_constraints
+import hf_rnn.crf as hf_crf
+from hf_rnn.crf import PENALTY
+
+torchcrf = pytest.importorskip("torchcrf")
+
+
+def random_crf(num_tags: int, constraints=None, dtype=torch.float64, seed: int = 0) -> LinearChainCRF:
+    generator = torch.Generator().manual_seed(seed)
+    crf = LinearChainCRF(num_tags, constraints).to(dtype)
+    with torch.no_grad():
+        for param in (crf.transitions, crf.start_transitions, crf.end_transitions):
+            param.copy_(torch.randn(param.shape, generator=generator, dtype=dtype))
+    return crf
+
+
+@torch.no_grad()
+def brute_force(crf: LinearChainCRF, emissions: torch.Tensor, mask: torch.Tensor):
+    """Every tag path of every row scored from the definition: positions where mask is 0 are dropped first.
+
+    Returns per row: a dict path -> score (disallowed moves score -inf), with () -> 0 for an empty row.
+    """
+    allowed, start_ok, end_ok = crf.allowed_transitions, crf.allowed_start, crf.allowed_end
+    results = []
+    for row in range(emissions.size(0)):
+        kept = emissions[row][mask[row]]  # (n, C)
+        scores = {}
+        if len(kept) == 0:
+            results.append({(): 0.0})
+            continue
+        for path in itertools.product(range(crf.num_tags), repeat=len(kept)):
+            ok = bool(start_ok[path[0]]) and bool(end_ok[path[-1]]) and all(
+                bool(allowed[a, b]) for a, b in zip(path, path[1:])
+            )
+            score = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+            score = score + sum(kept[i, tag] for i, tag in enumerate(path))
+            score = score + sum(crf.transitions[a, b] for a, b in zip(path, path[1:]))
+            scores[path] = float(score) if ok else float("-inf")
+        results.append(scores)
+    return results
+
+
+def expand(path: tuple, mask_row: torch.Tensor) -> list:
+    """A path over the unmasked positions, laid out on the full row with -100 at masked positions."""
+    full, tags = [], iter(path)
+    for keep in mask_row.tolist():
+        full.append(next(tags) if keep else -100)
+    return full
+
+
+masks = st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mask_rows=masks, num_tags=st.integers(1, 3), seed=st.integers(0, 10_000), constrained=st.booleans())
+def test_against_brute_force_enumeration(mask_rows, num_tags, seed, constrained):
+    """log Z, log-likelihood, Viterbi, top-k and marginals on random masks (holes, left/right padding, empty rows)."""
+    constraints = None
+    if constrained and num_tags == 3:  # O, B-X, I-X under BIO: no I-X first, no O -> I-X
+        constraints = scheme_constraints(["O", "B-X", "I-X"], "BIO")
+    crf = random_crf(num_tags, constraints, seed=seed)
+    mask = torch.tensor(mask_rows)
+    generator = torch.Generator().manual_seed(seed)
+    emissions = torch.randn(*mask.shape, num_tags, generator=generator, dtype=torch.float64)
+    truth = brute_force(crf, emissions, mask)
+
+    log_z = crf.log_partition(emissions, mask)
+    k = 4
+    paths, top_scores = crf.top_k(emissions, mask, k=k)
+    best = crf.decode(emissions, mask)
+    marginals = crf.marginals(emissions, mask)
+    for row, scores in enumerate(truth):
+        finite = {p: s for p, s in scores.items() if s > float("-inf")}
+        expected_log_z = torch.logsumexp(torch.tensor(list(finite.values()), dtype=torch.float64), 0)
+        torch.testing.assert_close(log_z[row], expected_log_z)
+        ranked = sorted(finite.items(), key=lambda item: -item[1])
+        assert best[row].tolist() == expand(ranked[0][0], mask[row])
+        for rank in range(min(k, len(ranked))):
+            torch.testing.assert_close(top_scores[row, rank].item(), ranked[rank][1])
+            assert finite[tuple(t for t in paths[row, rank].tolist() if t != -100)] == pytest.approx(ranked[rank][1])
+        assert all(score == float("-inf") for score in top_scores[row, len(ranked):].tolist()) or not mask[row].any()
+        # log-likelihood of a random allowed path, and marginals as sums of path probabilities
+        path, score = ranked[seed % len(ranked)]
+        tags = torch.tensor(expand(path, mask[row]))[None]
+        torch.testing.assert_close(crf.log_likelihood(emissions[row : row + 1], tags, mask[row : row + 1])[0],
+                                   score - expected_log_z)
+        if mask[row].any():
+            expected = torch.zeros(int(mask[row].sum()), num_tags, dtype=torch.float64)
+            for p, s in finite.items():
+                for position, tag in enumerate(p):
+                    expected[position, tag] += torch.exp(torch.tensor(s, dtype=torch.float64) - expected_log_z)
+            torch.testing.assert_close(marginals[row][mask[row]], expected)
+        assert torch.all(marginals[row][~mask[row]] == 0)
+
+
+def test_empty_row_has_log_likelihood_zero_and_no_tags():
+    crf = random_crf(3)
+    emissions = torch.randn(2, 4, 3, dtype=torch.float64)
+    mask = torch.tensor([[True, True, False, False], [False] * 4])
+    tags = torch.randint(3, (2, 4))
+    ll = crf.log_likelihood(emissions, tags, mask)
+    assert ll[1] == 0 and torch.isfinite(ll).all()
+    assert crf.decode(emissions, mask)[1].tolist() == [-100] * 4
+
+
+@pytest.mark.parametrize("shape", [(6, 9, 5), (1, 2, 4), (3, 30, 7)])
+def test_matches_pytorch_crf_on_right_padded_batches(shape):
+    batch, length, num_tags = shape
+    crf = random_crf(num_tags, dtype=torch.float32)
+    reference = torchcrf.CRF(num_tags, batch_first=True)
+    with torch.no_grad():
+        for name in ("transitions", "start_transitions", "end_transitions"):
+            getattr(reference, name).copy_(getattr(crf, name))
+    emissions = torch.randn(batch, length, num_tags, requires_grad=True)
+    tags = torch.randint(num_tags, (batch, length))
+    lengths = torch.randint(1, length + 1, (batch,))
+    lengths[0] = length
+    mask = torch.arange(length) < lengths[:, None]
+    ours, theirs = crf.log_likelihood(emissions, tags, mask), reference(emissions, tags, mask, reduction="none")
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-5)
+    ours_grads = torch.autograd.grad(ours.sum(), [emissions, crf.transitions, crf.start_transitions, crf.end_transitions])
+    their_grads = torch.autograd.grad(
+        theirs.sum(), [emissions, reference.transitions, reference.start_transitions, reference.end_transitions]
+    )
+    for a, b in zip(ours_grads, their_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    decoded = crf.decode(emissions, mask)
+    for row, path in enumerate(reference.decode(emissions, mask)):
+        assert decoded[row, : len(path)].tolist() == path
+        assert (decoded[row, len(path) :] == -100).all()
+
+
+def test_gradcheck_float64_with_holes_and_constraints():
+    crf = random_crf(3, scheme_constraints(["O", "B-X", "I-X"], "BIO"))
+    tags = torch.tensor([[0, 1, 2, 2, 0], [1, 2, 0, 0, 1], [0, 0, 1, 2, 2]])
+    mask = torch.tensor([[1, 1, 0, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.bool)
+
+    def log_likelihood(emissions, transitions, start, end):
+        parameters = {"transitions": transitions, "start_transitions": start, "end_transitions": end}
+        return torch.func.functional_call(crf, parameters, (emissions, tags, mask))
+
+    inputs = [torch.randn(3, 5, 3, dtype=torch.float64)] + [
+        p.detach().clone() for p in (crf.transitions, crf.start_transitions, crf.end_transitions)
+    ]
+    assert torch.autograd.gradcheck(log_likelihood, [x.requires_grad_() for x in inputs])
+
+
+BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def test_scheme_constraints_bio_and_iob1():
+    allowed, start, end = scheme_constraints(BIO, "BIO")
+    index = {tag: i for i, tag in enumerate(BIO)}
+    assert not allowed[index["O"]][index["I-PER"]] and not allowed[index["B-PER"]][index["I-LOC"]]
+    assert allowed[index["B-PER"]][index["I-PER"]] and allowed[index["I-PER"]][index["I-PER"]]
+    assert allowed[index["I-LOC"]][index["B-PER"]] and allowed[index["O"]][index["B-LOC"]]
+    assert start == [True, True, False, True, False] and all(end)
+    allowed, start, end = scheme_constraints(BIO, "IOB1")
+    assert allowed[index["O"]][index["I-PER"]] and not allowed[index["O"]][index["B-PER"]]
+    assert allowed[index["I-PER"]][index["B-PER"]] and not allowed[index["I-LOC"]][index["B-PER"]]
+    assert start == [True, False, True, False, True]
+
+
+@pytest.mark.parametrize("scheme, prefixes", [("BIOES", "BIES"), ("BILOU", "BILU")])
+def test_scheme_constraints_bioes(scheme, prefixes):
+    b, i, e, s = prefixes
+    labels = ["O"] + [f"{p}-X" for p in prefixes] + [f"{p}-Y" for p in prefixes]
+    allowed, start, end = scheme_constraints(labels, scheme)
+    at = {tag: n for n, tag in enumerate(labels)}
+    assert allowed[at[f"{b}-X"]][at[f"{i}-X"]] and allowed[at[f"{b}-X"]][at[f"{e}-X"]]
+    assert not allowed[at[f"{b}-X"]][at["O"]] and not allowed[at[f"{i}-X"]][at[f"{e}-Y"]]
+    assert allowed[at[f"{e}-X"]][at[f"{s}-Y"]] and not allowed[at[f"{s}-X"]][at[f"{i}-X"]]
+    assert [start[at[t]] for t in labels] == [t[0] in ("O", b, s) for t in labels]
+    assert [end[at[t]] for t in labels] == [t[0] in ("O", e, s) for t in labels]
+
+
+def test_scheme_constraints_reject_foreign_labels():
+    with pytest.raises(ValueError, match="NOUN"):
+        scheme_constraints(["O", "NOUN"], "BIO")
+    with pytest.raises(ValueError, match="scheme"):
+        scheme_constraints(["O"], "BIOLU")
+
+
+def _is_valid(path, constraints) -> bool:
+    allowed, start, end = constraints
+    tags = [t for t in path if t != -100]
+    return not tags or (start[tags[0]] and end[tags[-1]] and all(allowed[a][b] for a, b in zip(tags, tags[1:])))
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "IOB1", "BIOES"])
+def test_decoded_paths_never_break_constraints(scheme):
+    labels = ["O"] + [f"{p}-{t}" for t in ("A", "B") for p in ("BI" if scheme != "BIOES" else "BIES")]
+    constraints = scheme_constraints(labels, scheme)
+    crf = random_crf(len(labels), constraints, dtype=torch.float32)
+    emissions = 8 * torch.randn(64, 12, len(labels))  # strong, contradictory local evidence
+    mask = torch.rand(64, 12) > 0.2
+    paths, scores = crf.top_k(emissions, mask, k=3)
+    assert torch.isfinite(scores[mask.any(1)]).all()
+    for path in paths.reshape(-1, 12).tolist():
+        assert _is_valid(path, constraints)
+    unconstrained = random_crf(len(labels), None, dtype=torch.float32)
+    assert not all(_is_valid(p, constraints) for p in unconstrained.decode(emissions, mask).tolist())
+
+
+def test_extreme_scores_with_constraints_stay_exact_and_finite(monkeypatch):
+    """After a sure `O`, the best emission sits on `I-X` (unreachable from `O`), 800 nats above the rest: every
+    reachable message underflows in exp-space, so the chain must be redone in log-space."""
+    labels = ["O", "B-X", "I-X", "E-X", "S-X"]
+    crf = random_crf(5, scheme_constraints(labels, "BIOES"))
+    emissions = torch.zeros(2, 4, 5, dtype=torch.float64)
+    emissions[:, 0, 1:] = -800.0  # position 0: surely O
+    emissions[:, 1:, 2] = 800.0  # then I-X, which cannot follow O
+    emissions[1, 2:, 0] = -800.0
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    truth = brute_force(crf, emissions, mask)
+    exact = hf_crf._log_partition_exact
+    calls = []
+    monkeypatch.setattr(hf_crf, "_log_partition_exact", lambda *args: calls.append(1) or exact(*args))
+    log_z = crf.log_partition(emissions, mask)
+    assert calls, "the exact log-space path should have been taken"
+    for row, scores in enumerate(truth):
+        finite = torch.tensor([s for s in scores.values() if s > float("-inf")], dtype=torch.float64)
+        torch.testing.assert_close(log_z[row], torch.logsumexp(finite, 0))
+    assert torch.isfinite(crf.marginals(emissions, mask)).all()
+
+
+def test_a_gold_path_that_breaks_a_constraint_gives_a_finite_loss_and_gradient():
+    crf = random_crf(3, scheme_constraints(["O", "B-X", "I-X"], "BIO"), dtype=torch.float32)
+    emissions = torch.randn(1, 3, 3, requires_grad=True)
+    log_likelihood = crf.log_likelihood(emissions, torch.tensor([[2, 0, 2]]))  # starts with I-X, then O -> I-X
+    assert torch.isfinite(log_likelihood).all() and log_likelihood.item() < PENALTY / 2
+    log_likelihood.sum().backward()
+    assert torch.isfinite(emissions.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_keeps_the_crf_in_float32(dtype):
+    crf = random_crf(5, scheme_constraints(BIO, "BIO"), dtype=torch.float32)
+    emissions = torch.randn(4, 7, 5)
+    tags = torch.zeros(4, 7, dtype=torch.long)
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    expected = crf.log_likelihood(emissions.to(dtype).float(), tags, mask)
+    with torch.autocast("cpu", dtype=dtype):
+        half = emissions.to(dtype)
+        log_likelihood = crf.log_likelihood(half, tags, mask)
+        marginals = crf.marginals(half, mask)
+        decoded = crf.decode(half, mask)
+    assert log_likelihood.dtype == torch.float32 and marginals.dtype == torch.float32
+    torch.testing.assert_close(log_likelihood, expected)
+    assert torch.equal(decoded, crf.decode(emissions.to(dtype).float(), mask))
+
+
+def test_input_validation():
+    crf = LinearChainCRF(3)
+    with pytest.raises(ValueError, match="emissions"):
+        crf.decode(torch.randn(2, 4, 5))
+    with pytest.raises(ValueError, match="mask"):
+        crf.decode(torch.randn(2, 4, 3), torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="k must"):
+        crf.top_k(torch.randn(2, 4, 3), k=0)
+    with pytest.raises(ValueError, match="first tag"):
+        crf.set_constraints(None, [False] * 3, None)
