@@ -25,7 +25,7 @@ test-slow: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) bench/padding.py
+	cd bench && for b in crf tagger_step padding generate; do ../$(PY) $$b.py || exit 1; done
 
 clean:
 	rm -rf runs .pytest_cache

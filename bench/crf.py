@@ -9,7 +9,7 @@ import torch
 from torchcrf import CRF
 
 from hf_rnn.crf import LinearChainCRF
-from common import device_name, median_ms
+from common import compare_ms, device_name
 
 SHAPES = [(32, 40, 18), (64, 128, 20), (256, 64, 9)]  # batch, length, tags
 
@@ -51,10 +51,11 @@ def main() -> None:
         def nll_ours():
             (-ours.log_likelihood(emissions, tags, mask).sum()).backward()
 
-        timings = [median_ms(fn, device, args.repeats) for fn in (nll_reference, nll_ours)]
+        timings = compare_ms([nll_reference, nll_ours], device, args.repeats)
         with torch.no_grad():
-            timings += [median_ms(lambda: reference.decode(emissions, mask), device, args.repeats),
-                        median_ms(lambda: ours.decode(emissions, mask), device, args.repeats)]
+            timings += compare_ms(
+                [lambda: reference.decode(emissions, mask), lambda: ours.decode(emissions, mask)], device, args.repeats
+            )
         print(
             f"| {batch} | {length} | {num_tags} | {timings[0]:.2f} | {timings[1]:.2f} | {timings[0] / timings[1]:.1f}x | "
             f"{timings[2]:.2f} | {timings[3]:.2f} | {timings[2] / timings[3]:.1f}x |"

@@ -8,7 +8,7 @@ import argparse
 import torch
 
 import hf_rnn
-from common import device_name, median_ms
+from common import compare_ms, device_name
 
 
 def main() -> None:
@@ -24,12 +24,14 @@ def main() -> None:
     print("| ---: | ---: | ---: | ---: |")
     for prompt_length in (16, 128, 512):
         prompt = torch.randint(1, config.vocab_size, (1, prompt_length), device=device)
-        timings = []
-        for use_cache in (True, False):
-            def run():
-                model.generate(prompt, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                               do_sample=False, use_cache=use_cache)
-            timings.append(median_ms(run, device, repeats=3, warmup=1) / args.new_tokens)
+        runs = [
+            lambda use_cache=use_cache: model.generate(
+                prompt, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
+                use_cache=use_cache,
+            )
+            for use_cache in (True, False)
+        ]
+        timings = [ms / args.new_tokens for ms in compare_ms(runs, device, repeats=3, warmup=1)]
         print(f"| {prompt_length} | {timings[0]:.2f} | {timings[1]:.2f} | {timings[1] / timings[0]:.1f}x |")
 
 

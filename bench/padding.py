@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import hf_rnn
-from common import device_name, median_ms
+from common import compare_ms, device_name
 
 SHAPES = [(32, 40, 100, 256), (128, 60, 100, 256)]  # batch, length, input width, hidden size
 
@@ -52,7 +52,7 @@ def main() -> None:
         def ours():
             model(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state.sum().backward()
 
-        times = [median_ms(fn, device, args.repeats) for fn in (unpacked, packed, ours)]
+        times = compare_ms([unpacked, packed, ours], device, args.repeats)
         print(
             f"| {batch} | {length} | {times[0]:.2f} | {times[1]:.2f} | {times[2]:.2f} | "
             f"{times[2] / times[0]:.2f} | {times[2] / times[1]:.2f} |"

@@ -1,7 +1,8 @@
 """hf_rnn: Elman RNN, GRU, LSTM and BiLSTM-CRF models for the Hugging Face ecosystem.
 
-Importing the package registers `RnnConfig` and every head with the `Auto*` classes, and marks them for
-`register_for_auto_class`, so `save_pretrained`/`push_to_hub` ship the model code with the weights.
+Importing the package registers `RnnConfig` and every head with the `Auto*` classes, marks them for
+`register_for_auto_class` (so `save_pretrained`/`push_to_hub` ship the model code with the weights), and registers
+the "rnn-token-classification" pipeline task.
 """
 
 from transformers import (
@@ -26,6 +27,8 @@ from .modeling_rnn import (
     RnnTokenClassifierOutput,
 )
 
+from .pipelines import RnnTokenClassificationPipeline, register_pipeline
+
 __version__ = "0.1.0"
 
 _AUTO_CLASSES = {
@@ -40,6 +43,7 @@ RnnConfig.register_for_auto_class()
 for _auto_class, _model_class in _AUTO_CLASSES.items():
     _auto_class.register(RnnConfig, _model_class, exist_ok=True)
     _model_class.register_for_auto_class(_auto_class.__name__)
+register_pipeline()  # pipeline("rnn-token-classification", ...)
 
 __all__ = [
     "LinearChainCRF",
@@ -52,6 +56,7 @@ __all__ = [
     "RnnModel",
     "RnnModelOutput",
     "RnnPreTrainedModel",
+    "RnnTokenClassificationPipeline",
     "RnnTokenClassifierOutput",
     "scheme_constraints",
 ]

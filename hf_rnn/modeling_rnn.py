@@ -421,21 +421,21 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         return logits.argmax(-1).masked_fill(~mask, -100)
 
     @torch.no_grad()
+    def tag_probabilities(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) per-token tag probabilities, zero at padding: the CRF's posterior marginals (forward-backward),
+        which weigh the transitions like the Viterbi tags do, or the softmax of the logits."""
+        if self.crf is not None:
+            return self.crf.marginals(logits, mask)
+        return logits.float().softmax(-1) * mask.unsqueeze(-1)
+
+    @torch.no_grad()
     def tag(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.LongTensor, torch.Tensor]:
-        """Predicted tags (B, T) (-100 at padding) and per-token tag probabilities (B, T, C).
-
-        With the CRF the probabilities are posterior marginals (forward-backward), so they account for the
-        transitions like the Viterbi tags do; otherwise they are the softmax of the logits.
-        """
+        """Predicted tags (B, T), -100 at padding, and their per-token probabilities (B, T, C)."""
         logits = self(input_ids=input_ids, attention_mask=attention_mask, return_predictions=False).logits
         mask = _token_mask(logits, attention_mask)
-        if self.crf is not None:
-            probabilities = self.crf.marginals(logits, mask)
-        else:
-            probabilities = logits.float().softmax(-1) * mask.unsqueeze(-1)
-        return self.decode_logits(logits, mask), probabilities
+        return self.decode_logits(logits, mask), self.tag_probabilities(logits, mask)
 
 
 def _token_mask(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:

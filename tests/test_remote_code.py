@@ -23,7 +23,8 @@ LOADER = textwrap.dedent(
     assert "hf_rnn" not in type(model).__module__.split(".")[0], type(model).__module__
     ids = torch.load(folder + "/ids.pt")
     with torch.no_grad():
-        torch.save(model(ids, attention_mask=(ids != 0).long())[0], folder + "/out.pt")
+        output = model(ids, attention_mask=(ids != 0).long())
+        torch.save((output[0], output.get("predictions")), folder + "/out.pt")
     print(type(model).__module__)
     """
 )
@@ -37,17 +38,23 @@ def _load_elsewhere(folder, auto: str, trust: bool) -> subprocess.CompletedProce
     )
 
 
+BIO_CRF = dict(
+    use_crf=True, crf_constraints="BIO", id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2}
+)
+
+
 @pytest.mark.parametrize(
-    "head, auto",
+    "head, auto, extra",
     [
-        (hf_rnn.RnnForTokenClassification, "AutoModelForTokenClassification"),
-        (hf_rnn.RnnForCausalLM, "AutoModelForCausalLM"),
-        (hf_rnn.RnnForSequenceClassification, "AutoModelForSequenceClassification"),
-        (hf_rnn.RnnModel, "AutoModel"),
+        (hf_rnn.RnnForTokenClassification, "AutoModelForTokenClassification", {}),
+        (hf_rnn.RnnForTokenClassification, "AutoModelForTokenClassification", BIO_CRF),
+        (hf_rnn.RnnForCausalLM, "AutoModelForCausalLM", {}),
+        (hf_rnn.RnnForSequenceClassification, "AutoModelForSequenceClassification", {}),
+        (hf_rnn.RnnModel, "AutoModel", {}),
     ],
 )
-def test_remote_code_load_without_hf_rnn(head, auto, tmp_path):
-    model = head(tiny_config(cell_type="gru", bidirectional=head is not hf_rnn.RnnForCausalLM)).eval()
+def test_remote_code_load_without_hf_rnn(head, auto, extra, tmp_path):
+    model = head(tiny_config(cell_type="gru", bidirectional=head is not hf_rnn.RnnForCausalLM, **extra)).eval()
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["auto_map"][auto] == f"modeling_rnn.{head.__name__}"
     ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10]])
@@ -56,7 +63,8 @@ def test_remote_code_load_without_hf_rnn(head, auto, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().startswith("transformers_modules")
     with torch.no_grad():
-        expected = model(ids, attention_mask=(ids != 0).long())[0]
+        output = model(ids, attention_mask=(ids != 0).long())
+        expected = (output[0], output.get("predictions"))  # predictions: Viterbi tags with the CRF
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=1e-5, atol=1e-6)
 
 

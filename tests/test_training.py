@@ -26,6 +26,24 @@ def test_token_loss_uses_num_items_in_batch():
     torch.testing.assert_close(model(ids, labels=labels, num_items_in_batch=torch.tensor(40)).loss, token_losses.sum() / 40)
 
 
+def test_crf_loss_is_the_summed_sequence_nll_per_labelled_token():
+    config = tiny_config(use_crf=True, bidirectional=True)
+    model = hf_rnn.RnnForTokenClassification(config).eval()
+    ids = torch.randint(1, 37, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 1, 1, 1]])
+    labels = torch.randint(0, 3, (3, 5)).masked_fill(mask == 0, -100)
+    labels[0, 4] = -100  # an unlabelled real token: the chain skips it
+    out = model(ids, attention_mask=mask, labels=labels)
+    scored = (mask == 1) & (labels != -100)
+    nll = -sum(
+        model.crf.log_likelihood(out.logits[row : row + 1, scored[row]], labels[row : row + 1, scored[row]]).sum()
+        for row in range(3)
+    )
+    torch.testing.assert_close(out.loss, nll / scored.sum())
+    torch.testing.assert_close(model(ids, attention_mask=mask, labels=labels, num_items_in_batch=20).loss, nll / 20)
+    assert torch.equal(out.predictions, model.crf.decode(out.logits, mask.bool()))
+
+
 def _weights(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 
@@ -35,7 +53,7 @@ def _assert_same_weights(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[name], b[name], atol=2e-6, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("head", ["tagger", "lm"])
+@pytest.mark.parametrize("head", ["tagger", "crf", "lm"])
 def test_gradient_accumulation_equals_one_big_batch(head, tmp_path):
     train(str(tmp_path / "big"), head, batch_size=8, accumulation=1)
     train(str(tmp_path / "accumulated"), head, batch_size=4, accumulation=2)
@@ -43,7 +61,7 @@ def test_gradient_accumulation_equals_one_big_batch(head, tmp_path):
     _assert_same_weights(big, accumulated)
 
 
-@pytest.mark.parametrize("head", ["tagger", "lm"])
+@pytest.mark.parametrize("head", ["tagger", "crf", "lm"])
 def test_two_processes_equal_one_process_with_the_same_global_batch(head, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(HERE)}
     command = [

@@ -30,12 +30,17 @@ def check_init_rule(model: hf_rnn.RnnPreTrainedModel) -> None:
     assert torch.all(embeddings[config.pad_token_id] == 0)
 
 
+BIO_LABELS = {"id2label": {0: "O", 1: "B-X", 2: "I-X"}, "label2id": {"O": 0, "B-X": 1, "I-X": 2}}
+CRF = dict(use_crf=True, crf_constraints="BIO", **BIO_LABELS)
+
+
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("cell_type", CELLS)
 def test_meta_device_init_equals_init(head, cell_type):
     """A model built on the meta device and initialised by `init_weights` obeys the same rule as `__init__`:
     no parameter escapes `_init_weights` (each starts as NaN here)."""
-    config = tiny_config(cell_type=cell_type, initializer_range=0.05, forget_bias=2.0)
+    extra = CRF if head is hf_rnn.RnnForTokenClassification else {}
+    config = tiny_config(cell_type=cell_type, initializer_range=0.05, forget_bias=2.0, **extra)
     check_init_rule(head(config))
     with torch.device("meta"):
         model = head(config)
@@ -45,11 +50,14 @@ def test_meta_device_init_equals_init(head, cell_type):
             param.fill_(float("nan"))
     model.init_weights()
     check_init_rule(model)
+    if extra:  # the constraint masks are buffers rebuilt from the config, not loaded
+        assert torch.equal(model.crf.allowed_transitions, head(config).crf.allowed_transitions)
+        assert not model.crf.allowed_transitions.all()
 
 
-@pytest.mark.parametrize("head", HEADS)
-def test_save_and_load_round_trip_is_exact(head, tmp_path):
-    model = head(tiny_config(bidirectional=head is not hf_rnn.RnnForCausalLM)).eval()
+@pytest.mark.parametrize("head, extra", [(h, {}) for h in HEADS] + [(hf_rnn.RnnForTokenClassification, CRF)])
+def test_save_and_load_round_trip_is_exact(head, extra, tmp_path):
+    model = head(tiny_config(bidirectional=head is not hf_rnn.RnnForCausalLM, **extra)).eval()
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
     assert {"configuration_rnn.py", "modeling_rnn.py"} <= {p.name for p in tmp_path.glob("*.py")}
@@ -60,6 +68,10 @@ def test_save_and_load_round_trip_is_exact(head, tmp_path):
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
     expected, actual = model(ids, attention_mask=mask), loaded(ids, attention_mask=mask)
     torch.testing.assert_close(actual[0], expected[0], rtol=0, atol=0)
+    if extra:
+        assert "crf.py" in {p.name for p in tmp_path.glob("*.py")} and "masking.py" in {p.name for p in tmp_path.glob("*.py")}
+        assert torch.equal(loaded.crf.allowed_transitions, model.crf.allowed_transitions)
+        assert torch.equal(actual.predictions, expected.predictions)
 
 
 def test_loading_a_base_checkpoint_into_a_head_keeps_loaded_weights(tmp_path):
@@ -106,14 +118,16 @@ def test_resize_token_embeddings(tie):
     torch.testing.assert_close(after[:, :4, :37], before, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("head", HEADS[1:])
+@pytest.mark.parametrize("head, extra", [(h, {}) for h in HEADS[1:]] + [(hf_rnn.RnnForTokenClassification, CRF)])
 @pytest.mark.parametrize("cell_type", CELLS)
-def test_training_steps_reduce_the_loss(head, cell_type):
-    config = tiny_config(cell_type=cell_type, bidirectional=head is not hf_rnn.RnnForCausalLM)
+def test_training_steps_reduce_the_loss(head, extra, cell_type):
+    config = tiny_config(cell_type=cell_type, bidirectional=head is not hf_rnn.RnnForCausalLM, **extra)
     model = head(config).train()
     ids = torch.randint(1, 37, (8, 6))
     labels = torch.randint(0, 3, (8,) if head is hf_rnn.RnnForSequenceClassification else (8, 6))
     labels = ids if head is hf_rnn.RnnForCausalLM else labels
+    if extra:  # O and B-X only: every sequence is valid BIO
+        labels = torch.randint(0, 2, (8, 6))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     losses = []
     for _ in range(30):

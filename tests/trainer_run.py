@@ -29,6 +29,8 @@ def _dataset(head: str) -> Dataset:
         length = 2 + index % 11
         ids = torch.randint(2, VOCAB, (length,), generator=generator).tolist()
         labels = ids if head == "lm" else torch.randint(0, 3, (length,), generator=generator).tolist()
+        if head == "crf":  # a valid BIO sequence: I-X (2) only after B-X (1) or I-X
+            labels = [0 if tag == 2 and (i == 0 or labels[i - 1] == 0) else tag for i, tag in enumerate(labels)]
         rows.append({"input_ids": ids, "attention_mask": [1] * length, "labels": labels})
     return Dataset.from_list(rows)
 
@@ -36,10 +38,11 @@ def _dataset(head: str) -> Dataset:
 def train(output_file: str, head: str, batch_size: int, accumulation: int) -> None:
     torch.manual_seed(0)
     config = hf_rnn.RnnConfig(
-        vocab_size=VOCAB, embedding_size=8, hidden_size=8, bidirectional=head == "tagger",
-        id2label={0: "A", 1: "B", 2: "C"}, label2id={"A": 0, "B": 1, "C": 2},
+        vocab_size=VOCAB, embedding_size=8, hidden_size=8, bidirectional=head != "lm",
+        id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2},
+        use_crf=head == "crf", crf_constraints="BIO" if head == "crf" else None,
     )
-    model = (hf_rnn.RnnForTokenClassification if head == "tagger" else hf_rnn.RnnForCausalLM)(config)
+    model = (hf_rnn.RnnForCausalLM if head == "lm" else hf_rnn.RnnForTokenClassification)(config)
     args = TrainingArguments(
         output_dir=output_file + ".run",
         per_device_train_batch_size=batch_size,

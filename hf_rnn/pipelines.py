@@ -1,0 +1,100 @@
+"""A token-classification pipeline that reports the model's own decision: Viterbi paths and CRF marginals.
+
+transformers' `TokenClassificationPipeline` takes the argmax of softmax(logits); for a BiLSTM-CRF those logits are
+emission scores, whose argmax ignores the transitions. This subclass asks the model instead (`decode_logits`,
+`tag_probabilities`) and otherwise keeps the parent's behaviour: word input, offsets, B-/I- span grouping.
+"""
+
+import numpy as np
+from transformers import AutoModelForTokenClassification, TokenClassificationPipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.token_classification import AggregationStrategy
+
+TASK = "rnn-token-classification"
+
+
+class RnnTokenClassificationPipeline(TokenClassificationPipeline):
+    """`pipeline("rnn-token-classification", model=..., tokenizer=...)`: Viterbi-consistent tags and entities.
+
+    Scores are the tags' posterior marginals under a CRF (softmax probabilities otherwise). With a word-aggregation
+    strategy (`first`, `average`, `max`) a word takes the tag of its first piece, the one the tagger is trained on.
+    """
+
+    def _forward(self, model_inputs):
+        outputs = super()._forward(model_inputs)
+        logits, mask = outputs["logits"], outputs["attention_mask"].bool()
+        outputs["predictions"] = self.model.decode_logits(logits, mask)
+        outputs["probabilities"] = self.model.tag_probabilities(logits, mask)
+        return outputs
+
+    def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
+        ignore_labels = ["O"] if ignore_labels is None else ignore_labels
+        first = all_outputs[0]
+        entities = []
+        for outputs in all_outputs:
+            offsets = outputs["offset_mapping"][0] if outputs["offset_mapping"] is not None else None
+            pre_entities = self.gather_pre_entities(
+                first["sentence"],
+                outputs["input_ids"][0],
+                outputs["probabilities"][0].float().numpy(),
+                offsets,
+                outputs["special_tokens_mask"][0].numpy(),
+                aggregation_strategy,
+                word_ids=outputs.get("word_ids"),
+                word_to_chars_map=first.get("word_to_chars_map"),
+            )
+            tags = outputs["predictions"][0].tolist()
+            tagged = [self._token_entity(pre, tags[pre["index"]]) for pre in pre_entities]
+            if aggregation_strategy in (AggregationStrategy.FIRST, AggregationStrategy.AVERAGE, AggregationStrategy.MAX):
+                tagged = self._words(tagged, aggregation_strategy)
+            if aggregation_strategy != AggregationStrategy.NONE:
+                tagged = self.group_entities(tagged)
+            public = [{k: v for k, v in e.items() if not k.startswith("_")} for e in tagged]
+            entities += [e for e in public if e.get("entity", e.get("entity_group")) not in ignore_labels]
+        return self.aggregate_overlapping_entities(entities) if len(all_outputs) > 1 else entities
+
+    def _token_entity(self, pre_entity: dict, tag: int) -> dict:
+        """One token's entity; keys starting with "_" are for word merging and are dropped from the output."""
+        return {
+            "entity": self.model.config.id2label[tag],
+            "score": pre_entity["scores"][tag],
+            "index": pre_entity["index"],
+            "word": pre_entity["word"],
+            "start": pre_entity["start"],
+            "end": pre_entity["end"],
+            "_is_subword": pre_entity["is_subword"],
+            "_tag": tag,
+            "_scores": pre_entity["scores"],
+        }
+
+    def _words(self, tokens: list[dict], strategy: AggregationStrategy) -> list[dict]:
+        """Merge sub-word pieces into words; a word keeps its first piece's tag."""
+        groups: list[list[dict]] = []
+        for token in tokens:
+            if groups and token["_is_subword"]:
+                groups[-1].append(token)
+            else:
+                groups.append([token])
+        words = []
+        for pieces in groups:
+            tag = pieces[0]["_tag"]
+            scores = [piece["_scores"][tag] for piece in pieces]
+            score = {AggregationStrategy.FIRST: scores[0], AggregationStrategy.MAX: max(scores)}.get(
+                strategy, float(np.mean(scores))
+            )
+            words.append(
+                {
+                    "entity": pieces[0]["entity"],
+                    "score": score,
+                    "word": self.tokenizer.convert_tokens_to_string([piece["word"] for piece in pieces]),
+                    "start": pieces[0]["start"],
+                    "end": pieces[-1]["end"],
+                }
+            )
+        return words
+
+
+def register_pipeline() -> None:
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=RnnTokenClassificationPipeline, pt_model=AutoModelForTokenClassification
+    )

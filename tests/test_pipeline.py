@@ -1,0 +1,98 @@
+"""`pipeline("rnn-token-classification")` reports the model's Viterbi tags and CRF marginals, with B-/I- spans."""
+
+import pytest
+import torch
+from transformers import pipeline
+
+import hf_rnn
+from hf_rnn.tokenization import build_word_tokenizer
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+SENTENCES = [
+    "Jean went to Paris with Marie Curie",
+    "the river near Oslo is cold",
+    "Anna Maria Berlin Paris Oslo Jean",
+    "to with near is the cold went",
+]
+
+
+def make(use_crf: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    tokenizer = build_word_tokenizer([s.split() for s in SENTENCES])
+    config = hf_rnn.RnnConfig(
+        vocab_size=tokenizer.vocab_size, embedding_size=8, hidden_size=8, bidirectional=True, initializer_range=1.0,
+        id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
+        use_crf=use_crf, crf_constraints="BIO" if use_crf else None,
+    )
+    model = hf_rnn.RnnForTokenClassification(config).eval()
+    return model, tokenizer
+
+
+def model_tags(model, tokenizer, sentence: str):
+    inputs = tokenizer(sentence, return_tensors="pt")
+    with torch.no_grad():
+        output = model(**inputs)
+    probabilities = model.tag_probabilities(output.logits, inputs["attention_mask"].bool())
+    return output.predictions[0].tolist(), output.logits[0].argmax(-1).tolist(), probabilities[0]
+
+
+def test_crf_pipeline_equals_viterbi_and_marginals():
+    model, tokenizer = make(use_crf=True)
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer)
+    differs = False
+    for sentence in SENTENCES:
+        tags, argmax, probabilities = model_tags(model, tokenizer, sentence)
+        tokens = tagger(sentence, ignore_labels=[])
+        assert [t["entity"] for t in tokens] == [LABELS[i] for i in tags]
+        for t in tokens:
+            assert t["score"] == pytest.approx(probabilities[t["index"], LABELS.index(t["entity"])].item(), rel=1e-5)
+            assert sentence[t["start"] : t["end"]] == t["word"]
+        differs |= tags != argmax
+    assert differs, "emission argmax never differed from Viterbi: the test would not catch a pipeline using argmax"
+
+
+def bio_spans(words: list[str], tags: list[int]) -> list[tuple[str, str]]:
+    """(type, text) spans read from BIO tags, independently of the pipeline: an I- without its B- opens a span."""
+    spans, current = [], None
+    for word, tag in zip(words, (LABELS[i] for i in tags)):
+        if tag == "O":
+            current = None
+        elif tag.startswith("B-") or current is None or current[0] != tag[2:]:
+            current = [tag[2:], [word]]
+            spans.append(current)
+        else:
+            current[1].append(word)
+    return [(kind, " ".join(w)) for kind, w in spans]
+
+
+def test_crf_pipeline_groups_bio_spans_with_offsets():
+    model, tokenizer = make(use_crf=True, seed=3)
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
+    found = 0
+    for sentence in SENTENCES:
+        tags, _, _ = model_tags(model, tokenizer, sentence)
+        spans = tagger(sentence)
+        assert [(s["entity_group"], s["word"]) for s in spans] == bio_spans(sentence.split(), tags)
+        for span in spans:
+            assert sentence[span["start"] : span["end"]] == span["word"]
+        found += len(spans)
+    assert found > 0
+
+
+def test_pre_split_words_and_word_aggregation():
+    model, tokenizer = make(use_crf=True, seed=1)
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer)
+    words = SENTENCES[0].split()
+    tags, _, _ = model_tags(model, tokenizer, SENTENCES[0])
+    out = tagger([words], is_split_into_words=True, aggregation_strategy="first")[0]
+    assert [(s["entity_group"], s["word"]) for s in out] == bio_spans(words, tags)
+
+
+def test_softmax_tagger_matches_transformers_own_pipeline():
+    model, tokenizer = make(use_crf=False)
+    ours = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer)
+    theirs = pipeline("token-classification", model=model, tokenizer=tokenizer)
+    for sentence in SENTENCES:
+        a, b = ours(sentence, ignore_labels=[]), theirs(sentence, ignore_labels=[])
+        assert [(e["entity"], e["start"], e["end"]) for e in a] == [(e["entity"], e["start"], e["end"]) for e in b]
+        assert [e["score"] for e in a] == pytest.approx([e["score"] for e in b], rel=1e-5)
