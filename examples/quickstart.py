@@ -18,7 +18,7 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.data import encode_for_tagging, load_sample_pos
-from hf_rnn.metrics import token_accuracy
+from hf_rnn.metrics import TaggingMetrics
 from hf_rnn.tokenization import build_word_tokenizer
 
 
@@ -73,7 +73,7 @@ def main() -> None:
         eval_dataset=data["dev"],
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=token_accuracy,
+        compute_metrics=TaggingMetrics(labels),
     )
     start = time.perf_counter()
     trainer.train()

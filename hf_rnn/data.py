@@ -35,16 +35,10 @@ def read_conll(
     Sentences end at whitespace-only lines (WNUT-17 uses a lone TAB) and `-DOCSTART-` lines are skipped. Every token
     line must have as many columns as the sentence's first line.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DataFormatError(path, line, f"not valid UTF-8 ({error.reason})") from None
     sentences: list[TaggedSentence] = []
     current: TaggedSentence | None = None
     width = None
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_read_lines(path), start=1):
         if not raw.strip():
             if current is not None:
                 sentences.append(current)
@@ -72,6 +66,67 @@ def read_conll(
     if not sentences:
         raise DataFormatError(path, 1, "no sentences found (empty file?)")
     return sentences
+
+
+CONLLU_FIELDS = {"upos": 3, "xpos": 4}
+
+
+def read_conllu(path: str | Path, tag_field: str = "upos") -> list[TaggedSentence]:
+    """Read a CoNLL-U file: the word forms and their UPOS or XPOS tags.
+
+    Comment lines are skipped, and so are multiword-token lines (`3-4`, their words follow as ordinary lines) and
+    empty nodes (`8.1`), which are not part of the basic tree.
+    """
+    if tag_field not in CONLLU_FIELDS:
+        raise ValueError(f"tag_field must be one of {list(CONLLU_FIELDS)}, got {tag_field!r}")
+    column = CONLLU_FIELDS[tag_field]
+    sentences: list[TaggedSentence] = []
+    current: TaggedSentence | None = None
+    for number, raw in enumerate(_read_lines(path), start=1):
+        if not raw.strip():
+            if current is not None:
+                sentences.append(current)
+            current = None
+            continue
+        if raw.startswith("#"):
+            continue
+        fields = raw.split("\t")
+        if len(fields) != 10:
+            raise DataFormatError(path, number, f"expected 10 TAB-separated fields, got {len(fields)}: {raw!r}")
+        if "-" in fields[0] or "." in fields[0]:
+            continue
+        if not fields[0].isdigit():
+            raise DataFormatError(path, number, f"word ID {fields[0]!r} is not an integer, a range or a decimal")
+        if fields[column] == "_":
+            raise DataFormatError(path, number, f"word {fields[1]!r} has no {tag_field.upper()} tag")
+        if current is None:
+            current = TaggedSentence([], [], str(path), number)
+        current.tokens.append(fields[1])
+        current.tags.append(fields[column])
+    if current is not None:
+        sentences.append(current)
+    if not sentences:
+        raise DataFormatError(path, 1, "no sentences found (empty file?)")
+    return sentences
+
+
+def read_text(path: str | Path, eos: str | None = "<eos>") -> list[list[str]]:
+    """A plain-text corpus for language modelling: one sentence per line, whitespace-separated tokens, `eos`
+    appended to every line (the PTB recipe). Blank lines are skipped."""
+    lines = [line.split() + ([eos] if eos else []) for line in _read_lines(path) if line.strip()]
+    if not lines:
+        raise DataFormatError(path, 1, "no text found (empty file?)")
+    return lines
+
+
+def _read_lines(path: str | Path) -> list[str]:
+    """The file's lines; a decoding error names the line it happened on."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise DataFormatError(path, line, f"not valid UTF-8 ({error.reason})") from None
 
 
 def tagging_dataset(

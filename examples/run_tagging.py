@@ -1,0 +1,170 @@
+"""Train a (Bi)RNN tagger — POS tagging, NER, chunking — with the Trainer, from CoNLL/CoNLL-U files.
+
+    python examples/run_tagging.py --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
+        --output_dir runs/pos --use_crf --num_train_epochs 10
+    accelerate launch examples/run_tagging.py ...        # several processes / GPUs
+
+Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...).
+Evaluation reports token accuracy and, for BIO/IOB1/BIOES labels, span precision/recall/F1 (conlleval rules).
+"""
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    DataCollatorForTokenClassification,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+import hf_rnn
+from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, tagging_dataset
+from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
+from hf_rnn.tokenization import build_word_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataArguments:
+    train_file: str = field(metadata={"help": "CoNLL (token ... tag) or CoNLL-U (.conllu) training file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluation file; see validation_fraction."})
+    validation_fraction: float = field(
+        default=0.0, metadata={"help": "Without a validation file, hold out this share of training sentences."}
+    )
+    token_column: int = field(default=0, metadata={"help": "CoNLL: the token's column."})
+    tag_column: int = field(default=-1, metadata={"help": "CoNLL: the tag's column (-1: the last)."})
+    tag_field: str = field(default="upos", metadata={"help": "CoNLL-U: 'upos' or 'xpos'."})
+    unknown_tag: str | None = field(
+        default=None, metadata={"help": "Map tags unseen in training to this label (e.g. O) instead of failing."}
+    )
+    lowercase: bool = field(default=False, metadata={"help": "Lower-case words in the vocabulary."})
+    normalize_digits: bool = field(default=False, metadata={"help": "Map every digit to 0 in the vocabulary."})
+    min_frequency: int = field(default=1, metadata={"help": "Keep words seen at least this often in training."})
+    max_length: int | None = field(default=None, metadata={"help": "Truncate sentences to this many tokens."})
+    no_plots: bool = field(default=False, metadata={"help": "Skip the PNG plots saved next to the model."})
+
+
+@dataclass
+class ModelArguments:
+    cell_type: str = field(default="lstm", metadata={"help": "rnn, gru or lstm."})
+    embedding_size: int = 100
+    hidden_size: int = 256
+    num_layers: int = 1
+    unidirectional: bool = field(default=False, metadata={"help": "Left-to-right only (default: bidirectional)."})
+    dropout: float = 0.5
+    use_crf: bool = field(default=False, metadata={"help": "BiLSTM-CRF: CRF loss and Viterbi decoding."})
+    crf_constraints: str | None = field(
+        default="auto", metadata={"help": "BIO, IOB1, BIOES, BILOU, none, or auto (BIO when the labels are chunks)."}
+    )
+
+
+def read_split(path: str, data: DataArguments):
+    if path.endswith(".conllu"):
+        return read_conllu(path, data.tag_field)
+    return read_conll(path, data.token_column, data.tag_column)
+
+
+def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
+    """Learning curves, the dev confusion matrix and (with a CRF) the transition heatmap, as PNGs in output_dir."""
+    if not trainer.is_world_process_zero():
+        return
+    try:
+        from hf_rnn.plots import plot_confusion_matrix, plot_learning_curves, plot_transitions
+    except ImportError:
+        logger.warning("matplotlib is not installed: no plots (pip install hf_rnn[plots])")
+        return
+    folder = Path(trainer.args.output_dir)
+    plot_learning_curves(trainer.state.log_history, folder / "learning_curves.png")
+    output = trainer.predict(dataset)
+    predictions, gold = predicted_tags(output), output.label_ids
+    scored = gold != -100
+    plot_confusion_matrix(gold[scored], predictions[scored], labels, folder / "confusion_matrix.png")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if model.crf is not None:
+        plot_transitions(model.crf, labels, folder / "crf_transitions.png")
+
+
+def main() -> None:
+    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+
+    splits = {"train": read_split(data_args.train_file, data_args)}
+    if data_args.validation_file:
+        splits["validation"] = read_split(data_args.validation_file, data_args)
+    elif data_args.validation_fraction > 0:
+        held_out = max(1, int(len(splits["train"]) * data_args.validation_fraction))
+        generator = torch.Generator().manual_seed(training_args.seed)
+        order = torch.randperm(len(splits["train"]), generator=generator).tolist()
+        splits["validation"] = [splits["train"][i] for i in order[:held_out]]
+        splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
+    raw = tagging_dataset(splits, unknown_tag=data_args.unknown_tag)
+    labels = raw["train"].features["tags"].feature.names
+    tokenizer = build_word_tokenizer(
+        raw["train"]["tokens"],
+        min_frequency=data_args.min_frequency,
+        lowercase=data_args.lowercase,
+        normalize_digits=data_args.normalize_digits,
+    )
+    data = encode_for_tagging(raw, tokenizer, max_length=data_args.max_length)
+
+    constraints = model_args.crf_constraints
+    if constraints == "auto":
+        constraints = "BIO" if is_chunk_scheme(labels) else None
+    config = hf_rnn.RnnConfig(
+        cell_type=model_args.cell_type,
+        vocab_size=tokenizer.vocab_size,
+        embedding_size=model_args.embedding_size,
+        hidden_size=model_args.hidden_size,
+        num_layers=model_args.num_layers,
+        bidirectional=not model_args.unidirectional,
+        dropout=model_args.dropout,
+        use_crf=model_args.use_crf,
+        crf_constraints=constraints if model_args.use_crf and constraints not in (None, "none") else None,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+    )
+    model = hf_rnn.RnnForTokenClassification(config)
+    logger.info(
+        "%s: %d parameters, %d words in the vocabulary, %d tags, %d training sentences",
+        type(model).__name__, model.num_parameters(), tokenizer.vocab_size, len(labels), len(data["train"]),
+    )
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=data["train"],
+        eval_dataset=data.get("validation"),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=TaggingMetrics(labels),
+    )
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    if "validation" in data:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        if trainer.is_world_process_zero():
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+        if not data_args.no_plots:
+            save_plots(trainer, data["validation"], labels)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

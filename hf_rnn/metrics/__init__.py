@@ -1,0 +1,57 @@
+"""Metrics as local `evaluate` modules shipped with hf_rnn (no network), and `compute_metrics` helpers for the
+Trainer that score the model's own predictions (Viterbi paths with a CRF)."""
+
+from importlib import resources
+
+import evaluate
+import numpy as np
+
+MODULES = ("span_f1", "token_accuracy", "perplexity")
+
+
+def load_metric(name: str, **kwargs) -> evaluate.EvaluationModule:
+    """`evaluate.load` of one of hf_rnn's modules ("span_f1", "token_accuracy", "perplexity"), offline."""
+    if name not in MODULES:
+        raise ValueError(f"unknown metric {name!r}; hf_rnn ships {MODULES}")
+    return evaluate.load(str(resources.files("hf_rnn") / "metrics" / name), **kwargs)
+
+
+def predicted_tags(eval_prediction) -> np.ndarray:
+    """(N, T) tags from an `EvalPrediction`.
+
+    `RnnForTokenClassification` returns `(logits, predictions)` in eval mode; `predictions` is the Viterbi path when
+    the model has a CRF, so it is used whenever present. A bare logits array (another model) falls back to argmax.
+    """
+    outputs = eval_prediction.predictions
+    if isinstance(outputs, (tuple, list)):
+        return np.asarray(outputs[1])
+    return np.asarray(outputs).argmax(-1)
+
+
+def is_chunk_scheme(label_names: list[str]) -> bool:
+    """Labels like O, B-PER, I-PER (BIO/IOB1/BIOES): score spans, not just tokens."""
+    return any(name[:2] in ("B-", "I-", "E-", "S-", "L-", "U-") for name in label_names)
+
+
+class TaggingMetrics:
+    """`compute_metrics` for taggers: token accuracy, plus span P/R/F1 (conlleval rules) for chunk labels.
+
+    Positions labelled -100 (padding, later word pieces) are dropped before scoring.
+    """
+
+    def __init__(self, label_names: list[str]):
+        self.label_names = list(label_names)
+        self.accuracy = load_metric("token_accuracy")
+        self.spans = load_metric("span_f1") if is_chunk_scheme(self.label_names) else None
+
+    def __call__(self, eval_prediction) -> dict[str, float]:
+        predictions, labels = predicted_tags(eval_prediction), np.asarray(eval_prediction.label_ids)
+        scored = labels != -100
+        results = self.accuracy.compute(predictions=predictions[scored].tolist(), references=labels[scored].tolist())
+        if self.spans is not None:
+            names = np.asarray(self.label_names, dtype=object)
+            predicted = [names[row[keep]].tolist() for row, keep in zip(predictions, scored)]
+            gold = [names[row[keep]].tolist() for row, keep in zip(labels, scored)]
+            spans = self.spans.compute(predictions=predicted, references=gold)
+            results.update(precision=spans["overall_precision"], recall=spans["overall_recall"], f1=spans["overall_f1"])
+        return results
