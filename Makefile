@@ -22,10 +22,10 @@ test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q
 
 test-slow: $(STAMP)
-	$(OFFLINE) $(PY) -m pytest -q -m slow
+	$(OFFLINE) $(PY) -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow
 
 bench: $(STAMP)
-	cd bench && for b in crf tagger_step padding generate; do ../$(PY) $$b.py || exit 1; done
+	cd bench && for b in crf tagger_step padding generate trainer_vs_loop; do ../$(PY) $$b.py || exit 1; done
 
 clean:
 	rm -rf runs .pytest_cache

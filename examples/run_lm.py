@@ -116,9 +116,11 @@ class _ZarembaDecay(TrainerCallback):
         self.trainer, self.decay_start, self.decay = trainer, decay_start, decay
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        factor = self.decay ** max(0, int(round(state.epoch)) - self.decay_start + 1)
+        lr = args.learning_rate / self.decay ** max(0, int(round(state.epoch)) - self.decay_start + 1)
+        # the (constant) scheduler recomputes every step's lr from its base_lrs, so change those too
+        self.trainer.lr_scheduler.base_lrs = [lr] * len(self.trainer.lr_scheduler.base_lrs)
         for group in self.trainer.optimizer.param_groups:
-            group["lr"] = args.learning_rate / factor
+            group["lr"] = lr
 
 
 def main() -> None:
