@@ -19,6 +19,7 @@ from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, Tra
 
 import hf_rnn
 from hf_rnn.metrics import load_metric
+from hf_rnn.hub import push_trained
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def main() -> None:
     args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
+    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
+    push, training_args.push_to_hub = training_args.push_to_hub, False
 
     splits = {"train": load_table(args.train_file)}
     if args.validation_file:
@@ -117,8 +120,8 @@ def main() -> None:
         trainer.save_metrics("eval", metrics)
         if trainer.is_world_process_zero():
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+    if push:
+        push_trained(trainer, metrics if "validation" in data else None, dataset=Path(args.train_file).parent.name or None)
 
 
 if __name__ == "__main__":

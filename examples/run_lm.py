@@ -21,6 +21,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
@@ -28,6 +29,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 
 import hf_rnn
 from hf_rnn.data import read_text
+from hf_rnn.hub import push_trained
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -128,6 +130,8 @@ def main() -> None:
     lm_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
+    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
+    push, training_args.push_to_hub = training_args.push_to_hub, False
     # TBPTT needs the batches in stream order, and our own columns kept
     training_args.train_sampling_strategy = "sequential"
     training_args.remove_unused_columns = False
@@ -187,6 +191,8 @@ def main() -> None:
         trainer.save_metrics("eval", metrics)
         if trainer.is_world_process_zero():
             print(f"validation perplexity {metrics['eval_perplexity']:.2f}")
+    if push:
+        push_trained(trainer, metrics if validation is not None else None, dataset=Path(lm_args.train_file).parent.name or None)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from transformers import (
 import hf_rnn
 from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, tagging_dataset
 from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
+from hf_rnn.hub import push_trained
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ def main() -> None:
     data_args, model_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
+    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
+    push, training_args.push_to_hub = training_args.push_to_hub, False
 
     splits = {"train": read_split(data_args.train_file, data_args)}
     if data_args.validation_file:
@@ -106,7 +109,10 @@ def main() -> None:
         order = torch.randperm(len(splits["train"]), generator=generator).tolist()
         splits["validation"] = [splits["train"][i] for i in order[:held_out]]
         splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
-    raw = tagging_dataset(splits, unknown_tag=data_args.unknown_tag)
+    # a dev split carved from the training file shares its label set (rare tags may fall on either side)
+    carved = data_args.validation_file is None and "validation" in splits
+    label_names = sorted({t for part in splits.values() for s in part for t in s.tags}) if carved else None
+    raw = tagging_dataset(splits, label_names=label_names, unknown_tag=data_args.unknown_tag)
     labels = raw["train"].features["tags"].feature.names
     tokenizer = build_word_tokenizer(
         raw["train"]["tokens"],
@@ -162,8 +168,8 @@ def main() -> None:
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
         if not data_args.no_plots:
             save_plots(trainer, data["validation"], labels)
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+    if push:
+        push_trained(trainer, metrics if "validation" in data else None, dataset=Path(data_args.train_file).parent.name or None)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""Sharing on the Hub: a complete push (config, safetensors weights, tokenizer, model code, model card).
+
+`push_model` saves everything into a temporary folder and uploads it as one commit, so the local training folder is
+never touched, and an unchanged model re-pushed makes no new commit (the Hub reports every file as present).
+"""
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+
+PIPELINE_TAGS = {
+    "RnnForTokenClassification": "token-classification",
+    "RnnForSequenceClassification": "text-classification",
+    "RnnForCausalLM": "text-generation",
+    "RnnModel": "feature-extraction",
+}
+
+
+def model_card(
+    model,
+    repo_id: str,
+    eval_results: dict[str, float] | None = None,
+    dataset: str | None = None,
+    hyperparameters: dict | None = None,
+) -> ModelCard:
+    """A model card: YAML metadata (with model-index when `eval_results` are given), the architecture, the training
+    hyper-parameters, an evaluation table, and how to load the model with and without hf_rnn installed."""
+    config = model.config
+    architecture = type(model).__name__
+    task = PIPELINE_TAGS.get(architecture, "feature-extraction")
+    kind = {"rnn": "Elman RNN", "gru": "GRU", "lstm": "LSTM"}[config.cell_type]
+    tags = ["hf_rnn", config.cell_type, "rnn"] + (["bidirectional"] if config.bidirectional else [])
+    tags += ["crf", "bilstm-crf"] if getattr(config, "use_crf", False) and architecture == "RnnForTokenClassification" else []
+    results = [
+        EvalResult(
+            task_type=task, dataset_type=dataset or "custom", dataset_name=dataset or "custom",
+            metric_type=name, metric_value=round(float(value), 4),
+        )
+        for name, value in sorted((eval_results or {}).items())
+    ]
+    data = ModelCardData(
+        library_name="transformers", tags=tags, pipeline_tag=task, model_name=repo_id.split("/")[-1],
+        datasets=[dataset] if dataset else None, metrics=sorted(eval_results) if eval_results else None,
+        eval_results=results or None,
+    )
+    crf = ""
+    if getattr(model, "crf", None) is not None:
+        constraints = config.crf_constraints or "none"
+        crf = f" + a linear-chain CRF (Viterbi decoding, constraints: {constraints})"
+    lines = [
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        f"A {'bidirectional ' if config.bidirectional else ''}{config.num_layers}-layer {kind} "
+        f"({architecture}{crf}) made with hf_rnn: "
+        f"{model.num_parameters():,} parameters, word embeddings {config.embedding_size}, hidden size "
+        f"{config.hidden_size}, vocabulary {config.vocab_size}"
+        + (f", {config.num_labels} labels: {', '.join(config.id2label[i] for i in range(config.num_labels))}" if task in ("token-classification", "text-classification") else "")
+        + ".",
+        "",
+    ]
+    if hyperparameters:
+        lines += ["## Training hyper-parameters", "", "| name | value |", "| --- | --- |"]
+        lines += [f"| {name} | {value} |" for name, value in sorted(hyperparameters.items())] + [""]
+    if eval_results:
+        lines += ["## Evaluation", "", f"On {dataset or 'the evaluation data'}:", "", "| metric | value |", "| --- | ---: |"]
+        lines += [f"| {name} | {float(value):.4f} |" for name, value in sorted(eval_results.items())] + [""]
+    auto = {"token-classification": "AutoModelForTokenClassification", "text-classification": "AutoModelForSequenceClassification",
+            "text-generation": "AutoModelForCausalLM"}.get(task, "AutoModel")
+    lines += [
+        "## Usage",
+        "",
+        "With hf_rnn installed (`pip install hf_rnn`):",
+        "",
+        "```python",
+        "import hf_rnn  # registers the model classes and the rnn-token-classification pipeline",
+        f"from transformers import AutoTokenizer, {auto}",
+        f'model = {auto}.from_pretrained("{repo_id}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+        "```",
+        "",
+        "Without hf_rnn, the model code stored in this repository is used:",
+        "",
+        "```python",
+        f'model = {auto}.from_pretrained("{repo_id}", trust_remote_code=True)',
+        "```",
+        "",
+    ]
+    if task == "token-classification":
+        lines += [
+            "Tagging with the model's own decision (Viterbi paths and CRF marginals with a CRF):",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            f'tagger = pipeline("rnn-token-classification", model="{repo_id}", aggregation_strategy="simple")',
+            'tagger("Jean went to Paris")',
+            "```",
+            "",
+        ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def push_model(
+    model,
+    tokenizer,
+    repo_id: str,
+    revision: str | None = None,
+    eval_results: dict[str, float] | None = None,
+    dataset: str | None = None,
+    hyperparameters: dict | None = None,
+    commit_message: str = "Upload model with hf_rnn",
+    private: bool = False,
+    token: str | None = None,
+):
+    """Push model, tokenizer, model code and card to `repo_id` (created if needed) in one commit.
+
+    `revision` names a branch, created from main if it does not exist. Returns the `CommitInfo`.
+    """
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None and revision != "main":
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hf_rnn_push_") as folder:
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        card = model_card(model, repo_id, eval_results, dataset, hyperparameters)
+        card.save(Path(folder) / "README.md")
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message
+        )
+
+
+REPORTED_METRICS = ("accuracy", "f1", "precision", "recall", "perplexity")
+
+
+def push_trained(trainer, metrics: dict | None = None, dataset: str | None = None):
+    """`push_model` for a finished `Trainer` run (what the example scripts' `--push_to_hub` does).
+
+    The repository is `--hub_model_id` (default: the output folder's name), the branch `--hub_revision`; the card gets
+    the evaluation metrics and the main hyper-parameters. Only the main process pushes.
+    """
+    args = trainer.args
+    if not trainer.is_world_process_zero():
+        return None
+    results = {}
+    for key, value in (metrics or {}).items():
+        name = key.removeprefix("eval_")
+        if name in REPORTED_METRICS:
+            results[name] = value
+    hyperparameters = {
+        "learning_rate": args.learning_rate,
+        "epochs": args.num_train_epochs,
+        "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "optimizer": str(args.optim),
+        "seed": args.seed,
+    }
+    return push_model(
+        trainer.accelerator.unwrap_model(trainer.model),
+        trainer.processing_class,
+        args.hub_model_id or Path(args.output_dir).name,
+        revision=getattr(args, "hub_revision", None),
+        eval_results=results or None,
+        dataset=dataset,
+        hyperparameters=hyperparameters,
+        private=bool(args.hub_private_repo),
+        token=args.hub_token,
+    )
