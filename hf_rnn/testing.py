@@ -154,6 +154,17 @@ class LoopbackHub:
                     self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
                 return repository
 
+            def _revision(self, kind: str, repo_id: str, revision: str) -> tuple[Repository, str] | None:
+                """The repository and the commit a revision names; None after answering 404 with the right code."""
+                repository = self._repository(kind, repo_id)
+                if repository is None:
+                    return None
+                commit = repository.resolve(revision)
+                if commit is None:
+                    self._error(404, "RevisionNotFound", f"Revision {revision} not found")
+                    return None
+                return repository, commit
+
             # --- write side -----------------------------------------------------------------------------------
 
             def create_repo(self, method, body) -> None:
@@ -195,12 +206,12 @@ class LoopbackHub:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                repository = self._repository(kind, repo_id)
-                if repository is None:
+                found = self._revision(kind, repo_id, revision)
+                if found is None:
                     return
-                parent = repository.resolve(revision)
-                if parent is None:
-                    self._error(404, "RevisionNotFound", f"Revision {revision} not found")
+                repository, parent = found
+                if revision not in repository.branches:
+                    self._error(400, "RevisionNotFound", "commits go to a branch")
                     return
                 files = dict(repository.commits[parent])
                 summary = ""
@@ -222,11 +233,7 @@ class LoopbackHub:
                         self._json({"error": f"loopback hub: unsupported commit entry {entry['key']!r}"}, 400)
                         return
                 commit = hub._new_commit(repository, files, summary)
-                branch = revision if revision in repository.branches else None
-                if branch is None:
-                    self._error(400, "RevisionNotFound", "commits go to a branch")
-                    return
-                repository.branches[branch] = commit
+                repository.branches[revision] = commit
                 self._json({"commitOid": commit, "commitUrl": f"{hub.url}/{repo_id}/commit/{commit}", "pullRequestUrl": None})
 
             def create_branch(self, method, body, kind, repo_id, branch) -> None:
@@ -242,27 +249,21 @@ class LoopbackHub:
 
             # --- read side ------------------------------------------------------------------------------------
 
-            def info(self, method, body, kind, repo_id, revision=None) -> None:
-                repository = self._repository(kind, repo_id)
-                if repository is None:
+            def info(self, method, body, kind, repo_id, revision="main") -> None:
+                found = self._revision(kind, repo_id, revision)
+                if found is None:
                     return
-                commit = repository.resolve(revision or "main")
-                if commit is None:
-                    self._error(404, "RevisionNotFound", f"Revision {revision} not found")
-                    return
+                repository, commit = found
                 files = repository.commits[commit]
                 siblings = [{"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(files.items())]
                 self._json({"id": repo_id, "sha": commit, "private": False, "siblings": siblings, "tags": [],
                             "lastModified": "2026-01-01T00:00:00.000Z"})
 
             def tree(self, method, body, kind, repo_id, revision, folder="") -> None:
-                repository = self._repository(kind, repo_id)
-                if repository is None:
+                found = self._revision(kind, repo_id, revision)
+                if found is None:
                     return
-                commit = repository.resolve(revision)
-                if commit is None:
-                    self._error(404, "RevisionNotFound", f"Revision {revision} not found")
-                    return
+                repository, commit = found
                 prefix = folder.strip("/") + "/" if folder.strip("/") else ""
                 entries = [
                     {"type": "file", "oid": git_blob_sha(content), "size": len(content), "path": path}
@@ -272,14 +273,10 @@ class LoopbackHub:
                 self._json(entries)
 
             def resolve_file(self, method, body, kind, repo_id, revision, path) -> None:
-                repository = hub.repositories.get(f"{kind}:{repo_id}")
-                if repository is None:
-                    self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+                found = self._revision(kind, repo_id, revision)
+                if found is None:
                     return
-                commit = repository.resolve(revision)
-                if commit is None:
-                    self._error(404, "RevisionNotFound", f"Revision {revision} not found")
-                    return
+                repository, commit = found
                 content = repository.commits[commit].get(path)
                 if content is None:
                     self._error(404, "EntryNotFound", f"{path} does not exist at {revision}", commit)
