@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from datasets import load_dataset
 from transformers import (
     DataCollatorForTokenClassification,
     HfArgumentParser,
@@ -24,7 +25,7 @@ from transformers import (
 )
 
 import hf_rnn
-from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, tagging_dataset
+from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, standardize_tagging_dataset, tagging_dataset
 from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
 from hf_rnn.hub import push_trained
 from hf_rnn.tokenization import build_word_tokenizer
@@ -34,7 +35,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DataArguments:
-    train_file: str = field(metadata={"help": "CoNLL (token ... tag) or CoNLL-U (.conllu) training file."})
+    train_file: str | None = field(default=None, metadata={"help": "CoNLL (token ... tag) or CoNLL-U (.conllu) file."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Instead of files: a Hub dataset (e.g. wnut_17) or a local dataset folder."}
+    )
+    tokens_column: str = field(default="tokens", metadata={"help": "With --dataset_name: the words' column."})
+    tags_column: str = field(default="ner_tags", metadata={"help": "With --dataset_name: the tags' column."})
     validation_file: str | None = field(default=None, metadata={"help": "Evaluation file; see validation_fraction."})
     validation_fraction: float = field(
         default=0.0, metadata={"help": "Without a validation file, hold out this share of training sentences."}
@@ -72,6 +78,21 @@ def read_split(path: str, data: DataArguments):
     return read_conll(path, data.token_column, data.tag_column)
 
 
+def read_files(data_args: DataArguments, seed: int):
+    splits = {"train": read_split(data_args.train_file, data_args)}
+    if data_args.validation_file:
+        splits["validation"] = read_split(data_args.validation_file, data_args)
+    elif data_args.validation_fraction > 0:
+        held_out = max(1, int(len(splits["train"]) * data_args.validation_fraction))
+        order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed)).tolist()
+        splits["validation"] = [splits["train"][i] for i in order[:held_out]]
+        splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
+    # a dev split carved from the training file shares its label set (rare tags may fall on either side)
+    carved = data_args.validation_file is None and "validation" in splits
+    label_names = sorted({t for part in splits.values() for s in part for t in s.tags}) if carved else None
+    return tagging_dataset(splits, label_names=label_names, unknown_tag=data_args.unknown_tag)
+
+
 def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
     """Learning curves, the dev confusion matrix and (with a CRF) the transition heatmap, as PNGs in output_dir."""
     if not trainer.is_world_process_zero():
@@ -100,19 +121,14 @@ def main() -> None:
     # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
     push, training_args.push_to_hub = training_args.push_to_hub, False
 
-    splits = {"train": read_split(data_args.train_file, data_args)}
-    if data_args.validation_file:
-        splits["validation"] = read_split(data_args.validation_file, data_args)
-    elif data_args.validation_fraction > 0:
-        held_out = max(1, int(len(splits["train"]) * data_args.validation_fraction))
-        generator = torch.Generator().manual_seed(training_args.seed)
-        order = torch.randperm(len(splits["train"]), generator=generator).tolist()
-        splits["validation"] = [splits["train"][i] for i in order[:held_out]]
-        splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
-    # a dev split carved from the training file shares its label set (rare tags may fall on either side)
-    carved = data_args.validation_file is None and "validation" in splits
-    label_names = sorted({t for part in splits.values() for s in part for t in s.tags}) if carved else None
-    raw = tagging_dataset(splits, label_names=label_names, unknown_tag=data_args.unknown_tag)
+    if (data_args.train_file is None) == (data_args.dataset_name is None):
+        parser.error("pass exactly one of --train_file and --dataset_name")
+    if data_args.dataset_name:
+        raw = standardize_tagging_dataset(
+            load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column
+        )
+    else:
+        raw = read_files(data_args, training_args.seed)
     labels = raw["train"].features["tags"].feature.names
     tokenizer = build_word_tokenizer(
         raw["train"]["tokens"],
@@ -169,7 +185,8 @@ def main() -> None:
         if not data_args.no_plots:
             save_plots(trainer, data["validation"], labels)
     if push:
-        push_trained(trainer, metrics if "validation" in data else None, dataset=Path(data_args.train_file).parent.name or None)
+        dataset = data_args.dataset_name or Path(data_args.train_file).parent.name or None
+        push_trained(trainer, metrics if "validation" in data else None, dataset=dataset)
 
 
 if __name__ == "__main__":

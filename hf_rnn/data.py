@@ -167,6 +167,38 @@ def tagging_dataset(
     )
 
 
+def standardize_tagging_dataset(data: DatasetDict, tokens_column: str = "tokens", tags_column: str = "tags") -> DatasetDict:
+    """A Hub (or `load_dataset`) tagging dataset as hf_rnn's layout: `tokens` and `tags`, a `ClassLabel` sequence.
+
+    Tags stored as class ids keep their names; tags stored as strings get the training split's sorted label set.
+    """
+    if "train" not in data:
+        raise ValueError(f"the dataset has no 'train' split (it has {list(data)})")
+    for split, part in data.items():
+        missing = {tokens_column, tags_column} - set(part.column_names)
+        if missing:
+            raise ValueError(f"split {split!r} has no column(s) {sorted(missing)}; it has {part.column_names}")
+    data = DatasetDict({split: part.select_columns([tokens_column, tags_column]) for split, part in data.items()})
+    inner = getattr(data["train"].features[tags_column], "feature", None)
+    if isinstance(inner, ClassLabel):
+        names = inner.names
+    else:
+        names = sorted({tag for tags in data["train"][tags_column] for tag in tags})
+        index = {name: i for i, name in enumerate(names)}
+
+        def to_ids(batch: dict) -> dict:
+            unknown = {tag for tags in batch[tags_column] for tag in tags} - set(index)
+            if unknown:
+                raise ValueError(f"tags {sorted(unknown)} do not occur in the training split")
+            return {tags_column: [[index[tag] for tag in tags] for tags in batch[tags_column]]}
+
+        data = data.map(to_ids, batched=True)
+    features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=list(names)))})
+    renamed = DatasetDict({split: part.rename_columns({tokens_column: "tokens", tags_column: "tags"})
+                           for split, part in data.items()})
+    return renamed.cast(features)
+
+
 def load_sample_pos() -> DatasetDict:
     """The small invented POS corpus shipped with hf_rnn (train 600 / dev 150 sentences, 10 UPOS tags)."""
     folder = resources.files("hf_rnn") / "samples"

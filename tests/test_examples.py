@@ -125,6 +125,31 @@ def test_run_classification_end_to_end(tmp_path):
     assert hf_rnn.RnnForSequenceClassification.from_pretrained(tmp_path / "out").config.id2label == {0: "one", 1: "two"}
 
 
+def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
+    """`--dataset_name` (a local folder, as load_dataset reads it; string tags) under `torchrun` with 2 processes."""
+    sentences = read_conll(SAMPLE / "sample_pos.train.tsv")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, part in (("train", sentences[:400]), ("validation", sentences[400:500])):
+        rows = [json.dumps({"words": s.tokens, "pos": s.tags}) for s in part]
+        (folder / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(ROOT / "examples" / "run_tagging.py"), "--dataset_name", str(folder), "--tokens_column", "words",
+        "--tags_column", "pos", "--output_dir", str(tmp_path / "out"), "--num_train_epochs", "6", "--dropout", "0.2",
+        "--learning_rate", "0.01", "--per_device_train_batch_size", "16", "--embedding_size", "32",
+        "--hidden_size", "32", "--save_strategy", "no", "--no_plots", "--use_crf", "--report_to", "none",
+        "--disable_tqdm", "true", "--use_cpu", "true", "--ddp_find_unused_parameters", "false",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["eval_accuracy"] > 0.8
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert sorted(config["label2id"]) == sorted({t for s in sentences for t in s.tags})
+
+
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
     common = [
         "--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--num_train_epochs", "2", "--learning_rate", "0.01",
