@@ -85,23 +85,21 @@ def _reachable(first: torch.Tensor, graph: torch.Tensor, steps: int) -> torch.Te
     return torch.stack(rows)
 
 
-def _chain_messages(
-    first: torch.Tensor, emissions: torch.Tensor, kernel: torch.Tensor, scale: torch.Tensor, positive: torch.Tensor
-) -> torch.Tensor | None:
-    """log m_t = log(exp(log m_{t-1}) @ exp(A)) + E_t with log m_0 = `first`, for every step of (T, B, C) emissions.
+def _chain(first: torch.Tensor, emissions: torch.Tensor, kernel: torch.Tensor, checked: torch.Tensor):
+    """Normalised messages of the recursion m_0 ∝ exp(first), m_t ∝ (m_{t-1} @ K) * exp(E_t), over (T, B, C).
 
-    `kernel` is exp(A - scale). Each step's message is kept normalised in exp-space (a matrix product, a product,
-    a sum and a division per step) and the log-normalisers are added up afterwards. That is exact unless a message
-    entry underflows, which only extreme scores cause (e.g. a path family ~90 nats behind that a constraint later
-    makes the only way forward); then an entry that must be positive (`positive`, (T, B, C) bool) comes out 0, and
-    None is returned so that the caller can use the exact log-space recursion instead.
+    Each step costs a matrix product, a product, a sum and a division. Returns the messages (each sums to 1 over the
+    tags) and their log-normalisers (T, B, 1) relative to `kernel` = exp(A - scale) and exp(E - peak), or None when
+    an entry that `checked` marks (tags some allowed path reaches, at real positions) fell below the smallest normal
+    float: only extreme scores do that (a path family ~90 nats behind that a constraint later makes the only way
+    forward), and the caller then takes the exact log-space route.
     """
-    seq_len = emissions.size(0)
-    peak = emissions.amax(-1, keepdim=True)  # (T, B, 1)
+    seq_len, batch_size, _ = emissions.shape
+    peak = emissions.max()
     scaled = torch.exp(emissions - peak)  # (T, B, C)
     messages = torch.empty_like(emissions)
-    norms = emissions.new_empty(seq_len, emissions.size(1), 1)
-    first_peak = first.amax(-1, keepdim=True)
+    norms = emissions.new_empty(seq_len, batch_size, 1)
+    first_peak = first.amax(-1, keepdim=True)  # (B, 1)
     messages[0] = torch.exp(first - first_peak)
     steps, step_scaled, step_norms = messages.unbind(0), scaled.unbind(0), norms.unbind(0)  # views, made once
     for t in range(seq_len):
@@ -110,45 +108,65 @@ def _chain_messages(
             steps[t].mul_(step_scaled[t])
         torch.sum(steps[t], -1, keepdim=True, out=step_norms[t])
         steps[t].div_(step_norms[t])
-    smallest = torch.where(positive, messages, 1.0).amin(-1)  # (T, B)
-    if not bool((smallest > 0).all()):
+    if bool((~(messages >= torch.finfo(messages.dtype).tiny) & checked).any()):  # also catches NaN from a 0 norm
         return None
-    offsets = torch.log(norms) + peak + scale  # (T, B, 1)
-    offsets[0] = torch.log(norms[0]) + first_peak
-    return torch.log(messages) + offsets.cumsum(0)
+    log_norms = torch.log(norms) + peak
+    log_norms[0] = torch.log(norms[0]) + first_peak
+    return messages, log_norms
 
 
-def _forward_backward(
-    emissions: torch.Tensor, lengths: torch.Tensor, reverse: torch.Tensor, transitions, start, end
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """Forward and backward log-messages over compact, right-padded emissions (B, T, C), or None on underflow.
+class _Chains:
+    """Forward and backward messages of a compact, right-padded batch, time-major.
 
-    Returns log_alpha (B, T, C), log_beta (B, T, C) and log Z (B,). Positions at or after a row's length hold
-    values that must be ignored. `reverse` maps each compact position to its mirror within the row's length.
+    alpha_t ∝ `alpha[t]`; `log_alpha_scale` turns them into log-potentials. The backward messages are computed on
+    each row reversed within its length (`mirrored`), so every row starts at step 0 and no step needs a mask.
     """
-    batch_size, seq_len, num_tags = emissions.shape
-    scale = transitions.max()
-    kernel = torch.exp(transitions - scale)  # (C, C), exact zeros for disallowed transitions
-    allowed = (transitions > PENALTY / 2).to(emissions.dtype)
-    valid = (torch.arange(seq_len, device=emissions.device) < lengths.unsqueeze(1)).T.unsqueeze(-1)  # (T, B, 1)
-    by_time = emissions.transpose(0, 1).contiguous()  # (T, B, C)
-    positive = valid & _reachable(start > PENALTY / 2, allowed, seq_len).unsqueeze(1)
-    log_alpha = _chain_messages(start + by_time[0], by_time, kernel, scale, positive)
 
-    # beta runs left-to-right over each row reversed within its length, so every row starts at step 0;
-    # gamma_s = beta'_s + E'_s has the same recursion as alpha, with the transposed kernel
-    index = reverse.unsqueeze(-1).expand(-1, -1, num_tags)
-    mirrored = emissions.gather(1, index).transpose(0, 1).contiguous()  # (T, B, C)
-    positive = valid & _reachable(end > PENALTY / 2, allowed.T, seq_len).unsqueeze(1)
-    log_gamma = _chain_messages(end + mirrored[0], mirrored, kernel.T.contiguous(), scale, positive)
-    if log_alpha is None or log_gamma is None:
-        return None
-    log_alpha = log_alpha.transpose(0, 1)  # (B, T, C)
-    log_beta = (log_gamma - mirrored).transpose(0, 1).gather(1, index)  # (B, T, C)
+    def __init__(self, emissions: torch.Tensor, lengths: torch.Tensor, reverse: torch.Tensor, transitions, start, end):
+        seq_len = emissions.size(1)
+        self.lengths, self.transitions, self.start, self.end = lengths, transitions, start, end
+        self.scale = transitions.max()
+        self.kernel = torch.exp(transitions - self.scale)  # (C, C), exact zeros for disallowed transitions
+        self.allowed = (transitions > PENALTY / 2).to(emissions.dtype)
+        self.valid = (torch.arange(seq_len, device=emissions.device).unsqueeze(1) < lengths).unsqueeze(-1)  # (T, B, 1)
+        self.by_time = emissions.transpose(0, 1).contiguous()  # (T, B, C)
+        self.mirror_index = reverse.T.unsqueeze(-1).expand_as(self.by_time)  # (T, B, C)
+        checked = self.valid & _reachable(start > PENALTY / 2, self.allowed, seq_len).unsqueeze(1)
+        self.forward = _chain(start + self.by_time[0], self.by_time, self.kernel, checked)
 
-    rows = torch.arange(batch_size, device=emissions.device)
-    log_z = torch.logsumexp(log_alpha[rows, (lengths - 1).clamp(min=0)] + end, dim=-1)  # (B,)
-    return log_alpha, log_beta, torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
+    def log_z(self) -> torch.Tensor:
+        """log Z per row (B,), from the forward messages at each row's last position; 0 for an empty row."""
+        alpha, log_norms = self.forward
+        batch_size = alpha.size(1)
+        rows = torch.arange(batch_size, device=alpha.device)
+        last = (self.lengths - 1).clamp(min=0)
+        offsets = log_norms.squeeze(-1)  # (T, B)
+        offsets[1:] += self.scale
+        log_scale = offsets.cumsum(0)[last, rows]  # (B,)
+        end_peak = self.end.max()
+        log_z = log_scale + torch.log((alpha[last, rows] * torch.exp(self.end - end_peak)).sum(-1)) + end_peak
+        return torch.where(self.lengths > 0, log_z, torch.zeros_like(log_z))
+
+    def posteriors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Unary marginals P(y_t = j) (T, B, C), and the factors of the pairwise ones: alpha_{t-1} (T-1, B, C) and
+        u_t (T-1, B, C), with P(y_{t-1} = i, y_t = j) = alpha_{t-1}(i) K_ij u_t(j). None on underflow."""
+        alpha, _ = self.forward
+        mirrored = self.by_time.gather(0, self.mirror_index)  # (T, B, C)
+        checked = self.valid & _reachable(self.end > PENALTY / 2, self.allowed.T, mirrored.size(0)).unsqueeze(1)
+        backward = _chain(self.end + mirrored[0], mirrored, self.kernel.T.contiguous(), checked)
+        if backward is None:
+            return None
+        # gamma_s = beta + emission at the mirrored position; P_t ∝ (alpha_{t-1} @ K) * gamma_{mirror(t)}
+        gamma = backward[0].gather(0, self.mirror_index)  # (T, B, C), back in time order
+        incoming = torch.empty_like(gamma)
+        incoming[0] = torch.exp(self.start - self.start.max())
+        torch.matmul(alpha[:-1], self.kernel, out=incoming[1:])
+        unnormalised = incoming * gamma
+        totals = unnormalised.sum(-1, keepdim=True)  # (T, B, 1)
+        if not bool(((totals > 0) | ~self.valid).all()):
+            return None
+        marginals = (unnormalised / totals).masked_fill(~self.valid, 0.0)
+        return marginals, alpha[:-1], gamma[1:] / totals[1:]
 
 
 def _log_partition_exact(emissions, lengths, transitions, start, end) -> torch.Tensor:
@@ -156,7 +174,7 @@ def _log_partition_exact(emissions, lengths, transitions, start, end) -> torch.T
 
     Slow but immune to underflow: used only when the fast path reports one.
     """
-    batch_size, seq_len, _ = emissions.shape
+    _, seq_len, _ = emissions.shape
     log_alpha = start + emissions[:, 0]  # (B, C)
     for t in range(1, seq_len):
         step = torch.logsumexp(log_alpha.unsqueeze(-1) + transitions, dim=1) + emissions[:, t]
@@ -166,44 +184,36 @@ def _log_partition_exact(emissions, lengths, transitions, start, end) -> torch.T
 
 
 class _LogPartition(torch.autograd.Function):
-    """log Z from precomputed forward-backward messages, with the hand-written gradient (the marginals), so autograd
-    never replays the time loops."""
+    """log Z with a hand-written gradient (the marginals, from the backward messages computed here, in backward),
+    so autograd never replays the time loops."""
 
     @staticmethod
-    def forward(ctx, emissions, lengths, transitions, start, end, log_alpha, log_beta, log_z):
-        ctx.save_for_backward(emissions, lengths, log_alpha, log_beta, log_z, transitions)
-        return log_z.clone()
+    def forward(ctx, emissions, transitions, start, end, chains):
+        ctx.chains = chains
+        ctx.save_for_backward(emissions, transitions, start, end)
+        return chains.log_z()
 
     @staticmethod
     def backward(ctx, grad_log_z):
-        emissions, lengths, log_alpha, log_beta, log_z, transitions = ctx.saved_tensors
-        batch_size, seq_len, num_tags = emissions.shape
-        valid = torch.arange(seq_len, device=emissions.device) < lengths.unsqueeze(1)  # (B, T)
-        weight = grad_log_z.unsqueeze(1) * valid  # (B, T)
-
-        # unary marginals P(y_t = j) -> emissions, first tag -> start, last tag -> end
-        marginals = torch.exp(log_alpha + log_beta - log_z.view(-1, 1, 1)).nan_to_num(0.0)  # (B, T, C)
-        grad_emissions = marginals * weight.unsqueeze(-1)
-        grad_start = grad_emissions[:, 0].sum(0)
-        rows = torch.arange(batch_size, device=emissions.device)
-        grad_end = grad_emissions[rows, (lengths - 1).clamp(min=0)].sum(0)
-
-        # pairwise marginals summed over rows and steps: exp(alpha_{t-1}(i) + A_ij + E_t(j) + beta_t(j) - log Z),
-        # factored as x_i * K_ij * y_j; each side is shifted to max 0 and the common factor is split evenly between
-        # them, so neither overflows
-        scale = transitions.max()
-        kernel = torch.exp(transitions - scale)
-        left = log_alpha[:, :-1]  # (B, T-1, C)
-        right = emissions[:, 1:] + log_beta[:, 1:] - log_z.view(-1, 1, 1) + scale  # (B, T-1, C)
-        left_max = left.amax(-1, keepdim=True).clamp(min=-1e30)
-        right_max = right.amax(-1, keepdim=True).clamp(min=-1e30)
-        common = ((left_max + right_max) / 2).clamp(max=80.0)
-        x = torch.exp(left - left_max + common)
-        y = torch.exp(right - right_max + common) * weight[:, 1:].unsqueeze(-1)
-        x = x.nan_to_num(0.0).reshape(-1, num_tags)
-        y = y.nan_to_num(0.0).reshape(-1, num_tags)
-        grad_transitions = kernel * (x.T @ y)
-        return grad_emissions, None, grad_transitions, grad_start, grad_end, None, None, None
+        chains = ctx.chains
+        posteriors = chains.posteriors()
+        if posteriors is None:  # underflow in the backward messages: differentiate the exact recursion instead
+            emissions, transitions, start, end = ctx.saved_tensors
+            with torch.enable_grad():
+                inputs = [x.detach().requires_grad_() for x in (emissions, transitions, start, end)]
+                log_z = _log_partition_exact(inputs[0], chains.lengths, *inputs[1:])
+                grads = torch.autograd.grad(log_z, inputs, grad_log_z)
+            return (*grads, None)
+        marginals, alpha_previous, incoming_weights = posteriors
+        weight = grad_log_z.view(1, -1, 1)  # (1, B, 1)
+        grad_emissions = (marginals * weight).transpose(0, 1)  # (B, T, C)
+        grad_start = (marginals[0] * weight[0]).sum(0)
+        rows = torch.arange(marginals.size(1), device=marginals.device)
+        grad_end = (marginals[(chains.lengths - 1).clamp(min=0), rows] * weight[0]).sum(0)
+        num_tags = marginals.size(-1)
+        right = (incoming_weights * weight * chains.valid[1:]).reshape(-1, num_tags)
+        grad_transitions = chains.kernel * (alpha_previous.reshape(-1, num_tags).T @ right)
+        return grad_emissions, grad_transitions, grad_start, grad_end, None
 
 
 class LinearChainCRF(nn.Module):
@@ -275,12 +285,11 @@ class LinearChainCRF(nn.Module):
         with torch.autocast(emissions.device.type, enabled=False):
             compact, compaction = self._prepare(emissions, mask)
             transitions, start, end = self._scores(PENALTY)
-            lengths = compaction.lengths
             with torch.no_grad():
-                messages = _forward_backward(compact, lengths, compaction.reverse, transitions, start, end)
-            if messages is None:
-                return _log_partition_exact(compact, lengths, transitions, start, end)
-            return _LogPartition.apply(compact, lengths, transitions, start, end, *messages)
+                chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
+            if chains.forward is None:
+                return _log_partition_exact(compact, compaction.lengths, transitions, start, end)
+            return _LogPartition.apply(compact, transitions, start, end, chains)
 
     def path_score(self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised score of the given tag paths: (B,). Tags at masked positions are ignored (may be -100)."""
@@ -310,16 +319,15 @@ class LinearChainCRF(nn.Module):
         with torch.autocast(emissions.device.type, enabled=False):
             compact, compaction = self._prepare(emissions, mask)
             transitions, start, end = self._scores(PENALTY)
-            lengths = compaction.lengths
-            messages = _forward_backward(compact, lengths, compaction.reverse, transitions, start, end)
-            if messages is None:  # marginals are the gradient of log Z with respect to the emissions
+            chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
+            posteriors = chains.posteriors() if chains.forward is not None else None
+            if posteriors is None:  # marginals are the gradient of log Z with respect to the emissions
                 with torch.enable_grad():
                     compact.requires_grad_()
-                    log_z = _log_partition_exact(compact, lengths, transitions, start, end)
+                    log_z = _log_partition_exact(compact, compaction.lengths, transitions, start, end)
                     probabilities = torch.autograd.grad(log_z.sum(), compact)[0]
             else:
-                log_alpha, log_beta, log_z = messages
-                probabilities = torch.exp(log_alpha + log_beta - log_z.view(-1, 1, 1)).nan_to_num(0.0)
+                probabilities = posteriors[0].transpose(0, 1)
             return compaction.restore(probabilities, fill=0.0)
 
     @torch.no_grad()

@@ -269,3 +269,24 @@ def test_input_validation():
         crf.top_k(torch.randn(2, 4, 3), k=0)
     with pytest.raises(ValueError, match="first tag"):
         crf.set_constraints(None, [False] * 3, None)
+
+
+def test_backward_underflow_falls_back_to_the_exact_gradient(monkeypatch):
+    """Force the backward messages to report an underflow: the gradient must come from the exact recursion and
+    equal the fast path's."""
+    crf = random_crf(4, dtype=torch.float64)
+    emissions = torch.randn(3, 6, 4, dtype=torch.float64, requires_grad=True)
+    tags = torch.randint(4, (3, 6))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [0, 1, 1, 0, 1, 1]], dtype=torch.bool)
+    expected = torch.autograd.grad(crf.log_likelihood(emissions, tags, mask).sum(), [emissions, crf.transitions])
+    chain, calls = hf_crf._chain, []
+
+    def backward_underflows(*args):
+        calls.append(1)
+        return None if len(calls) % 2 == 0 else chain(*args)  # every second chain is a backward one
+
+    monkeypatch.setattr(hf_crf, "_chain", backward_underflows)
+    actual = torch.autograd.grad(crf.log_likelihood(emissions, tags, mask).sum(), [emissions, crf.transitions])
+    assert len(calls) == 2
+    for a, b in zip(actual, expected):
+        torch.testing.assert_close(a, b)
