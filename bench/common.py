@@ -14,7 +14,9 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def compare_ms(functions: list[Callable[[], object]], device: torch.device, repeats: int = 20, warmup: int = 3) -> list[float]:
+def compare_ms(
+    functions: list[Callable[[], object]], device: torch.device, repeats: int = 20, warmup: int = 3
+) -> list[float]:
     """Median wall time of each function in milliseconds.
 
     The functions run round-robin (one call of each per round), so a slow spell of a shared machine hits all of them
@@ -33,4 +35,3 @@ def compare_ms(functions: list[Callable[[], object]], device: torch.device, repe
             sync()
             bucket.append((time.perf_counter() - start) * 1e3)
     return [statistics.median(bucket) for bucket in times]
-

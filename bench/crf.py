@@ -1,15 +1,15 @@
 """hf_rnn's LinearChainCRF against pytorch-crf 0.7.2 on the same inputs: NLL forward+backward and Viterbi.
 
-    python bench/crf.py [--device cuda]
+python bench/crf.py [--device cuda]
 """
 
 import argparse
 
 import torch
+from common import compare_ms, device_name
 from torchcrf import CRF
 
 from hf_rnn.crf import LinearChainCRF
-from common import compare_ms, device_name
 
 SHAPES = [(32, 40, 18), (64, 128, 20), (256, 64, 9)]  # batch, length, tags
 
@@ -23,7 +23,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; right-padded batches, lengths in [T/2, T]")
-    print("| B | T | C | NLL f+b: pytorch-crf ms | hf_rnn ms | speed-up | Viterbi: pytorch-crf ms | hf_rnn ms | speed-up |")
+    print(
+        "| B | T | C | NLL f+b: pytorch-crf ms | hf_rnn ms | speed-up | Viterbi: pytorch-crf ms | hf_rnn ms | speed-up |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for batch, length, num_tags in SHAPES:
         torch.manual_seed(0)
@@ -40,7 +42,12 @@ def main() -> None:
         mask = torch.arange(length, device=device) < lengths[:, None]
 
         with torch.no_grad():  # same answers before timing
-            torch.testing.assert_close(ours.log_likelihood(emissions, tags, mask), reference(emissions, tags, mask, reduction="none"), atol=1e-3, rtol=1e-4)
+            torch.testing.assert_close(
+                ours.log_likelihood(emissions, tags, mask),
+                reference(emissions, tags, mask, reduction="none"),
+                atol=1e-3,
+                rtol=1e-4,
+            )
             expected = reference.decode(emissions, mask)
             decoded = ours.decode(emissions, mask)
             assert all(decoded[b, : len(p)].tolist() == p for b, p in enumerate(expected))

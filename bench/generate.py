@@ -1,14 +1,14 @@
 """generate() with the carried recurrent state against recomputing the whole prefix for every new token.
 
-    python bench/generate.py [--device cuda]
+python bench/generate.py [--device cuda]
 """
 
 import argparse
 
 import torch
+from common import compare_ms, device_name
 
 import hf_rnn
-from common import compare_ms, device_name
 
 
 def main() -> None:
@@ -26,7 +26,10 @@ def main() -> None:
         prompt = torch.randint(1, config.vocab_size, (1, prompt_length), device=device)
         runs = [
             lambda use_cache=use_cache: model.generate(
-                prompt, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
+                prompt,
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                do_sample=False,
                 use_cache=use_cache,
             )
             for use_cache in (True, False)

@@ -7,11 +7,11 @@ padded batch, unpacked (fast but the backward direction reads padding) and packe
 import argparse
 
 import torch
+from common import compare_ms, device_name
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import hf_rnn
-from common import compare_ms, device_name
 
 SHAPES = [(32, 40, 100, 256), (128, 60, 100, 256)]  # batch, length, input width, hidden size
 
@@ -25,7 +25,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; {args.layers}-layer bidirectional {args.cell}")
-    print("| B | T | unpacked nn (reads padding) ms | packed nn ms | hf_rnn ms | hf_rnn / unpacked | hf_rnn / packed |")
+    print(
+        "| B | T | unpacked nn (reads padding) ms | packed nn ms | hf_rnn ms | hf_rnn / unpacked | hf_rnn / packed |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for batch, length, width, hidden in SHAPES:
         torch.manual_seed(0)
@@ -37,8 +39,12 @@ def main() -> None:
             width, hidden, num_layers=args.layers, bidirectional=True, batch_first=True
         ).to(device)
         config = hf_rnn.RnnConfig(
-            cell_type=args.cell, vocab_size=2, embedding_size=width, hidden_size=hidden,
-            num_layers=args.layers, bidirectional=True,
+            cell_type=args.cell,
+            vocab_size=2,
+            embedding_size=width,
+            hidden_size=hidden,
+            num_layers=args.layers,
+            bidirectional=True,
         )
         model = hf_rnn.RnnModel(config).to(device)
 

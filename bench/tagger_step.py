@@ -1,14 +1,14 @@
 """One training step of the BiLSTM-CRF against the same BiLSTM with a softmax head (goal: CRF <= 1.25x).
 
-    python bench/tagger_step.py [--device cuda]
+python bench/tagger_step.py [--device cuda]
 """
 
 import argparse
 
 import torch
+from common import compare_ms, device_name
 
 import hf_rnn
-from common import compare_ms, device_name
 
 
 def main() -> None:
@@ -21,8 +21,10 @@ def main() -> None:
     device = torch.device(args.device)
     labels = ["O"] + [f"{p}-{t}" for t in ("PER", "LOC", "ORG", "MISC", "GPE", "DATE", "NUM", "EVT") for p in "BI"]
     labels.append("X")  # 18 tags, as in docs/ANCHORS.md
-    print(f"device: {device_name(device)}; torch {torch.__version__}; BiLSTM emb 100, hidden 256, {len(labels)} tags, "
-          "batch 32, T 40 (lengths in [20, 40]), forward + backward + Adam step")
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}; BiLSTM emb 100, hidden 256, {len(labels)} tags, "
+        "batch 32, T 40 (lengths in [20, 40]), forward + backward + Adam step"
+    )
     print("| head | ms / step | vs softmax |")
     print("| --- | ---: | ---: |")
     torch.manual_seed(0)
@@ -33,8 +35,13 @@ def main() -> None:
     steps = []
     for use_crf in (False, True):
         config = hf_rnn.RnnConfig(
-            vocab_size=5000, embedding_size=100, hidden_size=256, bidirectional=True, use_crf=use_crf,
-            id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+            vocab_size=5000,
+            embedding_size=100,
+            hidden_size=256,
+            bidirectional=True,
+            use_crf=use_crf,
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
         )
         model = hf_rnn.RnnForTokenClassification(config).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -48,6 +55,7 @@ def main() -> None:
     softmax_ms, crf_ms = compare_ms(steps, device, args.repeats)
     print(f"| softmax | {softmax_ms:.1f} | 1.00x |")
     print(f"| CRF | {crf_ms:.1f} | {crf_ms / softmax_ms:.2f}x |")
+
 
 if __name__ == "__main__":
     main()

@@ -9,11 +9,11 @@ import statistics
 import time
 
 import torch
+from common import device_name
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
 import hf_rnn
-from common import device_name
 from hf_rnn.data import encode_for_tagging, load_sample_pos, read_conllu, tagging_dataset
 from hf_rnn.tokenization import build_word_tokenizer
 
@@ -36,8 +36,13 @@ def main() -> None:
     labels = raw["train"].features["tags"].feature.names
     collator = DataCollatorForTokenClassification(tokenizer)
     config = hf_rnn.RnnConfig(
-        vocab_size=tokenizer.vocab_size, embedding_size=100, hidden_size=256, bidirectional=True, use_crf=args.use_crf,
-        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+        vocab_size=tokenizer.vocab_size,
+        embedding_size=100,
+        hidden_size=256,
+        bidirectional=True,
+        use_crf=args.use_crf,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
     )
 
     def bare_loop() -> None:
@@ -54,10 +59,20 @@ def main() -> None:
         torch.manual_seed(0)
         model = hf_rnn.RnnForTokenClassification(config)
         training = TrainingArguments(
-            output_dir="/tmp/hf_rnn_bench_trainer", per_device_train_batch_size=32, num_train_epochs=1,
-            learning_rate=1e-3, weight_decay=0.0, lr_scheduler_type="constant", max_grad_norm=0.0,
-            train_sampling_strategy="sequential", save_strategy="no", report_to="none", disable_tqdm=True,
-            logging_strategy="no", use_cpu=device.type == "cpu", dataloader_pin_memory=False,
+            output_dir="/tmp/hf_rnn_bench_trainer",
+            per_device_train_batch_size=32,
+            num_train_epochs=1,
+            learning_rate=1e-3,
+            weight_decay=0.0,
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+            train_sampling_strategy="sequential",
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            logging_strategy="no",
+            use_cpu=device.type == "cpu",
+            dataloader_pin_memory=False,
         )
         Trainer(model=model, args=training, train_dataset=train, data_collator=collator).train()
 
@@ -67,8 +82,10 @@ def main() -> None:
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    print(f"device: {device_name(device)}; torch {torch.__version__}; {len(train)} sentences, {tokens} tokens, "
-          f"batch 32, BiLSTM{'-CRF' if args.use_crf else ''} 100/256, one epoch, median of {args.rounds}")
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}; {len(train)} sentences, {tokens} tokens, "
+        f"batch 32, BiLSTM{'-CRF' if args.use_crf else ''} 100/256, one epoch, median of {args.rounds}"
+    )
     print("| path | s / epoch | tokens / s | vs bare loop |")
     print("| --- | ---: | ---: | ---: |")
     base = statistics.median(times["bare loop"])

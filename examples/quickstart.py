@@ -51,8 +51,10 @@ def main() -> None:
     )
     model = hf_rnn.RnnForTokenClassification(config)
     head = "CRF" if args.use_crf else "softmax"
-    print(f"model: {args.cell_type} BiRNN + {head}, {model.num_parameters():,} parameters; {len(labels)} tags; "
-          f"{len(data['train'])} train / {len(data['dev'])} dev sentences")
+    print(
+        f"model: {args.cell_type} BiRNN + {head}, {model.num_parameters():,} parameters; {len(labels)} tags; "
+        f"{len(data['train'])} train / {len(data['dev'])} dev sentences"
+    )
 
     trainer = Trainer(
         model=model,

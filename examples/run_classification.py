@@ -18,8 +18,8 @@ from datasets import load_dataset
 from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 import hf_rnn
-from hf_rnn.metrics import load_metric
 from hf_rnn.hub import push_trained
+from hf_rnn.metrics import load_metric
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,9 @@ def main() -> None:
         if trainer.is_world_process_zero():
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
     if push:
-        push_trained(trainer, metrics if "validation" in data else None, dataset=Path(args.train_file).parent.name or None)
+        push_trained(
+            trainer, metrics if "validation" in data else None, dataset=Path(args.train_file).parent.name or None
+        )
 
 
 if __name__ == "__main__":

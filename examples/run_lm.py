@@ -154,7 +154,10 @@ def main() -> None:
     validation = None
     if lm_args.validation_file:
         validation = BpttWindows(
-            stream(read_text(lm_args.validation_file)), training_args.per_device_eval_batch_size, processes, lm_args.bptt
+            stream(read_text(lm_args.validation_file)),
+            training_args.per_device_eval_batch_size,
+            processes,
+            lm_args.bptt,
         )
     config = hf_rnn.RnnConfig(
         cell_type=lm_args.cell_type,
@@ -170,8 +173,13 @@ def main() -> None:
         eos_token_id=tokenizer.eos_token_id,
     )
     model = hf_rnn.RnnForCausalLM(config)
-    logger.info("%d parameters; vocabulary %d; %d training windows of %d", model.num_parameters(), tokenizer.vocab_size,
-                train.windows, lm_args.bptt)
+    logger.info(
+        "%d parameters; vocabulary %d; %d training windows of %d",
+        model.num_parameters(),
+        tokenizer.vocab_size,
+        train.windows,
+        lm_args.bptt,
+    )
     trainer = TbpttTrainer(
         model=model,
         args=training_args,
@@ -192,7 +200,9 @@ def main() -> None:
         if trainer.is_world_process_zero():
             print(f"validation perplexity {metrics['eval_perplexity']:.2f}")
     if push:
-        push_trained(trainer, metrics if validation is not None else None, dataset=Path(lm_args.train_file).parent.name or None)
+        push_trained(
+            trainer, metrics if validation is not None else None, dataset=Path(lm_args.train_file).parent.name or None
+        )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, standardize_tagging_dataset, tagging_dataset
-from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
 from hf_rnn.embeddings import load_word_vectors
 from hf_rnn.hub import push_trained
+from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -164,11 +164,21 @@ def main() -> None:
     model = hf_rnn.RnnForTokenClassification(config)
     if model_args.word_vectors:
         stats = load_word_vectors(model, tokenizer, model_args.word_vectors, freeze=model_args.freeze_embeddings)
-        logger.info("word vectors: %d of %d words found (%d only lower-cased), %.1f %% coverage, %d missing",
-                    stats.exact + stats.lowercased, stats.vocabulary, stats.lowercased, 100 * stats.coverage, stats.missing)
+        logger.info(
+            "word vectors: %d of %d words found (%d only lower-cased), %.1f %% coverage, %d missing",
+            stats.exact + stats.lowercased,
+            stats.vocabulary,
+            stats.lowercased,
+            100 * stats.coverage,
+            stats.missing,
+        )
     logger.info(
         "%s: %d parameters, %d words in the vocabulary, %d tags, %d training sentences",
-        type(model).__name__, model.num_parameters(), tokenizer.vocab_size, len(labels), len(data["train"]),
+        type(model).__name__,
+        model.num_parameters(),
+        tokenizer.vocab_size,
+        len(labels),
+        len(data["train"]),
     )
 
     trainer = Trainer(

@@ -26,7 +26,6 @@ from .modeling_rnn import (
     RnnPreTrainedModel,
     RnnTokenClassifierOutput,
 )
-
 from .pipelines import RnnTokenClassificationPipeline, register_pipeline
 
 __version__ = "0.1.0"

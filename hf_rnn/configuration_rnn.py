@@ -128,7 +128,9 @@ class RnnConfig(PreTrainedConfig):
                 fail(field, "a bool")
         for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, field)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size
+            ):
                 fail(field, f"None or a token id in [0, vocab_size={self.vocab_size})")
         if self.nonlinearity != "tanh" and self.cell_type != "rnn":
             fail("nonlinearity", "'tanh' unless cell_type='rnn' (GRU and LSTM have fixed activations)")
@@ -142,8 +144,14 @@ class RnnConfig(PreTrainedConfig):
             try:
                 scheme_constraints(self.crf_labels, self.crf_constraints)
             except ValueError as error:
-                raise ValueError(f"RnnConfig.crf_constraints={self.crf_constraints!r} does not fit id2label: {error}") from None
-        if self.id2label is not None and self.label2id is not None and set(self.label2id.values()) != set(self.id2label):
+                raise ValueError(
+                    f"RnnConfig.crf_constraints={self.crf_constraints!r} does not fit id2label: {error}"
+                ) from None
+        if (
+            self.id2label is not None
+            and self.label2id is not None
+            and set(self.label2id.values()) != set(self.id2label)
+        ):
             fail("label2id", f"the inverse of id2label={self.id2label!r}")
 
 

@@ -291,7 +291,9 @@ class LinearChainCRF(nn.Module):
                 return _log_partition_exact(compact, compaction.lengths, transitions, start, end)
             return _LogPartition.apply(compact, transitions, start, end, chains)
 
-    def path_score(self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def path_score(
+        self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Unnormalised score of the given tag paths: (B,). Tags at masked positions are ignored (may be -100)."""
         with torch.autocast(emissions.device.type, enabled=False):
             compact, compaction = self._prepare(emissions, mask)
@@ -305,11 +307,15 @@ class LinearChainCRF(nn.Module):
             nonempty = compaction.lengths > 0
             return score + (start[tags[:, 0]] + end[last]) * nonempty
 
-    def log_likelihood(self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def log_likelihood(
+        self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(tags | emissions) per sequence: (B,). Differentiable; 0 for a row with no unmasked position."""
         return self.path_score(emissions, tags, mask) - self.log_partition(emissions, mask)
 
-    def forward(self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Calling the module gives the per-sequence log-likelihood, as in pytorch-crf (without its reduction)."""
         return self.log_likelihood(emissions, tags, mask)
 
@@ -337,7 +343,9 @@ class LinearChainCRF(nn.Module):
         return paths[:, 0]
 
     @torch.no_grad()
-    def top_k(self, emissions: torch.Tensor, mask: torch.Tensor | None = None, k: int = 1) -> tuple[torch.LongTensor, torch.Tensor]:
+    def top_k(
+        self, emissions: torch.Tensor, mask: torch.Tensor | None = None, k: int = 1
+    ) -> tuple[torch.LongTensor, torch.Tensor]:
         """The k best tag paths, best first: paths (B, k, T) with -100 at masked positions, and their scores (B, k).
 
         When a row has fewer than k allowed paths, the missing ones have score -inf.

@@ -52,7 +52,9 @@ def read_conll(
             if width < 2:
                 raise DataFormatError(path, number, f"expected a token and a tag column, got {raw!r}")
         elif len(columns) != width:
-            raise DataFormatError(path, number, f"expected {width} columns like the sentence's first line, got {len(columns)}: {raw!r}")
+            raise DataFormatError(
+                path, number, f"expected {width} columns like the sentence's first line, got {len(columns)}: {raw!r}"
+            )
         try:
             token, tag = columns[token_column], columns[tag_column]
         except IndexError:
@@ -130,7 +132,9 @@ def _read_lines(path: str | Path) -> list[str]:
 
 
 def tagging_dataset(
-    splits: dict[str, Sequence[TaggedSentence]], label_names: Sequence[str] | None = None, unknown_tag: str | None = None
+    splits: dict[str, Sequence[TaggedSentence]],
+    label_names: Sequence[str] | None = None,
+    unknown_tag: str | None = None,
 ) -> DatasetDict:
     """Build a `DatasetDict` with `tokens` and `tags` (a `ClassLabel` sequence).
 
@@ -167,7 +171,9 @@ def tagging_dataset(
     )
 
 
-def standardize_tagging_dataset(data: DatasetDict, tokens_column: str = "tokens", tags_column: str = "tags") -> DatasetDict:
+def standardize_tagging_dataset(
+    data: DatasetDict, tokens_column: str = "tokens", tags_column: str = "tags"
+) -> DatasetDict:
     """A Hub (or `load_dataset`) tagging dataset as hf_rnn's layout: `tokens` and `tags`, a `ClassLabel` sequence.
 
     Tags stored as class ids keep their names; tags stored as strings get the training split's sorted label set.
@@ -194,8 +200,9 @@ def standardize_tagging_dataset(data: DatasetDict, tokens_column: str = "tokens"
 
         data = data.map(to_ids, batched=True)
     features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=list(names)))})
-    renamed = DatasetDict({split: part.rename_columns({tokens_column: "tokens", tags_column: "tags"})
-                           for split, part in data.items()})
+    renamed = DatasetDict(
+        {split: part.rename_columns({tokens_column: "tokens", tags_column: "tags"}) for split, part in data.items()}
+    )
     return renamed.cast(features)
 
 

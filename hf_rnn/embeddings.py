@@ -53,8 +53,9 @@ def load_word_vectors(model, tokenizer, path: str | Path, freeze: bool = False) 
                 continue
             word, values = fields[0], fields[1:]
             if len(values) != width:
-                raise DataFormatError(path, number, f"vector of {len(values)} values for {word!r}, the model's "
-                                      f"embedding_size is {width}")
+                raise DataFormatError(
+                    path, number, f"vector of {len(values)} values for {word!r}, the model's embedding_size is {width}"
+                )
             file_words += 1
             if word in vocabulary:
                 exact[vocabulary[word]] = torch.tensor([float(v) for v in values])

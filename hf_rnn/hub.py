@@ -5,7 +5,6 @@ never touched, and an unchanged model re-pushed makes no new commit (the Hub rep
 """
 
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
@@ -32,17 +31,28 @@ def model_card(
     task = PIPELINE_TAGS.get(architecture, "feature-extraction")
     kind = {"rnn": "Elman RNN", "gru": "GRU", "lstm": "LSTM"}[config.cell_type]
     tags = ["hf_rnn", config.cell_type, "rnn"] + (["bidirectional"] if config.bidirectional else [])
-    tags += ["crf", "bilstm-crf"] if getattr(config, "use_crf", False) and architecture == "RnnForTokenClassification" else []
+    tags += (
+        ["crf", "bilstm-crf"]
+        if getattr(config, "use_crf", False) and architecture == "RnnForTokenClassification"
+        else []
+    )
     results = [
         EvalResult(
-            task_type=task, dataset_type=dataset or "custom", dataset_name=dataset or "custom",
-            metric_type=name, metric_value=round(float(value), 4),
+            task_type=task,
+            dataset_type=dataset or "custom",
+            dataset_name=dataset or "custom",
+            metric_type=name,
+            metric_value=round(float(value), 4),
         )
         for name, value in sorted((eval_results or {}).items())
     ]
     data = ModelCardData(
-        library_name="transformers", tags=tags, pipeline_tag=task, model_name=repo_id.split("/")[-1],
-        datasets=[dataset] if dataset else None, metrics=sorted(eval_results) if eval_results else None,
+        library_name="transformers",
+        tags=tags,
+        pipeline_tag=task,
+        model_name=repo_id.split("/")[-1],
+        datasets=[dataset] if dataset else None,
+        metrics=sorted(eval_results) if eval_results else None,
         eval_results=results or None,
     )
     crf = ""
@@ -56,7 +66,11 @@ def model_card(
         f"({architecture}{crf}) made with hf_rnn: "
         f"{model.num_parameters():,} parameters, word embeddings {config.embedding_size}, hidden size "
         f"{config.hidden_size}, vocabulary {config.vocab_size}"
-        + (f", {config.num_labels} labels: {', '.join(config.id2label[i] for i in range(config.num_labels))}" if task in ("token-classification", "text-classification") else "")
+        + (
+            f", {config.num_labels} labels: {', '.join(config.id2label[i] for i in range(config.num_labels))}"
+            if task in ("token-classification", "text-classification")
+            else ""
+        )
         + ".",
         "",
     ]
@@ -64,10 +78,20 @@ def model_card(
         lines += ["## Training hyper-parameters", "", "| name | value |", "| --- | --- |"]
         lines += [f"| {name} | {value} |" for name, value in sorted(hyperparameters.items())] + [""]
     if eval_results:
-        lines += ["## Evaluation", "", f"On {dataset or 'the evaluation data'}:", "", "| metric | value |", "| --- | ---: |"]
+        lines += [
+            "## Evaluation",
+            "",
+            f"On {dataset or 'the evaluation data'}:",
+            "",
+            "| metric | value |",
+            "| --- | ---: |",
+        ]
         lines += [f"| {name} | {float(value):.4f} |" for name, value in sorted(eval_results.items())] + [""]
-    auto = {"token-classification": "AutoModelForTokenClassification", "text-classification": "AutoModelForSequenceClassification",
-            "text-generation": "AutoModelForCausalLM"}.get(task, "AutoModel")
+    auto = {
+        "token-classification": "AutoModelForTokenClassification",
+        "text-classification": "AutoModelForSequenceClassification",
+        "text-generation": "AutoModelForCausalLM",
+    }.get(task, "AutoModel")
     lines += [
         "## Usage",
         "",
@@ -127,9 +151,7 @@ def push_model(
             tokenizer.save_pretrained(folder)
         card = model_card(model, repo_id, eval_results, dataset, hyperparameters)
         card.save(Path(folder) / "README.md")
-        return api.upload_folder(
-            repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message
-        )
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message)
 
 
 REPORTED_METRICS = ("accuracy", "f1", "precision", "recall", "perplexity")

@@ -114,7 +114,11 @@ class RnnLayer(GradientCheckpointingLayer):
         )
 
     def forward(
-        self, inputs: torch.Tensor, padding: MaskCompaction | None = None, initial_state: State | None = None, pack: bool = False
+        self,
+        inputs: torch.Tensor,
+        padding: MaskCompaction | None = None,
+        initial_state: State | None = None,
+        pack: bool = False,
     ) -> tuple[torch.Tensor, State]:
         """inputs (B, T, in) in compact layout -> outputs (B, T, D * H) and the final state.
 
@@ -129,7 +133,9 @@ class RnnLayer(GradientCheckpointingLayer):
                 x = x.flip(1) if padding is None else padding.reversed(x)
             if pack:
                 lengths = padding.lengths.clamp(min=1).cpu()
-                out, final = rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), _torch_state(state))
+                out, final = rnn(
+                    pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), _torch_state(state)
+                )
                 out = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
             else:
                 out, final = rnn(x, _torch_state(state))
@@ -272,7 +278,9 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
     def __init__(self, config: RnnConfig):
         super().__init__(config)
         if config.bidirectional:
-            raise ValueError("RnnConfig.bidirectional must be False for RnnForCausalLM: a language model cannot read ahead.")
+            raise ValueError(
+                "RnnConfig.bidirectional must be False for RnnForCausalLM: a language model cannot read ahead."
+            )
         self.model = RnnModel(config)
         self.dropout = nn.Dropout(config.output_dropout)
         # Tied weights need the top state in embedding space.

@@ -45,7 +45,11 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
             )
             tags = outputs["predictions"][0].tolist()
             tagged = [self._token_entity(pre, tags[pre["index"]]) for pre in pre_entities]
-            if aggregation_strategy in (AggregationStrategy.FIRST, AggregationStrategy.AVERAGE, AggregationStrategy.MAX):
+            if aggregation_strategy in (
+                AggregationStrategy.FIRST,
+                AggregationStrategy.AVERAGE,
+                AggregationStrategy.MAX,
+            ):
                 tagged = self._words(tagged, aggregation_strategy)
             if aggregation_strategy != AggregationStrategy.NONE:
                 tagged = self.group_entities(tagged)

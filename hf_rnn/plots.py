@@ -23,8 +23,14 @@ def plot_learning_curves(log_history: Sequence[dict], path: str | Path) -> Path:
     plt = _pyplot()
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
     evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
-    names = sorted({key for entry in evals for key in entry if key.startswith("eval_") and not key.endswith(
-        ("runtime", "per_second", "preparation_time"))})
+    names = sorted(
+        {
+            key
+            for entry in evals
+            for key in entry
+            if key.startswith("eval_") and not key.endswith(("runtime", "per_second", "preparation_time"))
+        }
+    )
     figure, axes = plt.subplots(1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.2), squeeze=False)
     axes = axes[0]
     if train:
@@ -39,7 +45,9 @@ def plot_learning_curves(log_history: Sequence[dict], path: str | Path) -> Path:
     return _save(figure, path)
 
 
-def plot_confusion_matrix(gold: Sequence[int], predicted: Sequence[int], label_names: Sequence[str], path: str | Path) -> Path:
+def plot_confusion_matrix(
+    gold: Sequence[int], predicted: Sequence[int], label_names: Sequence[str], path: str | Path
+) -> Path:
     """Row-normalised confusion matrix (rows: gold tag, columns: predicted tag) with counts on the diagonal."""
     plt = _pyplot()
     size = len(label_names)
@@ -52,7 +60,15 @@ def plot_confusion_matrix(gold: Sequence[int], predicted: Sequence[int], label_n
     axis.set_yticks(range(size), label_names)
     axis.set(xlabel="predicted", ylabel="gold", title="confusion (row-normalised)")
     for i in range(size):
-        axis.text(i, i, str(counts[i, i]), ha="center", va="center", fontsize=6, color="white" if rates[i, i] > 0.5 else "black")
+        axis.text(
+            i,
+            i,
+            str(counts[i, i]),
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="white" if rates[i, i] > 0.5 else "black",
+        )
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
     return _save(figure, path)

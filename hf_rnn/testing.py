@@ -234,7 +234,9 @@ class LoopbackHub:
                         return
                 commit = hub._new_commit(repository, files, summary)
                 repository.branches[revision] = commit
-                self._json({"commitOid": commit, "commitUrl": f"{hub.url}/{repo_id}/commit/{commit}", "pullRequestUrl": None})
+                self._json(
+                    {"commitOid": commit, "commitUrl": f"{hub.url}/{repo_id}/commit/{commit}", "pullRequestUrl": None}
+                )
 
             def create_branch(self, method, body, kind, repo_id, branch) -> None:
                 repository = self._repository(kind, repo_id)
@@ -255,9 +257,19 @@ class LoopbackHub:
                     return
                 repository, commit = found
                 files = repository.commits[commit]
-                siblings = [{"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(files.items())]
-                self._json({"id": repo_id, "sha": commit, "private": False, "siblings": siblings, "tags": [],
-                            "lastModified": "2026-01-01T00:00:00.000Z"})
+                siblings = [
+                    {"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(files.items())
+                ]
+                self._json(
+                    {
+                        "id": repo_id,
+                        "sha": commit,
+                        "private": False,
+                        "siblings": siblings,
+                        "tags": [],
+                        "lastModified": "2026-01-01T00:00:00.000Z",
+                    }
+                )
 
             def tree(self, method, body, kind, repo_id, revision, folder="") -> None:
                 found = self._revision(kind, repo_id, revision)
@@ -301,9 +313,15 @@ class LoopbackHub:
             (rf"/api/{repo}/revision/(.+)", "GET", Handler.info),
             (rf"/api/{repo}/tree/([^/]+)", "GET", Handler.tree),
             (rf"/api/{repo}/tree/([^/]+)/(.+)", "GET", Handler.tree),
-            (r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", "GET",
-             lambda h, m, b, repo_id, rev, path: h.resolve_file(m, b, "dataset", repo_id, rev, path)),
-            (r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", "GET",
-             lambda h, m, b, repo_id, rev, path: h.resolve_file(m, b, "model", repo_id, rev, path)),
+            (
+                r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)",
+                "GET",
+                lambda h, m, b, repo_id, rev, path: h.resolve_file(m, b, "dataset", repo_id, rev, path),
+            ),
+            (
+                r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)",
+                "GET",
+                lambda h, m, b, repo_id, rev, path: h.resolve_file(m, b, "model", repo_id, rev, path),
+            ),
         ]
         return Handler

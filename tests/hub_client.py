@@ -36,8 +36,13 @@ def push(repo_id: str, out_dir: str, revision: str | None) -> None:
     tokenizer = build_word_tokenizer(raw["train"]["tokens"])
     data = encode_for_tagging(raw, tokenizer)["train"]
     config = hf_rnn.RnnConfig(
-        vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=16, bidirectional=True, use_crf=True,
-        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+        vocab_size=tokenizer.vocab_size,
+        embedding_size=16,
+        hidden_size=16,
+        bidirectional=True,
+        use_crf=True,
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
     )
     model = hf_rnn.RnnForTokenClassification(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
@@ -50,8 +55,15 @@ def push(repo_id: str, out_dir: str, revision: str | None) -> None:
     model.eval()
     commits = []
     for _ in range(2):  # the second push is unchanged: no new commit
-        info = push_model(model, tokenizer, repo_id, revision=revision, eval_results={"accuracy": 0.9876},
-                          dataset="hf_rnn-sample-pos", hyperparameters={"learning_rate": 0.02, "epochs": 1})
+        info = push_model(
+            model,
+            tokenizer,
+            repo_id,
+            revision=revision,
+            eval_results={"accuracy": 0.9876},
+            dataset="hf_rnn-sample-pos",
+            hyperparameters={"learning_rate": 0.02, "epochs": 1},
+        )
         commits.append(info.oid)
     with open(f"{out_dir}/pushed.json", "w") as handle:
         json.dump({"predictions": predict(model, tokenizer), "commits": commits}, handle)
@@ -71,15 +83,18 @@ def load(repo_id: str, out_file: str, with_hf_rnn: bool, revision: str | None) -
     result = {"predictions": predict(model, tokenizer), "module": type(model).__module__}
     if with_hf_rnn:
         tagger = pipeline("rnn-token-classification", model=repo_id, revision=revision)
-        result["pipeline"] = [[e["entity"] for e in tagger([words], is_split_into_words=True, ignore_labels=[])[0]]
-                              for words in SENTENCES]
+        result["pipeline"] = [
+            [e["entity"] for e in tagger([words], is_split_into_words=True, ignore_labels=[])[0]]
+            for words in SENTENCES
+        ]
     with open(out_file, "w") as handle:
         json.dump(result, handle)
 
 
 def try_load(repo_id: str, out_file: str) -> None:
-    import hf_rnn  # noqa: F401
     from transformers import AutoModelForTokenClassification
+
+    import hf_rnn  # noqa: F401
 
     try:
         AutoModelForTokenClassification.from_pretrained(repo_id, use_safetensors=True)

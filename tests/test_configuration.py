@@ -1,10 +1,10 @@
 import json
 
 import pytest
+from conftest import tiny_config
 from transformers import AutoConfig
 
 import hf_rnn
-from conftest import tiny_config
 
 
 def test_defaults_and_derived_dropouts():

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_rnn import LinearChainCRF, scheme_constraints
 import hf_rnn.crf as hf_crf
+from hf_rnn import LinearChainCRF, scheme_constraints
 from hf_rnn.crf import PENALTY
 
 torchcrf = pytest.importorskip("torchcrf")
@@ -38,8 +38,10 @@ def brute_force(crf: LinearChainCRF, emissions: torch.Tensor, mask: torch.Tensor
             results.append({(): 0.0})
             continue
         for path in itertools.product(range(crf.num_tags), repeat=len(kept)):
-            ok = bool(start_ok[path[0]]) and bool(end_ok[path[-1]]) and all(
-                bool(allowed[a, b]) for a, b in zip(path, path[1:])
+            ok = (
+                bool(start_ok[path[0]])
+                and bool(end_ok[path[-1]])
+                and all(bool(allowed[a, b]) for a, b in zip(path, path[1:]))
             )
             score = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
             score = score + sum(kept[i, tag] for i, tag in enumerate(path))
@@ -87,12 +89,13 @@ def test_against_brute_force_enumeration(mask_rows, num_tags, seed, constrained)
         for rank in range(min(k, len(ranked))):
             torch.testing.assert_close(top_scores[row, rank].item(), ranked[rank][1])
             assert finite[tuple(t for t in paths[row, rank].tolist() if t != -100)] == pytest.approx(ranked[rank][1])
-        assert all(score == float("-inf") for score in top_scores[row, len(ranked):].tolist()) or not mask[row].any()
+        assert all(score == float("-inf") for score in top_scores[row, len(ranked) :].tolist()) or not mask[row].any()
         # log-likelihood of a random allowed path, and marginals as sums of path probabilities
         path, score = ranked[seed % len(ranked)]
         tags = torch.tensor(expand(path, mask[row]))[None]
-        torch.testing.assert_close(crf.log_likelihood(emissions[row : row + 1], tags, mask[row : row + 1])[0],
-                                   score - expected_log_z)
+        torch.testing.assert_close(
+            crf.log_likelihood(emissions[row : row + 1], tags, mask[row : row + 1])[0], score - expected_log_z
+        )
         if mask[row].any():
             expected = torch.zeros(int(mask[row].sum()), num_tags, dtype=torch.float64)
             for p, s in finite.items():
@@ -127,7 +130,9 @@ def test_matches_pytorch_crf_on_right_padded_batches(shape):
     mask = torch.arange(length) < lengths[:, None]
     ours, theirs = crf.log_likelihood(emissions, tags, mask), reference(emissions, tags, mask, reduction="none")
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-5)
-    ours_grads = torch.autograd.grad(ours.sum(), [emissions, crf.transitions, crf.start_transitions, crf.end_transitions])
+    ours_grads = torch.autograd.grad(
+        ours.sum(), [emissions, crf.transitions, crf.start_transitions, crf.end_transitions]
+    )
     their_grads = torch.autograd.grad(
         theirs.sum(), [emissions, reference.transitions, reference.start_transitions, reference.end_transitions]
     )

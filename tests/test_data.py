@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoTokenizer, DataCollatorForTokenClassification
 
 from hf_rnn.data import DataFormatError, encode_for_tagging, load_sample_pos, read_conll, tagging_dataset
@@ -65,7 +64,9 @@ def test_unknown_tag_is_an_error_or_mapped(tmp_path):
 
 
 def test_word_tokenizer_round_trip(tmp_path):
-    tokenizer = build_word_tokenizer([["The", "cat", "sat"], ["the", "Cat", "7", "42"]], lowercase=True, normalize_digits=True)
+    tokenizer = build_word_tokenizer(
+        [["The", "cat", "sat"], ["the", "Cat", "7", "42"]], lowercase=True, normalize_digits=True
+    )
     assert tokenizer.pad_token_id == 0 and tokenizer.unk_token_id == 1
     encoding = tokenizer([["THE", "dog", "13"]], is_split_into_words=True)
     vocab = tokenizer.get_vocab()
@@ -100,7 +101,10 @@ def test_quickstart_main_job_end_to_end(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--output_dir", str(tmp_path), "--epochs", "2"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(result.stdout.split("dev accuracy ")[1].split()[0])

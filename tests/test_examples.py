@@ -49,9 +49,15 @@ def test_tbptt_evaluation_equals_one_pass_over_each_row(tmp_path):
     ids = torch.randint(1, 50, (600,))
     data = BpttWindows(ids, batch_size=4, processes=1, bptt=10)
     args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to="none", use_cpu=True,
-        train_sampling_strategy="sequential", remove_unused_columns=False, label_names=["shift_labels"],
-        prediction_loss_only=True, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=4,
+        report_to="none",
+        use_cpu=True,
+        train_sampling_strategy="sequential",
+        remove_unused_columns=False,
+        label_names=["shift_labels"],
+        prediction_loss_only=True,
+        disable_tqdm=True,
     )
     trainer = TbpttTrainer(model=model, args=args, eval_dataset=data)
     metrics = trainer.evaluate()
@@ -64,8 +70,17 @@ def test_tbptt_evaluation_equals_one_pass_over_each_row(tmp_path):
 
 def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    command = [sys.executable, str(ROOT / "examples" / script), *args, "--report_to", "none", "--disable_tqdm", "true",
-               "--use_cpu", "true"]
+    command = [
+        sys.executable,
+        str(ROOT / "examples" / script),
+        *args,
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -76,10 +91,32 @@ def test_run_lm_trains_and_reports_perplexity(tmp_path):
     (tmp_path / "train.txt").write_text("\n".join(lines[:500]) + "\n")
     (tmp_path / "valid.txt").write_text("\n".join(lines[500:]) + "\n")
     result = _run(
-        "run_lm.py", "--train_file", str(tmp_path / "train.txt"), "--validation_file", str(tmp_path / "valid.txt"),
-        "--output_dir", str(tmp_path / "out"), "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-        "--bptt", "20", "--hidden_size", "64", "--embedding_size", "64", "--num_train_epochs", "3", "--zaremba",
-        "--learning_rate", "1", "--max_grad_norm", "5", "--save_strategy", "no",
+        "run_lm.py",
+        "--train_file",
+        str(tmp_path / "train.txt"),
+        "--validation_file",
+        str(tmp_path / "valid.txt"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "8",
+        "--bptt",
+        "20",
+        "--hidden_size",
+        "64",
+        "--embedding_size",
+        "64",
+        "--num_train_epochs",
+        "3",
+        "--zaremba",
+        "--learning_rate",
+        "1",
+        "--max_grad_norm",
+        "5",
+        "--save_strategy",
+        "no",
     )
     perplexity = float(result.stdout.strip().split()[-1])
     assert perplexity < 25  # the vocabulary has ~60 words: a uniform guess scores ~60
@@ -90,10 +127,26 @@ def test_run_lm_trains_and_reports_perplexity(tmp_path):
 @pytest.mark.parametrize("use_crf", [False, True])
 def test_run_tagging_end_to_end(tmp_path, use_crf):
     result = _run(
-        "run_tagging.py", "--train_file", str(SAMPLE / "sample_pos.train.tsv"),
-        "--validation_file", str(SAMPLE / "sample_pos.dev.tsv"), "--output_dir", str(tmp_path),
-        "--num_train_epochs", "3", "--learning_rate", "0.01", "--per_device_train_batch_size", "16",
-        "--embedding_size", "32", "--hidden_size", "32", "--save_strategy", "no", *(["--use_crf"] if use_crf else []),
+        "run_tagging.py",
+        "--train_file",
+        str(SAMPLE / "sample_pos.train.tsv"),
+        "--validation_file",
+        str(SAMPLE / "sample_pos.dev.tsv"),
+        "--output_dir",
+        str(tmp_path),
+        "--num_train_epochs",
+        "3",
+        "--learning_rate",
+        "0.01",
+        "--per_device_train_batch_size",
+        "16",
+        "--embedding_size",
+        "32",
+        "--hidden_size",
+        "32",
+        "--save_strategy",
+        "no",
+        *(["--use_crf"] if use_crf else []),
     )
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["eval_accuracy"] > 0.8
@@ -116,13 +169,33 @@ def test_run_classification_end_to_end(tmp_path):
             for s in part:
                 writer.writerow([" ".join(s.tokens), "two" if "CCONJ" in s.tags else "one"])
     result = _run(
-        "run_classification.py", "--train_file", str(tmp_path / "train.csv"), "--validation_file",
-        str(tmp_path / "dev.csv"), "--output_dir", str(tmp_path / "out"), "--num_train_epochs", "4",
-        "--learning_rate", "0.01", "--per_device_train_batch_size", "16", "--embedding_size", "32",
-        "--hidden_size", "32", "--pooling", "max", "--save_strategy", "no",
+        "run_classification.py",
+        "--train_file",
+        str(tmp_path / "train.csv"),
+        "--validation_file",
+        str(tmp_path / "dev.csv"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--num_train_epochs",
+        "4",
+        "--learning_rate",
+        "0.01",
+        "--per_device_train_batch_size",
+        "16",
+        "--embedding_size",
+        "32",
+        "--hidden_size",
+        "32",
+        "--pooling",
+        "max",
+        "--save_strategy",
+        "no",
     )
     assert json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"] > 0.9
-    assert hf_rnn.RnnForSequenceClassification.from_pretrained(tmp_path / "out").config.id2label == {0: "one", 1: "two"}
+    assert hf_rnn.RnnForSequenceClassification.from_pretrained(tmp_path / "out").config.id2label == {
+        0: "one",
+        1: "two",
+    }
 
 
 def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
@@ -135,12 +208,45 @@ def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
         (folder / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(ROOT / "examples" / "run_tagging.py"), "--dataset_name", str(folder), "--tokens_column", "words",
-        "--tags_column", "pos", "--output_dir", str(tmp_path / "out"), "--num_train_epochs", "6", "--dropout", "0.2",
-        "--learning_rate", "0.01", "--per_device_train_batch_size", "16", "--embedding_size", "32",
-        "--hidden_size", "32", "--save_strategy", "no", "--no_plots", "--use_crf", "--report_to", "none",
-        "--disable_tqdm", "true", "--use_cpu", "true", "--ddp_find_unused_parameters", "false",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "examples" / "run_tagging.py"),
+        "--dataset_name",
+        str(folder),
+        "--tokens_column",
+        "words",
+        "--tags_column",
+        "pos",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--num_train_epochs",
+        "6",
+        "--dropout",
+        "0.2",
+        "--learning_rate",
+        "0.01",
+        "--per_device_train_batch_size",
+        "16",
+        "--embedding_size",
+        "32",
+        "--hidden_size",
+        "32",
+        "--save_strategy",
+        "no",
+        "--no_plots",
+        "--use_crf",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
+        "--ddp_find_unused_parameters",
+        "false",
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -152,13 +258,36 @@ def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
 
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
     common = [
-        "--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--num_train_epochs", "2", "--learning_rate", "0.01",
-        "--per_device_train_batch_size", "32", "--embedding_size", "16", "--hidden_size", "16", "--dropout", "0.3",
-        "--save_strategy", "epoch", "--use_crf", "--seed", "3",
+        "--train_file",
+        str(SAMPLE / "sample_pos.train.tsv"),
+        "--num_train_epochs",
+        "2",
+        "--learning_rate",
+        "0.01",
+        "--per_device_train_batch_size",
+        "32",
+        "--embedding_size",
+        "16",
+        "--hidden_size",
+        "16",
+        "--dropout",
+        "0.3",
+        "--save_strategy",
+        "epoch",
+        "--use_crf",
+        "--seed",
+        "3",
     ]
     _run("run_tagging.py", *common, "--output_dir", str(tmp_path / "full"))
     checkpoint = sorted((tmp_path / "full").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[0]
-    _run("run_tagging.py", *common, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", str(checkpoint))
+    _run(
+        "run_tagging.py",
+        *common,
+        "--output_dir",
+        str(tmp_path / "resumed"),
+        "--resume_from_checkpoint",
+        str(checkpoint),
+    )
     full = hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path / "full").state_dict()
     resumed = hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path / "resumed").state_dict()
     for name in full:

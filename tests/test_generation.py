@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import CELLS, tiny_config
 
 import hf_rnn
-from conftest import CELLS, tiny_config
 
 
 def trained_lm(cell_type: str) -> hf_rnn.RnnForCausalLM:
@@ -86,4 +86,8 @@ def test_cache_reorder_and_detach():
     detached = cache.detach()
     assert not detached.hidden.requires_grad and torch.equal(detached.cell, cache.cell)
     detached.reorder_cache(torch.tensor([2, 2, 0]))
-    assert detached.hidden[0, :, 0].tolist() == [4.0, 4.0, 0.0] and detached.cell[0, :, 0].tolist() == [14.0, 14.0, 10.0]
+    assert detached.hidden[0, :, 0].tolist() == [4.0, 4.0, 0.0] and detached.cell[0, :, 0].tolist() == [
+        14.0,
+        14.0,
+        10.0,
+    ]

@@ -18,8 +18,15 @@ HERE = Path(__file__).parent
 def client(hub_url: str, home: Path, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONPATH")}
     env.update(HF_ENDPOINT=hub_url, HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, str(HERE / "hub_client.py"), *args], env=env, cwd=home,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(HERE / "hub_client.py"), *args],
+        env=env,
+        cwd=home,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +46,17 @@ def pushed(tmp_path_factory):
 def test_push_holds_everything(pushed):
     hub, _ = pushed
     files = hub.files("me/tagger")
-    expected = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
-                "configuration_rnn.py", "modeling_rnn.py", "crf.py", "masking.py"}
+    expected = {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "configuration_rnn.py",
+        "modeling_rnn.py",
+        "crf.py",
+        "masking.py",
+    }
     assert expected <= set(files)
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # nothing to unpickle
 
@@ -95,7 +111,10 @@ def test_hub_down_gives_a_clear_error_and_a_retry_succeeds(tmp_path):
     result = client(url, tmp_path, "push", "me/down", str(tmp_path), "--no-backoff")
     assert result.returncode != 0
     assert "ConnectError" in result.stderr or "Connection refused" in result.stderr
-    assert not (tmp_path / "pushed.json").exists() and (tmp_path / "keep.txt").read_text() == "local files stay as they are"
+    assert (
+        not (tmp_path / "pushed.json").exists()
+        and (tmp_path / "keep.txt").read_text() == "local files stay as they are"
+    )
     with LoopbackHub(port=port) as revived:  # the Hub is back: the same command now works
         result = client(url, tmp_path, "push", "me/down", str(tmp_path))
         assert result.returncode == 0, result.stderr[-3000:]
@@ -124,8 +143,12 @@ def test_missing_repo_and_missing_weights_surface_the_clients_errors(tmp_path):
         assert missing["error"] == "OSError" and "me/nothing-here" in missing["message"]
         assert "valid model identifier" in missing["message"] or "not found" in missing["message"].lower()
 
-        repository_files = {"config.json": json.dumps({"model_type": "hf_rnn", "architectures": ["RnnForTokenClassification"]}).encode(),
-                            "pytorch_model.bin": b"a pickle would be here"}
+        repository_files = {
+            "config.json": json.dumps(
+                {"model_type": "hf_rnn", "architectures": ["RnnForTokenClassification"]}
+            ).encode(),
+            "pytorch_model.bin": b"a pickle would be here",
+        }
         hub.repositories["model:me/no-weights"] = repository = Repository("model")
         repository.branches["main"] = hub._new_commit(repository, repository_files, "config and a pickle only")
         result = client(hub.url, tmp_path, "try-load", "me/no-weights", str(tmp_path / "no_weights.json"))
@@ -139,12 +162,33 @@ def test_run_tagging_push_to_hub(tmp_path):
         env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
         env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="2")
         command = [
-            sys.executable, str(root / "examples" / "run_tagging.py"),
-            "--train_file", str(root / "hf_rnn" / "samples" / "sample_pos.train.tsv"),
-            "--validation_file", str(root / "hf_rnn" / "samples" / "sample_pos.dev.tsv"),
-            "--output_dir", str(tmp_path / "out"), "--num_train_epochs", "1", "--embedding_size", "16",
-            "--hidden_size", "16", "--use_crf", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true",
-            "--disable_tqdm", "true", "--no_plots", "--push_to_hub", "--hub_model_id", "me/pos-tagger",
+            sys.executable,
+            str(root / "examples" / "run_tagging.py"),
+            "--train_file",
+            str(root / "hf_rnn" / "samples" / "sample_pos.train.tsv"),
+            "--validation_file",
+            str(root / "hf_rnn" / "samples" / "sample_pos.dev.tsv"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--num_train_epochs",
+            "1",
+            "--embedding_size",
+            "16",
+            "--hidden_size",
+            "16",
+            "--use_crf",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--use_cpu",
+            "true",
+            "--disable_tqdm",
+            "true",
+            "--no_plots",
+            "--push_to_hub",
+            "--hub_model_id",
+            "me/pos-tagger",
         ]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -153,5 +197,7 @@ def test_run_tagging_push_to_hub(tmp_path):
         (tmp_path / "README.md").write_bytes(files["README.md"])
         card = ModelCard.load(tmp_path / "README.md")
         accuracy = json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"]
-        assert {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+        assert {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"] == pytest.approx(
+            accuracy, abs=1e-4
+        )
         assert len(hub.repository("me/pos-tagger").commits) == 2  # one push, at the end

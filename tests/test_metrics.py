@@ -20,8 +20,12 @@ TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "E-PER", "S-LOC"]
 def assert_like_seqeval(predictions, references):
     ours = load_metric("span_f1").compute(predictions=predictions, references=references)
     report = seqeval_metrics.classification_report(references, predictions, output_dict=True, zero_division=0)
-    assert ours["overall_precision"] == pytest.approx(seqeval_metrics.precision_score(references, predictions, zero_division=0))
-    assert ours["overall_recall"] == pytest.approx(seqeval_metrics.recall_score(references, predictions, zero_division=0))
+    assert ours["overall_precision"] == pytest.approx(
+        seqeval_metrics.precision_score(references, predictions, zero_division=0)
+    )
+    assert ours["overall_recall"] == pytest.approx(
+        seqeval_metrics.recall_score(references, predictions, zero_division=0)
+    )
     assert ours["overall_f1"] == pytest.approx(seqeval_metrics.f1_score(references, predictions, zero_division=0))
     for kind, scores in report.items():
         if kind.endswith("avg"):
@@ -30,7 +34,13 @@ def assert_like_seqeval(predictions, references):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.tuples(st.sampled_from(TAGS), st.sampled_from(TAGS)), min_size=1, max_size=8), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from(TAGS), st.sampled_from(TAGS)), min_size=1, max_size=8),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_span_f1_equals_seqeval_on_random_sequences(pairs):
     predictions = [[p for p, _ in row] for row in pairs]
     references = [[g for _, g in row] for row in pairs]
@@ -60,7 +70,9 @@ def test_tagging_metrics_read_predictions_and_skip_ignored_positions():
     assert results["accuracy"] == pytest.approx(4 / 5)
     # gold spans: (0, X, 0-1), (1, X, 1); predicted: (0, X, 0-1), (1, X, 1) via a lone I-X -> both right
     assert results["f1"] == pytest.approx(1.0)
-    pos = TaggingMetrics(["NOUN", "VERB"])(EvalPrediction(predictions=(logits[..., :2], predictions.clip(0, 1)), label_ids=labels.clip(-100, 1)))
+    pos = TaggingMetrics(["NOUN", "VERB"])(
+        EvalPrediction(predictions=(logits[..., :2], predictions.clip(0, 1)), label_ids=labels.clip(-100, 1))
+    )
     assert "f1" not in pos
 
 

@@ -2,11 +2,16 @@
 
 import pytest
 import torch
+from conftest import CELLS, tiny_config
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 import hf_rnn
-from conftest import CELLS, tiny_config
 
 HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification, hf_rnn.RnnForCausalLM)
 
@@ -39,7 +44,9 @@ def reference_layer(cell_type: str, rnn: nn.Module, x: torch.Tensor, nonlinearit
     return torch.stack(outputs, 1)
 
 
-@pytest.mark.parametrize("cell_type, nonlinearity", [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")])
+@pytest.mark.parametrize(
+    "cell_type, nonlinearity", [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh")]
+)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_layer_matches_the_lecture_equations(cell_type, nonlinearity, bidirectional):
     config = tiny_config(cell_type=cell_type, nonlinearity=nonlinearity, num_layers=1, bidirectional=bidirectional)
@@ -191,7 +198,9 @@ def test_exactly_one_of_ids_and_embeddings():
     with pytest.raises(ValueError, match="exactly one"):
         model()
     ids = torch.randint(1, 37, (1, 3))
-    torch.testing.assert_close(model(inputs_embeds=model.embeddings(ids)).last_hidden_state, model(ids).last_hidden_state)
+    torch.testing.assert_close(
+        model(inputs_embeds=model.embeddings(ids)).last_hidden_state, model(ids).last_hidden_state
+    )
 
 
 def test_causal_lm_refuses_bidirectional():

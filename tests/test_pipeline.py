@@ -20,9 +20,15 @@ def make(use_crf: bool, seed: int = 0):
     torch.manual_seed(seed)
     tokenizer = build_word_tokenizer([s.split() for s in SENTENCES])
     config = hf_rnn.RnnConfig(
-        vocab_size=tokenizer.vocab_size, embedding_size=8, hidden_size=8, bidirectional=True, initializer_range=1.0,
-        id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
-        use_crf=use_crf, crf_constraints="BIO" if use_crf else None,
+        vocab_size=tokenizer.vocab_size,
+        embedding_size=8,
+        hidden_size=8,
+        bidirectional=True,
+        initializer_range=1.0,
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+        use_crf=use_crf,
+        crf_constraints="BIO" if use_crf else None,
     )
     model = hf_rnn.RnnForTokenClassification(config).eval()
     return model, tokenizer

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 import torch
+from conftest import tiny_config
 
 import hf_rnn
-from conftest import tiny_config
 
 LOADER = textwrap.dedent(
     """
@@ -34,7 +34,12 @@ def _load_elsewhere(folder, auto: str, trust: bool) -> subprocess.CompletedProce
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(
         [sys.executable, "-c", LOADER.format(auto=auto), str(folder), "trust" if trust else "no"],
-        cwd=folder, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

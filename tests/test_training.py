@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import hf_rnn
 from conftest import tiny_config
 from trainer_run import train
+
+import hf_rnn
 
 HERE = Path(__file__).parent
 
@@ -23,7 +23,9 @@ def test_token_loss_uses_num_items_in_batch():
     logits = model(ids).logits
     token_losses = torch.nn.functional.cross_entropy(logits.view(-1, 3), labels.view(-1), reduction="none")
     torch.testing.assert_close(model(ids, labels=labels).loss, token_losses.sum() / 13)
-    torch.testing.assert_close(model(ids, labels=labels, num_items_in_batch=torch.tensor(40)).loss, token_losses.sum() / 40)
+    torch.testing.assert_close(
+        model(ids, labels=labels, num_items_in_batch=torch.tensor(40)).loss, token_losses.sum() / 40
+    )
 
 
 def test_crf_loss_is_the_summed_sequence_nll_per_labelled_token():
@@ -65,8 +67,17 @@ def test_gradient_accumulation_equals_one_big_batch(head, tmp_path):
 def test_two_processes_equal_one_process_with_the_same_global_batch(head, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(HERE)}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(HERE / "trainer_run.py"), str(tmp_path / "ddp"), head, "4", "1",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "trainer_run.py"),
+        str(tmp_path / "ddp"),
+        head,
+        "4",
+        "1",
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

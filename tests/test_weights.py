@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import CELLS, tiny_config
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
 import hf_rnn
-from conftest import CELLS, tiny_config
 
 HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification, hf_rnn.RnnForCausalLM)
 
@@ -69,7 +69,9 @@ def test_save_and_load_round_trip_is_exact(head, extra, tmp_path):
     expected, actual = model(ids, attention_mask=mask), loaded(ids, attention_mask=mask)
     torch.testing.assert_close(actual[0], expected[0], rtol=0, atol=0)
     if extra:
-        assert "crf.py" in {p.name for p in tmp_path.glob("*.py")} and "masking.py" in {p.name for p in tmp_path.glob("*.py")}
+        assert "crf.py" in {p.name for p in tmp_path.glob("*.py")} and "masking.py" in {
+            p.name for p in tmp_path.glob("*.py")
+        }
         assert torch.equal(loaded.crf.allowed_transitions, model.crf.allowed_transitions)
         assert torch.equal(actual.predictions, expected.predictions)
 

@@ -1,14 +1,14 @@
 """Train a tiny model with the Trainer and save its final weights; importable, or a script for torchrun.
 
-    torchrun --nproc_per_node 2 tests/trainer_run.py OUT_FILE HEAD BATCH_SIZE ACCUMULATION
+torchrun --nproc_per_node 2 tests/trainer_run.py OUT_FILE HEAD BATCH_SIZE ACCUMULATION
 """
 
 import sys
 
 import torch
 from datasets import Dataset
-from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerFast, Trainer, TrainingArguments
 from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerFast, Trainer, TrainingArguments
 
 import hf_rnn
 
@@ -38,9 +38,14 @@ def _dataset(head: str) -> Dataset:
 def train(output_file: str, head: str, batch_size: int, accumulation: int) -> None:
     torch.manual_seed(0)
     config = hf_rnn.RnnConfig(
-        vocab_size=VOCAB, embedding_size=8, hidden_size=8, bidirectional=head != "lm",
-        id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2},
-        use_crf=head == "crf", crf_constraints="BIO" if head == "crf" else None,
+        vocab_size=VOCAB,
+        embedding_size=8,
+        hidden_size=8,
+        bidirectional=head != "lm",
+        id2label={0: "O", 1: "B-X", 2: "I-X"},
+        label2id={"O": 0, "B-X": 1, "I-X": 2},
+        use_crf=head == "crf",
+        crf_constraints="BIO" if head == "crf" else None,
     )
     model = (hf_rnn.RnnForCausalLM if head == "lm" else hf_rnn.RnnForTokenClassification)(config)
     args = TrainingArguments(

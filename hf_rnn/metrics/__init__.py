@@ -53,5 +53,7 @@ class TaggingMetrics:
             predicted = [names[row[keep]].tolist() for row, keep in zip(predictions, scored)]
             gold = [names[row[keep]].tolist() for row, keep in zip(labels, scored)]
             spans = self.spans.compute(predictions=predicted, references=gold)
-            results.update(precision=spans["overall_precision"], recall=spans["overall_recall"], f1=spans["overall_f1"])
+            results.update(
+                precision=spans["overall_precision"], recall=spans["overall_recall"], f1=spans["overall_f1"]
+            )
         return results

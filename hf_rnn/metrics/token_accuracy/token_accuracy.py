@@ -10,7 +10,9 @@ class TokenAccuracy(evaluate.Metric):
             description="Share of tokens whose predicted tag equals the gold tag.",
             citation="",
             inputs_description="predictions, references: equal-length lists of tag ids (padding already removed).",
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
         )
 
     def _compute(self, predictions, references) -> dict:
