@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ test-slow: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no test is marked slow
 
 bench: $(STAMP)
-	cd bench && for b in crf tagger_step padding generate trainer_vs_loop; do ../$(PY) $$b.py || exit 1; done
+	cd bench && for b in crf tagger_step padding encoder generate trainer_vs_loop; do ../$(PY) $$b.py || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hf_rnn examples tests bench && $(VENV)/bin/ruff format --check hf_rnn examples tests bench
 
 clean:
 	rm -rf runs .pytest_cache
