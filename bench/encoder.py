@@ -7,10 +7,10 @@ forward + backward (goal: <= 1.05x).
 import argparse
 
 import torch
+from common import compare_ms, device_name
 from torch import nn
 
 import hf_rnn
-from common import compare_ms, device_name
 
 SHAPES = [  # batch, length, input width, hidden size, layers, bidirectional
     (20, 35, 650, 650, 2, False),  # Zaremba medium LM
