@@ -62,7 +62,7 @@ def expand(path: tuple, mask_row: torch.Tensor) -> list:
 masks = st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=3)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)  # the same cases in CI
 @given(mask_rows=masks, num_tags=st.integers(1, 3), seed=st.integers(0, 10_000), constrained=st.booleans())
 def test_against_brute_force_enumeration(mask_rows, num_tags, seed, constrained):
     """log Z, log-likelihood, Viterbi, top-k and marginals on random masks (holes, left/right padding, empty rows)."""

@@ -33,7 +33,7 @@ def assert_like_seqeval(predictions, references):
         assert ours[kind]["f1"] == pytest.approx(scores["f1-score"]) and ours[kind]["number"] == scores["support"]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)  # the same cases in CI
 @given(
     st.lists(
         st.lists(st.tuples(st.sampled_from(TAGS), st.sampled_from(TAGS)), min_size=1, max_size=8),

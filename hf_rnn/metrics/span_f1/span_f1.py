@@ -1,5 +1,6 @@
 """Span (chunk) precision, recall and F1 for BIO/IOB1/BIOES tag sequences, as conlleval and seqeval's default mode
 score them: a chunk is a maximal run of one type, an `I-` that cannot continue the previous chunk opens a new one.
+BILOU's `L-`/`U-` are read as `E-`/`S-` (seqeval's default mode does not know them and treats them as inside tags).
 
 A local `evaluate` module: `evaluate.load(<this folder>)` works offline.
 """
