@@ -18,6 +18,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 from run_lm import BpttWindows, TbpttTrainer  # noqa: E402
 
 SAMPLE = ROOT / "hf_rnn" / "samples"
+# a small, fast tagger for the end-to-end runs of the example scripts
+TINY_TAGGER = ["--learning_rate", "0.01", "--per_device_train_batch_size", "16", "--embedding_size", "32"]
+TINY_TAGGER += ["--hidden_size", "32", "--save_strategy", "no"]
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -136,16 +139,7 @@ def test_run_tagging_end_to_end(tmp_path, use_crf):
         str(tmp_path),
         "--num_train_epochs",
         "3",
-        "--learning_rate",
-        "0.01",
-        "--per_device_train_batch_size",
-        "16",
-        "--embedding_size",
-        "32",
-        "--hidden_size",
-        "32",
-        "--save_strategy",
-        "no",
+        *TINY_TAGGER,
         *(["--use_crf"] if use_crf else []),
     )
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
@@ -227,16 +221,7 @@ def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
         "6",
         "--dropout",
         "0.2",
-        "--learning_rate",
-        "0.01",
-        "--per_device_train_batch_size",
-        "16",
-        "--embedding_size",
-        "32",
-        "--hidden_size",
-        "32",
-        "--save_strategy",
-        "no",
+        *TINY_TAGGER,
         "--no_plots",
         "--use_crf",
         "--report_to",
