@@ -65,21 +65,14 @@ def test_gradient_accumulation_equals_one_big_batch(head, tmp_path):
 
 @pytest.mark.parametrize("head", ["tagger", "crf", "lm"])
 def test_two_processes_equal_one_process_with_the_same_global_batch(head, tmp_path):
+    """Both runs are fresh processes with one thread each, so only the process count differs."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(HERE)}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(HERE / "trainer_run.py"),
-        str(tmp_path / "ddp"),
-        head,
-        "4",
-        "1",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    train(str(tmp_path / "single"), head, batch_size=8, accumulation=1)
+    script = str(HERE / "trainer_run.py")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for command in (
+        [*launch, script, str(tmp_path / "ddp"), head, "4", "1"],
+        [sys.executable, script, str(tmp_path / "single"), head, "8", "1"],
+    ):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_weights(_weights(tmp_path / "single"), _weights(tmp_path / "ddp"))
