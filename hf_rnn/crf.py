@@ -283,35 +283,40 @@ class LinearChainCRF(nn.Module):
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """log Z, the log-sum of the scores of every tag path: (B,); 0 for a row with no unmasked position."""
         with torch.autocast(emissions.device.type, enabled=False):
-            compact, compaction = self._prepare(emissions, mask)
-            transitions, start, end = self._scores(PENALTY)
-            with torch.no_grad():
-                chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
-            if chains.forward is None:
-                return _log_partition_exact(compact, compaction.lengths, transitions, start, end)
-            return _LogPartition.apply(compact, transitions, start, end, chains)
+            return self._log_partition(*self._prepare(emissions, mask), *self._scores(PENALTY))
 
     def path_score(
         self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Unnormalised score of the given tag paths: (B,). Tags at masked positions are ignored (may be -100)."""
         with torch.autocast(emissions.device.type, enabled=False):
-            compact, compaction = self._prepare(emissions, mask)
-            transitions, start, end = self._scores(PENALTY)
-            valid = compaction.compact_mask  # (B, T)
-            tags = compaction.compact(tags).masked_fill(~valid, 0)  # (B, T)
-            score = (compact.gather(-1, tags.unsqueeze(-1)).squeeze(-1) * valid).sum(1)
-            score = score + (transitions[tags[:, :-1], tags[:, 1:]] * valid[:, 1:]).sum(1)
-            rows = torch.arange(tags.size(0), device=tags.device)
-            last = tags[rows, (compaction.lengths - 1).clamp(min=0)]
-            nonempty = compaction.lengths > 0
-            return score + (start[tags[:, 0]] + end[last]) * nonempty
+            return self._path_score(tags, *self._prepare(emissions, mask), *self._scores(PENALTY))
 
     def log_likelihood(
         self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """log p(tags | emissions) per sequence: (B,). Differentiable; 0 for a row with no unmasked position."""
-        return self.path_score(emissions, tags, mask) - self.log_partition(emissions, mask)
+        with torch.autocast(emissions.device.type, enabled=False):
+            prepared = (*self._prepare(emissions, mask), *self._scores(PENALTY))  # once for both terms
+            return self._path_score(tags, *prepared) - self._log_partition(*prepared)
+
+    @staticmethod
+    def _log_partition(compact, compaction: MaskCompaction, transitions, start, end) -> torch.Tensor:
+        with torch.no_grad():
+            chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
+        if chains.forward is None:
+            return _log_partition_exact(compact, compaction.lengths, transitions, start, end)
+        return _LogPartition.apply(compact, transitions, start, end, chains)
+
+    @staticmethod
+    def _path_score(tags, compact, compaction: MaskCompaction, transitions, start, end) -> torch.Tensor:
+        valid = compaction.compact_mask  # (B, T)
+        tags = compaction.compact(tags).masked_fill(~valid, 0)  # (B, T)
+        score = (compact.gather(-1, tags.unsqueeze(-1)).squeeze(-1) * valid).sum(1)
+        score = score + (transitions[tags[:, :-1], tags[:, 1:]] * valid[:, 1:]).sum(1)
+        rows = torch.arange(tags.size(0), device=tags.device)
+        last = tags[rows, (compaction.lengths - 1).clamp(min=0)]
+        return score + (start[tags[:, 0]] + end[last]) * (compaction.lengths > 0)
 
     def forward(
         self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
