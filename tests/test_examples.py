@@ -71,10 +71,11 @@ def test_tbptt_evaluation_equals_one_pass_over_each_row(tmp_path):
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(whole.item()), rel=1e-5)
 
 
-def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+def _run(script: str, *args: str, launcher: tuple = (), env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run an example script on the CPU without logging integrations; `launcher` prefixes e.g. torchrun."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", **(env or {})}
     command = [
-        sys.executable,
+        *(launcher or (sys.executable,)),
         str(ROOT / "examples" / script),
         *args,
         "--report_to",
@@ -84,7 +85,7 @@ def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedPro
         "--use_cpu",
         "true",
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -200,15 +201,8 @@ def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
     for split, part in (("train", sentences[:400]), ("validation", sentences[400:500])):
         rows = [json.dumps({"words": s.tokens, "pos": s.tags}) for s in part]
         (folder / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(ROOT / "examples" / "run_tagging.py"),
+    result = _run(
+        "run_tagging.py",
         "--dataset_name",
         str(folder),
         "--tokens_column",
@@ -224,17 +218,11 @@ def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
         *TINY_TAGGER,
         "--no_plots",
         "--use_crf",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--use_cpu",
-        "true",
         "--ddp_find_unused_parameters",
         "false",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+        launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+        env={"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"},
+    )
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["eval_accuracy"] > 0.8
     config = json.loads((tmp_path / "out" / "config.json").read_text())
