@@ -203,6 +203,7 @@ def main() -> None:
         push_trained(
             trainer, metrics if validation is not None else None, dataset=Path(lm_args.train_file).parent.name or None
         )
+    trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 
 if __name__ == "__main__":

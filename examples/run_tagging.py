@@ -206,6 +206,7 @@ def main() -> None:
     if push:
         dataset = data_args.dataset_name or Path(data_args.train_file).parent.name or None
         push_trained(trainer, metrics if "validation" in data else None, dataset=dataset)
+    trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ def train(output_file: str, head: str, batch_size: int, accumulation: int) -> No
     trainer.train()
     if trainer.is_world_process_zero():
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, output_file)
+    # Every rank waits for the save, then tears gloo down: a rank exiting with the group alive aborts
+    # ("terminate called without an active exception") while the other still talks to it.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":
