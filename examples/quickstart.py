@@ -29,18 +29,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--use_crf", action="store_true", help="a BiLSTM-CRF (Viterbi decoding) instead of softmax")
+    parser.add_argument("--char_encoder", choices=["lstm", "cnn"], help="add character-level word features")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
     raw = load_sample_pos()
     labels = raw["train"].features["tags"].feature.names
-    tokenizer = build_word_tokenizer(raw["train"]["tokens"], lowercase=True)
+    tokenizer = build_word_tokenizer(
+        raw["train"]["tokens"], lowercase=True, char_min_frequency=1 if args.char_encoder else None
+    )
     data = encode_for_tagging(raw, tokenizer)
     config = hf_rnn.RnnConfig(
         cell_type=args.cell_type,
         vocab_size=tokenizer.vocab_size,
         embedding_size=64,
         hidden_size=64,
+        char_encoder=args.char_encoder,
+        char_vocab_size=tokenizer.char_vocab_size if args.char_encoder else 0,
         bidirectional=True,
         dropout=0.2,
         use_crf=args.use_crf,
@@ -51,8 +56,9 @@ def main() -> None:
     )
     model = hf_rnn.RnnForTokenClassification(config)
     head = "CRF" if args.use_crf else "softmax"
+    chars = f" + char-{args.char_encoder}" if args.char_encoder else ""
     print(
-        f"model: {args.cell_type} BiRNN + {head}, {model.num_parameters():,} parameters; {len(labels)} tags; "
+        f"model: {args.cell_type} BiRNN{chars} + {head}, {model.num_parameters():,} parameters; {len(labels)} tags; "
         f"{len(data['train'])} train / {len(data['dev'])} dev sentences"
     )
 

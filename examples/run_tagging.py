@@ -55,6 +55,12 @@ class DataArguments:
     lowercase: bool = field(default=False, metadata={"help": "Lower-case words in the vocabulary."})
     normalize_digits: bool = field(default=False, metadata={"help": "Map every digit to 0 in the vocabulary."})
     min_frequency: int = field(default=1, metadata={"help": "Keep words seen at least this often in training."})
+    char_min_frequency: int = field(
+        default=1, metadata={"help": "With --char_encoder: keep characters seen at least this often in training."}
+    )
+    max_word_length: int = field(
+        default=24, metadata={"help": "With --char_encoder: characters kept per word (its first and last halves)."}
+    )
     max_length: int | None = field(default=None, metadata={"help": "Truncate sentences to this many tokens."})
     no_plots: bool = field(default=False, metadata={"help": "Skip the PNG plots saved next to the model."})
 
@@ -65,6 +71,11 @@ class ModelArguments:
     embedding_size: int = 100
     hidden_size: int = 256
     num_layers: int = 1
+    char_encoder: str | None = field(
+        default=None, metadata={"help": "Character-level word features: lstm (Lample et al.) or cnn (Ma & Hovy)."}
+    )
+    char_embedding_size: int = 25
+    char_hidden_size: int = field(default=25, metadata={"help": "Char-BiLSTM state per direction, or CNN filters."})
     unidirectional: bool = field(default=False, metadata={"help": "Left-to-right only (default: bidirectional)."})
     dropout: float = 0.5
     use_crf: bool = field(default=False, metadata={"help": "BiLSTM-CRF: CRF loss and Viterbi decoding."})
@@ -140,6 +151,8 @@ def main() -> None:
         min_frequency=data_args.min_frequency,
         lowercase=data_args.lowercase,
         normalize_digits=data_args.normalize_digits,
+        char_min_frequency=data_args.char_min_frequency if model_args.char_encoder else None,
+        max_word_length=data_args.max_word_length,
     )
     data = encode_for_tagging(raw, tokenizer, max_length=data_args.max_length)
 
@@ -150,6 +163,10 @@ def main() -> None:
         cell_type=model_args.cell_type,
         vocab_size=tokenizer.vocab_size,
         embedding_size=model_args.embedding_size,
+        char_encoder=model_args.char_encoder,
+        char_vocab_size=tokenizer.char_vocab_size if model_args.char_encoder else 0,
+        char_embedding_size=model_args.char_embedding_size,
+        char_hidden_size=model_args.char_hidden_size,
         hidden_size=model_args.hidden_size,
         num_layers=model_args.num_layers,
         bidirectional=not model_args.unidirectional,

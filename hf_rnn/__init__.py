@@ -1,8 +1,9 @@
 """hf_rnn: Elman RNN, GRU, LSTM and BiLSTM-CRF models for the Hugging Face ecosystem.
 
 Importing the package registers `RnnConfig` and every head with the `Auto*` classes, marks them for
-`register_for_auto_class` (so `save_pretrained`/`push_to_hub` ship the model code with the weights), and registers
-the "rnn-token-classification" pipeline task.
+`register_for_auto_class` (so `save_pretrained`/`push_to_hub` ship the model code with the weights), does the same for
+the character-aware `RnnTokenizerFast` with `AutoTokenizer`, and registers the "rnn-token-classification" pipeline
+task.
 """
 
 from transformers import (
@@ -11,6 +12,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
+    AutoTokenizer,
 )
 
 from .configuration_rnn import RnnConfig
@@ -27,6 +29,7 @@ from .modeling_rnn import (
     RnnTokenClassifierOutput,
 )
 from .pipelines import RnnTokenClassificationPipeline, register_pipeline
+from .tokenization_rnn import RnnTokenizerFast
 
 __version__ = "0.1.0"
 
@@ -42,6 +45,8 @@ RnnConfig.register_for_auto_class()
 for _auto_class, _model_class in _AUTO_CLASSES.items():
     _auto_class.register(RnnConfig, _model_class, exist_ok=True)
     _model_class.register_for_auto_class(_auto_class.__name__)
+AutoTokenizer.register(RnnConfig, fast_tokenizer_class=RnnTokenizerFast, exist_ok=True)
+RnnTokenizerFast.register_for_auto_class("AutoTokenizer")
 register_pipeline()  # pipeline("rnn-token-classification", ...)
 
 __all__ = [
@@ -57,5 +62,6 @@ __all__ = [
     "RnnPreTrainedModel",
     "RnnTokenClassificationPipeline",
     "RnnTokenClassifierOutput",
+    "RnnTokenizerFast",
     "scheme_constraints",
 ]

@@ -10,6 +10,7 @@ from .crf import SCHEMES, scheme_constraints
 CELL_TYPES = ("rnn", "gru", "lstm")
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
+CHAR_ENCODERS = ("lstm", "cnn")
 
 
 class RnnConfig(PreTrainedConfig):
@@ -22,6 +23,15 @@ class RnnConfig(PreTrainedConfig):
             `"rnn"` (Elman: h_m = g(Θʰ h_{m-1} + Θˣ x_m)), `"gru"` or `"lstm"`.
         vocab_size (`int`, defaults to 10000): size of the word vocabulary.
         embedding_size (`int`, defaults to 128): width of the word embeddings.
+        char_encoder (`str`, *optional*):
+            Append character-level features to every word embedding: `"lstm"` (a character BiLSTM's two final states,
+            Lample et al. 2016) or `"cnn"` (a character CNN max-pooled over the word, Ma & Hovy 2016). The model then
+            reads `char_ids` (B, T, L), which [`RnnTokenizerFast`] produces. Not valid for the causal language model.
+        char_vocab_size (`int`, defaults to 0): number of character ids, padding (0) and unknown (1) included.
+        char_embedding_size (`int`, defaults to 25): width of the character embeddings.
+        char_hidden_size (`int`, defaults to 25): state width of each direction of the character BiLSTM, or the
+            number of filters of the character CNN.
+        char_kernel_size (`int`, defaults to 3): width (odd) of the character CNN's filters.
         hidden_size (`int`, defaults to 256): width of the recurrent state of one direction.
         num_layers (`int`, defaults to 1): number of stacked recurrent layers.
         bidirectional (`bool`, defaults to `False`):
@@ -54,6 +64,11 @@ class RnnConfig(PreTrainedConfig):
     cell_type: str = "lstm"
     vocab_size: int = 10000
     embedding_size: int = 128
+    char_encoder: str | None = None
+    char_vocab_size: int = 0
+    char_embedding_size: int = 25
+    char_hidden_size: int = 25
+    char_kernel_size: int = 3
     hidden_size: int = 256
     num_layers: int = 1
     bidirectional: bool = False
@@ -92,6 +107,18 @@ class RnnConfig(PreTrainedConfig):
         return 2 if self.bidirectional else 1
 
     @property
+    def char_feature_size(self) -> int:
+        """Width of the character features appended to each word embedding (0 without `char_encoder`)."""
+        if self.char_encoder is None:
+            return 0
+        return self.char_hidden_size * (2 if self.char_encoder == "lstm" else 1)
+
+    @property
+    def word_feature_size(self) -> int:
+        """Width of what the first recurrent layer reads: word embedding plus character features."""
+        return self.embedding_size + self.char_feature_size
+
+    @property
     def output_size(self) -> int:
         """Width of the top layer's outputs (both directions concatenated)."""
         return self.hidden_size * self.num_directions
@@ -109,7 +136,17 @@ class RnnConfig(PreTrainedConfig):
         ):
             if getattr(self, field) not in choices:
                 fail(field, f"one of {', '.join(map(repr, choices))}")
-        for field in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
+        if self.char_encoder is not None and self.char_encoder not in CHAR_ENCODERS:
+            fail("char_encoder", f"None or one of {', '.join(map(repr, CHAR_ENCODERS))}")
+        for field in (
+            "vocab_size",
+            "embedding_size",
+            "hidden_size",
+            "num_layers",
+            "char_embedding_size",
+            "char_hidden_size",
+            "char_kernel_size",
+        ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 fail(field, "a positive integer")
@@ -121,6 +158,14 @@ class RnnConfig(PreTrainedConfig):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 fail(field, "a number")
+        if self.char_kernel_size % 2 == 0:
+            fail("char_kernel_size", "odd (the filters are centred on each character)")
+        if self.char_encoder is not None and (
+            isinstance(self.char_vocab_size, bool)
+            or not isinstance(self.char_vocab_size, int)
+            or self.char_vocab_size < 3
+        ):
+            fail("char_vocab_size", "an integer >= 3 (padding, unknown and one character) when char_encoder is set")
         if self.initializer_range <= 0:
             fail("initializer_range", "positive")
         for field in ("bidirectional", "use_crf", "tie_word_embeddings", "use_cache"):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .masking import MaskCompaction
+from .masking import MaskCompaction, is_tracing
 
 # Score of a disallowed transition. Finite on purpose: exp() makes it an exact zero in the partition function, while
 # a gold path that breaks a constraint (bad data) gets a huge but finite loss instead of inf/NaN. Decoding uses -inf.
@@ -381,7 +381,9 @@ def _viterbi(emissions, lengths, transitions, start, end, k: int) -> tuple[torch
     for t in range(1, seq_len):
         # candidates[b, (r, i), j] = history[t-1][b, r, i] + A[i, j]
         candidates = (history[t - 1].unsqueeze(-1) + transitions).view(batch_size, k * num_tags, num_tags)
-        if k == 1:
+        if is_tracing():  # `out=` would pin the batch size of an exported graph
+            history[t], pointers[t] = candidates.max(1, keepdim=True) if k == 1 else candidates.topk(k, dim=1)
+        elif k == 1:
             torch.max(candidates, dim=1, keepdim=True, out=(history[t], pointers[t]))
         else:
             torch.topk(candidates, k, dim=1, out=(history[t], pointers[t]))

@@ -35,7 +35,7 @@ def model_card(
         ["crf", "bilstm-crf"]
         if getattr(config, "use_crf", False) and architecture == "RnnForTokenClassification"
         else []
-    )
+    ) + (["char-" + config.char_encoder] if config.char_encoder else [])
     results = [
         EvalResult(
             task_type=task,
@@ -66,6 +66,11 @@ def model_card(
         f"({architecture}{crf}) made with hf_rnn: "
         f"{model.num_parameters():,} parameters, word embeddings {config.embedding_size}, hidden size "
         f"{config.hidden_size}, vocabulary {config.vocab_size}"
+        + (
+            f", character {'BiLSTM' if config.char_encoder == 'lstm' else 'CNN'} word features ({config.char_feature_size})"
+            if config.char_encoder
+            else ""
+        )
         + (
             f", {config.num_labels} labels: {', '.join(config.id2label[i] for i in range(config.num_labels))}"
             if task in ("token-classification", "text-classification")

@@ -6,6 +6,11 @@ Shipped inside checkpoints with the modeling files, so it imports only torch.
 import torch
 
 
+def is_tracing() -> bool:
+    """Under torch.export / torch.compile: take the general paths, never branch on tensor values."""
+    return torch.compiler.is_exporting() or torch.compiler.is_compiling()
+
+
 class MaskCompaction:
     """Index maps between a masked batch and its "compact" layout, where each row's real tokens sit at the left.
 
@@ -22,11 +27,14 @@ class MaskCompaction:
         self.original_mask = mask
         self.compact_mask = positions < self.lengths.unsqueeze(1)  # (B, T)
         # right padding (what collators produce) is already compact: no gathers then
-        self.is_identity = bool(torch.equal(mask, self.compact_mask))
+        self.is_identity = not is_tracing() and bool(torch.equal(mask, self.compact_mask))
         if not self.is_identity:
-            # compact position -> original position (real tokens first, in order), and its inverse
-            self.to_original = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # (B, T)
-            self.to_compact = self.to_original.argsort(dim=1)  # (B, T)
+            # original position -> compact position: real tokens first, then the padding, each in order (a stable
+            # partition by counting, no sort: cheaper, and exportable to ONNX) ...
+            real_before = mask.long().cumsum(1)  # (B, T)
+            self.to_compact = torch.where(mask, real_before - 1, self.lengths.unsqueeze(1) + positions - real_before)
+            # ... and its inverse
+            self.to_original = torch.empty_like(self.to_compact).scatter_(1, self.to_compact, positions)  # (B, T)
         # reversal within the length in the compact layout (an involution; padding stays in place)
         self.reverse = torch.where(self.compact_mask, self.lengths.unsqueeze(1) - 1 - positions, positions)  # (B, T)
 

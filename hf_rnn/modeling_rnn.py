@@ -15,9 +15,10 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput, can_return_tuple
 
+from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF, scheme_constraints
-from .masking import MaskCompaction
+from .masking import MaskCompaction, is_tracing
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -182,7 +183,7 @@ class RnnPreTrainedModel(PreTrainedModel):
                     init.copy_(param, bias)
                 else:
                     init.zeros_(param)
-        elif isinstance(module, nn.Linear):
+        elif isinstance(module, (nn.Linear, nn.Conv1d)):
             init.uniform_(module.weight, -r, r)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -199,14 +200,17 @@ class RnnPreTrainedModel(PreTrainedModel):
 
 
 class RnnModel(RnnPreTrainedModel):
-    """Word embeddings followed by a stack of recurrent layers; returns per-token outputs and the final state."""
+    """Word embeddings (plus character features with `config.char_encoder`) followed by a stack of recurrent layers;
+    returns per-token outputs and the final state."""
 
     def __init__(self, config: RnnConfig):
         super().__init__(config)
         self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.char_encoder = CharEncoder(config) if config.char_encoder is not None else None
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         self.layers = nn.ModuleList(
-            RnnLayer(config, config.embedding_size if i == 0 else config.output_size) for i in range(config.num_layers)
+            RnnLayer(config, config.word_feature_size if i == 0 else config.output_size)
+            for i in range(config.num_layers)
         )
         self.dropout = nn.Dropout(config.dropout)
         self.gradient_checkpointing = False
@@ -224,6 +228,7 @@ class RnnModel(RnnPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        char_ids: torch.LongTensor | None = None,
         cache: RnnCache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -232,20 +237,32 @@ class RnnModel(RnnPreTrainedModel):
         attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
             1 for real tokens, 0 for padding. Left, right or any other padding pattern: each sequence's outputs
             equal those it gets alone.
+        char_ids (`torch.LongTensor` of shape `(batch_size, sequence_length, max_word_length)`, *optional*):
+            Each token's characters (0 = padding), as [`RnnTokenizerFast`] returns them; required with
+            `config.char_encoder`.
         cache (`RnnCache`, *optional*): the state to start from (returned by an earlier call with `use_cache=True`).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if (char_ids is None) != (self.char_encoder is None):
+            raise ValueError(
+                "This model reads characters (config.char_encoder is set): pass `char_ids`, as RnnTokenizerFast "
+                "returns them."
+                if char_ids is None
+                else "`char_ids` was given, but this model has no character encoder (config.char_encoder is None)."
+            )
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         if inputs_embeds is None:
-            inputs_embeds = self.embeddings(input_ids)
-        hidden = self.embedding_dropout(inputs_embeds)  # (B, T, E)
+            inputs_embeds = self.embeddings(input_ids)  # (B, T, E)
+        if self.char_encoder is not None:
+            inputs_embeds = torch.cat([inputs_embeds, self.char_encoder(char_ids)], dim=-1)  # (B, T, E + F_c)
+        hidden = self.embedding_dropout(inputs_embeds)
 
         padding = None
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
+        if attention_mask is not None and (is_tracing() or not bool(attention_mask.bool().all())):
             padding = MaskCompaction(attention_mask)
             hidden = padding.compact(hidden)
         # Unpacked calls give exact outputs; only a ragged batch's final *state* needs packing.
@@ -280,6 +297,10 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         if config.bidirectional:
             raise ValueError(
                 "RnnConfig.bidirectional must be False for RnnForCausalLM: a language model cannot read ahead."
+            )
+        if config.char_encoder is not None:
+            raise ValueError(
+                "RnnConfig.char_encoder must be None for RnnForCausalLM: generate() has no characters for new tokens."
             )
         self.model = RnnModel(config)
         self.dropout = nn.Dropout(config.output_dropout)
@@ -383,6 +404,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        char_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_predictions: bool | None = None,
@@ -401,6 +423,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
             input_ids=input_ids,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
+            char_ids=char_ids,
             use_cache=False,
             output_hidden_states=output_hidden_states,
         )
@@ -438,10 +461,15 @@ class RnnForTokenClassification(RnnPreTrainedModel):
 
     @torch.no_grad()
     def tag(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        char_ids: torch.LongTensor | None = None,
     ) -> tuple[torch.LongTensor, torch.Tensor]:
         """Predicted tags (B, T), -100 at padding, and their per-token probabilities (B, T, C)."""
-        logits = self(input_ids=input_ids, attention_mask=attention_mask, return_predictions=False).logits
+        logits = self(
+            input_ids=input_ids, attention_mask=attention_mask, char_ids=char_ids, return_predictions=False
+        ).logits
         mask = _token_mask(logits, attention_mask)
         return self.decode_logits(logits, mask), self.tag_probabilities(logits, mask)
 
@@ -501,6 +529,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        char_ids: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
     ) -> SequenceClassifierOutput:
@@ -513,6 +542,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
             input_ids=input_ids,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
+            char_ids=char_ids,
             use_cache=False,
             output_hidden_states=output_hidden_states,
         )

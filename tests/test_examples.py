@@ -128,8 +128,8 @@ def test_run_lm_trains_and_reports_perplexity(tmp_path):
     assert model.config.num_layers == 2
 
 
-@pytest.mark.parametrize("use_crf", [False, True])
-def test_run_tagging_end_to_end(tmp_path, use_crf):
+@pytest.mark.parametrize("use_crf, char_encoder", [(False, None), (True, "lstm")])
+def test_run_tagging_end_to_end(tmp_path, use_crf, char_encoder):
     result = _run(
         "run_tagging.py",
         "--train_file",
@@ -142,11 +142,14 @@ def test_run_tagging_end_to_end(tmp_path, use_crf):
         "3",
         *TINY_TAGGER,
         *(["--use_crf"] if use_crf else []),
+        *(["--char_encoder", char_encoder] if char_encoder else []),
     )
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["eval_accuracy"] > 0.8
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["use_crf"] is use_crf and (tmp_path / "tokenizer.json").exists()
+    assert config["use_crf"] is use_crf and config["char_encoder"] == char_encoder
+    tokenizer = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert tokenizer["tokenizer_class"] == ("RnnTokenizerFast" if char_encoder else "TokenizersBackend")
     plots = {"learning_curves.png", "confusion_matrix.png"} | ({"crf_transitions.png"} if use_crf else set())
     assert {p.name for p in tmp_path.glob("*.png")} == plots
     assert all((tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in plots)

@@ -1,0 +1,63 @@
+"""Character-level word features for the recurrent taggers (Lample et al. 2016; Ma & Hovy 2016).
+
+Shipped inside checkpoints with the modeling files, so it imports only torch and its flat siblings.
+"""
+
+import torch
+from torch import nn
+
+from .configuration_rnn import RnnConfig
+from .masking import MaskCompaction, is_tracing
+
+
+class CharEncoder(nn.Module):
+    """Spells each word out and summarises it in one vector: the two final states of a character BiLSTM
+    (`config.char_encoder="lstm"`, Lample et al.) or a character CNN max-pooled over the word (`"cnn"`, Ma & Hovy).
+
+    Word-level vocabularies map rare and unseen words to `<unk>`; their characters still tell case, digits, affixes.
+    """
+
+    def __init__(self, config: RnnConfig):
+        super().__init__()
+        self.embeddings = nn.Embedding(config.char_vocab_size, config.char_embedding_size, padding_idx=0)
+        self.dropout = nn.Dropout(config.embedding_dropout)
+        if config.char_encoder == "lstm":
+            self.directions = nn.ModuleList(
+                nn.LSTM(config.char_embedding_size, config.char_hidden_size, batch_first=True) for _ in range(2)
+            )
+        else:
+            kernel = config.char_kernel_size
+            self.conv = nn.Conv1d(config.char_embedding_size, config.char_hidden_size, kernel, padding=kernel // 2)
+        self.feature_size = config.char_feature_size
+
+    def forward(self, char_ids: torch.LongTensor) -> torch.Tensor:
+        """char_ids (B, T, L), 0 = padding, each word's characters at the left -> features (B, T, F), 0 where a
+        position has no characters (padding, special tokens)."""
+        lengths = (char_ids != 0).sum(-1)  # (B, T)
+        is_word = lengths > 0  # (B, T)
+        features = char_ids.new_zeros(*char_ids.shape[:2], self.feature_size, dtype=self.embeddings.weight.dtype)
+        if is_tracing():  # shapes must not depend on values: every position, full width, empty words zeroed below
+            ids, word_lengths = char_ids.flatten(0, 1), lengths.flatten()  # (B T, L), (B T,)
+        elif not bool(is_word.any()):
+            return features
+        else:  # only real words, only as wide as the longest
+            ids, word_lengths = char_ids[is_word][:, : int(lengths.max())], lengths[is_word]  # (N, L'), (N,)
+        real = ids != 0  # (N, L')
+        x = self.dropout(self.embeddings(ids))  # (N, L', E_c)
+        if hasattr(self, "directions"):
+            last = (word_lengths - 1).clamp(min=0)  # (N,) each direction's final state sits at its last real step
+            words = torch.arange(ids.size(0), device=ids.device)
+            left_to_right = self.directions[0](x)[0][words, last]  # (N, H_c)
+            right_to_left = self.directions[1](MaskCompaction(real).reversed(x))[0][words, last]  # (N, H_c)
+            summary = torch.cat([left_to_right, right_to_left], dim=-1)  # (N, 2 H_c)
+        else:
+            filters = self.conv(x.transpose(1, 2))  # (N, F, L')
+            summary = filters.masked_fill(~real.unsqueeze(1), torch.finfo(filters.dtype).min).amax(-1)  # (N, F)
+        summary = summary.to(features.dtype)
+        if is_tracing():
+            return torch.where(is_word.unsqueeze(-1), summary.view_as(features), 0.0)
+        features[is_word] = summary
+        return features
+
+
+__all__ = ["CharEncoder"]
