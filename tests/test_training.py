@@ -73,6 +73,6 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(head, tmp_pa
         [*launch, script, str(tmp_path / "ddp"), head, "4", "1"],
         [sys.executable, script, str(tmp_path / "single"), head, "8", "1"],
     ):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_weights(_weights(tmp_path / "single"), _weights(tmp_path / "ddp"))
