@@ -40,13 +40,24 @@ def read_columns(path: str) -> list[tuple[list[str], list[str]]]:
     return sentences
 
 
-def batches(count: int, size: int, seed: int) -> list[list[int]]:
-    order = list(range(count))
+def batches(lengths: list[int], size: int, seed: int, grouped: bool) -> list[list[int]]:
+    """Shuffled batches of sentence indices; `grouped` sorts each run of 50 batches by length first (like the
+    Trainer's `group_by_length`), so a batch holds sentences of similar lengths. Both sides get the same batches."""
+    order = list(range(len(lengths)))
     random.Random(seed).shuffle(order)
-    return [order[i : i + size] for i in range(0, count, size)]
+    if grouped:
+        chunk = 50 * size
+        order = [
+            i
+            for start in range(0, len(order), chunk)
+            for i in sorted(order[start : start + chunk], key=lengths.__getitem__)
+        ]
+    groups = [order[i : i + size] for i in range(0, len(order), size)]
+    random.Random(seed + 1).shuffle(groups)
+    return groups
 
 
-def time_flair(train_file: str, dev_file: str, epochs: int) -> dict:
+def time_flair(train_file: str, dev_file: str, epochs: int, grouped: bool) -> dict:
     from flair.data import Corpus, Dictionary, Sentence
     from flair.embeddings import CharacterEmbeddings, OneHotEmbeddings, StackedEmbeddings
     from flair.models import SequenceTagger
@@ -82,7 +93,7 @@ def time_flair(train_file: str, dev_file: str, epochs: int) -> dict:
     tagger.train()
     start = time.perf_counter()
     for epoch in range(epochs):
-        for rows in batches(len(train), 32, epoch):
+        for rows in batches([len(s) for s in train], 32, epoch, grouped):
             optimizer.zero_grad()
             loss, count = tagger.forward_loss([train[i] for i in rows])
             (loss / count).backward()
@@ -99,7 +110,7 @@ def time_flair(train_file: str, dev_file: str, epochs: int) -> dict:
     return _result([len(s) for s in train], [len(s) for s in dev], epochs, train_seconds, tag_seconds, correct)
 
 
-def time_hf_rnn(train_file: str, dev_file: str, epochs: int) -> dict:
+def time_hf_rnn(train_file: str, dev_file: str, epochs: int, grouped: bool) -> dict:
     from transformers import DataCollatorForTokenClassification
 
     sys.path.insert(0, str(HERE.parent))
@@ -131,7 +142,7 @@ def time_hf_rnn(train_file: str, dev_file: str, epochs: int) -> dict:
     model.train()
     start = time.perf_counter()
     for epoch in range(epochs):
-        for rows in batches(len(train), 32, epoch):
+        for rows in batches([len(s.tokens) for s in train], 32, epoch, grouped):
             optimizer.zero_grad()
             loss = model(**collator([features["train"][i] for i in rows])).loss
             loss.backward()
@@ -141,9 +152,10 @@ def time_hf_rnn(train_file: str, dev_file: str, epochs: int) -> dict:
     model.eval()
     start = time.perf_counter()
     correct = 0
+    longest_first = sorted(range(len(dev)), key=lambda i: -len(dev[i].tokens))  # as flair's predict() orders them
     with torch.no_grad():
         for first in range(0, len(dev), 32):
-            batch = collator(features["validation"][first : first + 32])
+            batch = collator([features["validation"][i] for i in longest_first[first : first + 32]])
             gold = batch.pop("labels")
             predictions = model(**batch).predictions
             correct += int(((predictions == gold) & (gold != -100)).sum())
@@ -177,6 +189,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=2000, help="training sentences (dev: a quarter as many)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--group_by_length", action="store_true", help="length-grouped batches (both sides)")
     parser.add_argument("--side", choices=["flair", "hf_rnn"], help=argparse.SUPPRESS)  # one timing, as JSON
     parser.add_argument("--train_file", help=argparse.SUPPRESS)
     parser.add_argument("--dev_file", help=argparse.SUPPRESS)
@@ -185,7 +198,7 @@ def main() -> None:
     torch.manual_seed(0)
     if args.side:
         timer = time_flair if args.side == "flair" else time_hf_rnn
-        print(json.dumps(timer(args.train_file, args.dev_file, args.epochs)))
+        print(json.dumps(timer(args.train_file, args.dev_file, args.epochs, args.group_by_length)))
         return
     if not UD.is_dir():
         sys.exit(f"needs UD English EWT in {UD}")
@@ -199,13 +212,15 @@ def main() -> None:
     for _ in range(args.rounds):
         for side, python in (("hf_rnn", sys.executable), ("flair", args.flair_python)):
             command = [python, __file__, "--side", side, "--epochs", str(args.epochs)]
+            command += ["--group_by_length"] if args.group_by_length else []
             command += ["--train_file", str(folder / "train.tsv"), "--dev_file", str(folder / "dev.tsv")]
             output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
             results[side].append(json.loads(output.strip().splitlines()[-1]))
     best = {side: {k: max(r[k] for r in runs) for k in runs[0]} for side, runs in results.items()}
+    batching = "length-grouped" if args.group_by_length else "random"
     print(
-        f"UD EWT, {args.sentences} training sentences x {args.epochs} epoch(s), 1 thread, best of {args.rounds} rounds;"
-        f" torch {torch.__version__}"
+        f"UD EWT, {args.sentences} training sentences x {args.epochs} epoch(s), {batching} batches of 32, 1 thread, "
+        f"best of {args.rounds} rounds; torch {torch.__version__}"
     )
     print("| | hf_rnn | flair 0.15 | hf_rnn / flair |")
     print("| --- | ---: | ---: | ---: |")

@@ -1,6 +1,6 @@
 """Client side of the Hub tests, run in fresh processes (HF_ENDPOINT and an empty HF_HOME set by the test).
 
-    python hub_client.py push REPO OUT_DIR [REVISION]     train a tiny BiLSTM-CRF, push it (twice), write its predictions
+    python hub_client.py push REPO OUT_DIR [REVISION]     train a tiny char-BiLSTM-CRF, push it (twice), write its predictions
     python hub_client.py load REPO OUT_FILE [--without-hf-rnn] [REVISION]
     python hub_client.py try-load REPO OUT_FILE             record the exception a load raises
 
@@ -33,12 +33,16 @@ def push(repo_id: str, out_dir: str, revision: str | None) -> None:
     torch.manual_seed(0)
     raw = load_sample_pos()
     labels = raw["train"].features["tags"].feature.names
-    tokenizer = build_word_tokenizer(raw["train"]["tokens"])
+    tokenizer = build_word_tokenizer(raw["train"]["tokens"], char_min_frequency=1)  # ships tokenization_rnn.py
     data = encode_for_tagging(raw, tokenizer)["train"]
     config = hf_rnn.RnnConfig(
         vocab_size=tokenizer.vocab_size,
         embedding_size=16,
         hidden_size=16,
+        char_encoder="lstm",
+        char_vocab_size=tokenizer.char_vocab_size,
+        char_embedding_size=4,
+        char_hidden_size=4,
         bidirectional=True,
         use_crf=True,
         id2label=dict(enumerate(labels)),
@@ -79,8 +83,12 @@ def load(repo_id: str, out_file: str, with_hf_rnn: bool, revision: str | None) -
     model = AutoModelForTokenClassification.from_pretrained(
         repo_id, revision=revision, trust_remote_code=not with_hf_rnn, use_safetensors=True
     ).eval()
-    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
-    result = {"predictions": predict(model, tokenizer), "module": type(model).__module__}
+    tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision, trust_remote_code=not with_hf_rnn)
+    result = {
+        "predictions": predict(model, tokenizer),
+        "module": type(model).__module__,
+        "tokenizer": type(tokenizer).__module__,
+    }
     if with_hf_rnn:
         tagger = pipeline("rnn-token-classification", model=repo_id, revision=revision)
         result["pipeline"] = [

@@ -31,7 +31,7 @@ def client(hub_url: str, home: Path, *args: str, timeout: int = 180) -> subproce
 
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory):
-    """A trained tiny BiLSTM-CRF pushed to `me/tagger` on main and to branch `v2` of `me/tagger-branch`."""
+    """A trained tiny char-BiLSTM-CRF pushed to `me/tagger` on main and to branch `v2` of `me/tagger-branch`."""
     with LoopbackHub() as hub:
         infos = {}
         for repo, revision in (("me/tagger", None), ("me/tagger-branch", "v2")):
@@ -56,6 +56,8 @@ def test_push_holds_everything(pushed):
         "modeling_rnn.py",
         "crf.py",
         "masking.py",
+        "char_encoder.py",
+        "tokenization_rnn.py",
     }
     assert expected <= set(files)
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # nothing to unpickle
@@ -88,6 +90,7 @@ def test_fresh_process_loads_the_same_model(pushed, tmp_path, with_hf_rnn):
     loaded = json.loads((tmp_path / "out.json").read_text())
     assert loaded["predictions"] == info["predictions"]
     assert loaded["module"].startswith("hf_rnn.") == with_hf_rnn
+    assert loaded["tokenizer"].startswith("hf_rnn.") == with_hf_rnn  # the char tokenizer travels as code too
     if with_hf_rnn:  # the pipeline from the repo id gives the same Viterbi tags
         labels = json.loads(hub.files("me/tagger")["config.json"])["id2label"]
         assert loaded["pipeline"] == [[labels[str(t)] for t in row if t != -100] for row in info["predictions"]]
