@@ -113,6 +113,7 @@ def model_card(
         "",
         "```python",
         f'model = {auto}.from_pretrained("{repo_id}", trust_remote_code=True)',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)',
         "```",
         "",
     ]
