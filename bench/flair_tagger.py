@@ -27,7 +27,8 @@ UD = HERE.parent.parent / "shared" / "data" / "ud_en_ewt"
 
 
 def read_columns(path: str) -> list[tuple[list[str], list[str]]]:
-    """The benchmark's own two-column file (word TAB tag, blank line between sentences)."""
+    """The benchmark's own two-column file (word TAB tag, blank line between sentences); the flair side cannot import
+    hf_rnn (transformers 5) to use `hf_rnn.data.read_conll`."""
     sentences, words, tags = [], [], []
     for line in Path(path).read_text(encoding="utf-8").splitlines() + [""]:
         if line:
