@@ -377,6 +377,8 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             hidden = self.projection(hidden)  # (B, T, E)
         logits = self.lm_head(hidden)  # (B, T, V)
         loss = None
+        if kwargs.get("shift_labels") is not None:  # transformers' loss views it flat: a slice of a stream would fail
+            kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()
         if labels is not None or kwargs.get("shift_labels") is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return RnnCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)

@@ -234,3 +234,15 @@ def test_auto_classes_map_to_hf_rnn():
         (AutoModelForSequenceClassification, hf_rnn.RnnForSequenceClassification),
     ):
         assert type(auto.from_config(config)) is expected
+
+
+def test_causal_lm_takes_shift_labels_sliced_from_a_stream():
+    """TBPTT slices windows out of (rows, L) streams: a non-contiguous `shift_labels` must work like a copy."""
+    model = hf_rnn.RnnForCausalLM(tiny_config()).eval()
+    stream = torch.randint(1, 37, (3, 20))
+    ids, targets = stream[:, 4:9], stream[:, 5:10]
+    assert not targets.is_contiguous()
+    loss = model(input_ids=ids, shift_labels=targets).loss
+    torch.testing.assert_close(loss, model(input_ids=ids, shift_labels=targets.clone()).loss)
+    logits = model(input_ids=ids).logits
+    torch.testing.assert_close(loss, nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()))
