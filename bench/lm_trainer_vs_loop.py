@@ -9,12 +9,10 @@ batch 20; on a CPU, no slower.
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-from common import device_name
-from transformers import TrainingArguments
+from common import alternate_runs, device_name, quiet_training_args
 
 import hf_rnn
 from hf_rnn.data import read_text
@@ -80,39 +78,20 @@ def main() -> None:
     def trainer_path() -> float:
         torch.manual_seed(0)
         model = hf_rnn.RnnForCausalLM(config)
-        training = TrainingArguments(
-            output_dir="/tmp/hf_rnn_bench_lm_trainer",
+        training = quiet_training_args(
+            device,
+            "/tmp/hf_rnn_bench_lm_trainer",
             per_device_train_batch_size=batch_size,
-            num_train_epochs=1,
             learning_rate=1.0,
             optim="sgd",
-            weight_decay=0.0,
-            lr_scheduler_type="constant",
             max_grad_norm=5.0,
-            train_sampling_strategy="sequential",
             remove_unused_columns=False,
             label_names=["shift_labels"],
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            logging_strategy="no",
-            use_cpu=device.type == "cpu",
-            dataloader_pin_memory=False,
         )
         trainer = TbpttTrainer(model=model, args=training, train_dataset=data, loss_scale=bptt)
         return trainer.train().training_loss / bptt
 
-    times: dict[str, list[float]] = {"bare loop": [], "Trainer": []}
-    losses: dict[str, float] = {}
-    for _ in range(args.rounds):  # alternate, so a slow spell of the machine hits both
-        for name, run in (("bare loop", bare_loop), ("Trainer", trainer_path)):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            losses[name] = run()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+    times, losses = alternate_runs({"bare loop": bare_loop, "Trainer": trainer_path}, device, args.rounds)
     tokens = data.windows * batch_size * bptt
     print(
         f"device: {device_name(device)}; torch {torch.__version__}; PTB, Zaremba {'medium' if args.medium else 'small'}"
@@ -121,10 +100,9 @@ def main() -> None:
     )
     print("| path | s / run | tokens / s | mean training loss | time vs bare loop |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    base = statistics.median(times["bare loop"])
-    for name, values in times.items():
-        seconds = statistics.median(values)
-        print(f"| {name} | {seconds:.2f} | {tokens / seconds:,.0f} | {losses[name]:.4f} | {seconds / base:.2f}x |")
+    for name, seconds in times.items():
+        ratio = seconds / times["bare loop"]
+        print(f"| {name} | {seconds:.2f} | {tokens / seconds:,.0f} | {losses[name]:.4f} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":

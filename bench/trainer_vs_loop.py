@@ -5,13 +5,11 @@ size and optimizer (goal: the Trainer no slower).
 """
 
 import argparse
-import statistics
-import time
 
 import torch
-from common import device_name
+from common import alternate_runs, device_name, quiet_training_args
 from torch.utils.data import DataLoader
-from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+from transformers import DataCollatorForTokenClassification, Trainer
 
 import hf_rnn
 from hf_rnn.data import encode_for_tagging, load_sample_pos, read_conllu, tagging_dataset
@@ -58,40 +56,24 @@ def main() -> None:
     def trainer_path() -> None:
         torch.manual_seed(0)
         model = hf_rnn.RnnForTokenClassification(config)
-        training = TrainingArguments(
-            output_dir="/tmp/hf_rnn_bench_trainer",
+        training = quiet_training_args(
+            device,
+            "/tmp/hf_rnn_bench_trainer",
             per_device_train_batch_size=32,
-            num_train_epochs=1,
             learning_rate=1e-3,
-            weight_decay=0.0,
-            lr_scheduler_type="constant",
             max_grad_norm=0.0,
-            train_sampling_strategy="sequential",
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            logging_strategy="no",
-            use_cpu=device.type == "cpu",
-            dataloader_pin_memory=False,
         )
         Trainer(model=model, args=training, train_dataset=train, data_collator=collator).train()
 
-    times = {"bare loop": [], "Trainer": []}
-    for _ in range(args.rounds):  # alternate, so a slow spell of the machine hits both
-        for name, run in (("bare loop", bare_loop), ("Trainer", trainer_path)):
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    times, _ = alternate_runs({"bare loop": bare_loop, "Trainer": trainer_path}, device, args.rounds)
     print(
         f"device: {device_name(device)}; torch {torch.__version__}; {len(train)} sentences, {tokens} tokens, "
         f"batch 32, BiLSTM{'-CRF' if args.use_crf else ''} 100/256, one epoch, median of {args.rounds}"
     )
     print("| path | s / epoch | tokens / s | vs bare loop |")
     print("| --- | ---: | ---: | ---: |")
-    base = statistics.median(times["bare loop"])
-    for name, values in times.items():
-        seconds = statistics.median(values)
-        print(f"| {name} | {seconds:.2f} | {tokens / seconds:,.0f} | {base / seconds:.2f}x |")
+    for name, seconds in times.items():
+        print(f"| {name} | {seconds:.2f} | {tokens / seconds:,.0f} | {times['bare loop'] / seconds:.2f}x |")
 
 
 if __name__ == "__main__":
