@@ -21,7 +21,8 @@ class CharEncoder(nn.Module):
         super().__init__()
         self.embeddings = nn.Embedding(config.char_vocab_size, config.char_embedding_size, padding_idx=0)
         self.dropout = nn.Dropout(config.embedding_dropout)
-        if config.char_encoder == "lstm":
+        self.kind = config.char_encoder
+        if self.kind == "lstm":
             self.directions = nn.ModuleList(
                 nn.LSTM(config.char_embedding_size, config.char_hidden_size, batch_first=True) for _ in range(2)
             )
@@ -44,7 +45,7 @@ class CharEncoder(nn.Module):
             ids, word_lengths = char_ids[is_word][:, : int(lengths.max())], lengths[is_word]  # (N, L'), (N,)
         real = ids != 0  # (N, L')
         x = self.dropout(self.embeddings(ids))  # (N, L', E_c)
-        if hasattr(self, "directions"):
+        if self.kind == "lstm":
             last = (word_lengths - 1).clamp(min=0)  # (N,) each direction's final state sits at its last real step
             words = torch.arange(ids.size(0), device=ids.device)
             left_to_right = self.directions[0](x)[0][words, last]  # (N, H_c)
