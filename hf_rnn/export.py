@@ -31,10 +31,12 @@ class ExportableTagger(nn.Module):
         return outputs.predictions, outputs.logits
 
 
+def _input_names(model: RnnForTokenClassification) -> list[str]:
+    return ["input_ids", "attention_mask"] + (["char_ids"] if model.config.char_encoder else [])
+
+
 def _example_inputs(model: RnnForTokenClassification, example: dict) -> tuple[torch.Tensor, ...]:
-    names = (
-        ("input_ids", "attention_mask", "char_ids") if model.config.char_encoder else ("input_ids", "attention_mask")
-    )
+    names = _input_names(model)
     missing = [name for name in names if name not in example]
     if missing:
         raise ValueError(f"the example batch needs {', '.join(names)}; missing: {', '.join(missing)}")
@@ -63,14 +65,12 @@ def export_tagger_onnx(model: RnnForTokenClassification, example: dict, path: st
 
     Inputs are named `input_ids`, `attention_mask` (and `char_ids`), outputs `predictions` and `logits`.
     """
-    program = export_tagger(model, example)
-    names = ["input_ids", "attention_mask"] + (["char_ids"] if model.config.char_encoder else [])
     torch.onnx.export(
-        program,
+        export_tagger(model, example),
         _example_inputs(model, example),
         str(path),
         dynamo=True,
-        input_names=names,
+        input_names=_input_names(model),
         output_names=["predictions", "logits"],
         verbose=False,
     )

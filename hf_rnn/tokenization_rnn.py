@@ -59,10 +59,9 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
 
     def spell(self, word: str) -> list[int]:
         """One word -> exactly `max_word_length` character ids."""
-        keep = self.max_word_length
+        _, keep, to_id = self._char_table()
         if len(word) > keep:
             word = word[: keep // 2] + word[len(word) - (keep - keep // 2) :]
-        to_id = self._char_table()[2]
         ids = [to_id.get(c, CHAR_UNK_ID) for c in word]
         return ids + [CHAR_PAD_ID] * (keep - len(ids))
 
@@ -106,7 +105,7 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         char_ids = encoded_inputs.pop("char_ids", None)
         padded = super()._pad(encoded_inputs, max_length=max_length, padding_side=padding_side, **kwargs)
         if char_ids is not None:
-            char_ids = [list(word) for word in char_ids]
+            char_ids = list(char_ids)
             missing = len(padded[self.model_input_names[0]]) - len(char_ids)
             blank = [[CHAR_PAD_ID] * self.max_word_length for _ in range(missing)]
             left = (padding_side or self.padding_side) == "left"

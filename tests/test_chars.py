@@ -48,10 +48,10 @@ def test_tokenizer_spells_each_word_from_the_raw_text(tokenizer):
     assert tokenizer("The  Zürich qx")["char_ids"] == encoding["char_ids"][:3]  # raw text: the same, via offsets
 
 
-def test_char_ids_follow_padding_in_the_call_and_in_the_collator(tokenizer):
+def test_char_ids_follow_padding_in_the_call_and_in_the_collator(tokenizer, monkeypatch):
     words = [["The", "office"], ["in"]]
     for side in ("right", "left"):
-        tokenizer.padding_side = side
+        monkeypatch.setattr(tokenizer, "padding_side", side)  # restored after the test, even on failure
         direct = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
         features = [dict(tokenizer(w, is_split_into_words=True), labels=[0] * len(w)) for w in words]
         collated = DataCollatorForTokenClassification(tokenizer)(features)
@@ -60,7 +60,6 @@ def test_char_ids_follow_padding_in_the_call_and_in_the_collator(tokenizer):
             real = batch["char_ids"][1][batch["attention_mask"][1].bool()]
             torch.testing.assert_close(real, torch.tensor(tokenizer(["in"], is_split_into_words=True)["char_ids"]))
             assert not batch["char_ids"][1][~batch["attention_mask"][1].bool()].any()
-    tokenizer.padding_side = "right"
 
 
 def test_tokenizer_round_trip_through_auto_tokenizer(tokenizer, tmp_path):
@@ -129,9 +128,8 @@ def test_char_cnn_equals_a_direct_convolution_over_each_word(tokenizer):
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_padding_never_changes_a_sequence_with_characters(tokenizer, encoder, head, side):
     model = char_model(tokenizer, head=head, encoder=encoder)
-    tokenizer.padding_side = side
-    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
-    tokenizer.padding_side = "right"
+    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, padding_side=side, return_tensors="pt")
+    assert batch["attention_mask"][:, 0 if side == "left" else -1].tolist() == [1, 0]  # the side was applied
     together = model(**batch).logits
     for row, sentence in enumerate(SENTENCES):
         alone = model(**tokenizer([sentence], is_split_into_words=True, return_tensors="pt")).logits[0]
