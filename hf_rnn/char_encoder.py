@@ -33,32 +33,36 @@ class CharEncoder(nn.Module):
 
     def forward(self, char_ids: torch.LongTensor) -> torch.Tensor:
         """char_ids (B, T, L), 0 = padding, each word's characters at the left -> features (B, T, F), 0 where a
-        position has no characters (padding, special tokens)."""
+        position has no characters (padding, special tokens).
+
+        Each distinct spelling in the batch is encoded once (in running text about half the words repeat: "the",
+        ",", "."). Its occurrences share one dropout draw; otherwise features and gradients equal word-by-word ones.
+        """
         lengths = (char_ids != 0).sum(-1)  # (B, T)
         is_word = lengths > 0  # (B, T)
         features = char_ids.new_zeros(*char_ids.shape[:2], self.feature_size, dtype=self.embeddings.weight.dtype)
-        if is_tracing():  # shapes must not depend on values: every position, full width, empty words zeroed below
-            ids, word_lengths = char_ids.flatten(0, 1), lengths.flatten()  # (B T, L), (B T,)
-        elif not bool(is_word.any()):
+        if is_tracing():  # shapes must not depend on values: every position, full width, empty words zeroed
+            summary = self.summarise(char_ids.flatten(0, 1)).view_as(features)  # (B, T, F)
+            return torch.where(is_word.unsqueeze(-1), summary.to(features.dtype), 0.0)
+        if not bool(is_word.any()):
             return features
-        else:  # only real words, only as wide as the longest
-            ids, word_lengths = char_ids[is_word][:, : int(lengths.max())], lengths[is_word]  # (N, L'), (N,)
-        real = ids != 0  # (N, L')
-        x = self.dropout(self.embeddings(ids))  # (N, L', E_c)
+        words = char_ids[is_word][:, : int(lengths.max())]  # (N, L') real words, as wide as the longest
+        spellings, occurrence = torch.unique(words, dim=0, return_inverse=True)  # (U, L'), (N,)
+        features[is_word] = self.summarise(spellings)[occurrence].to(features.dtype)
+        return features
+
+    def summarise(self, ids: torch.LongTensor) -> torch.Tensor:
+        """ids (N, L), each word's characters at the left, 0 = padding -> (N, F)."""
+        real = ids != 0  # (N, L)
+        x = self.dropout(self.embeddings(ids))  # (N, L, E_c)
         if self.kind == "lstm":
-            last = (word_lengths - 1).clamp(min=0)  # (N,) each direction's final state sits at its last real step
+            last = (real.sum(-1) - 1).clamp(min=0)  # (N,) each direction's final state sits at its last real step
             words = torch.arange(ids.size(0), device=ids.device)
             left_to_right = self.directions[0](x)[0][words, last]  # (N, H_c)
             right_to_left = self.directions[1](MaskCompaction(real).reversed(x))[0][words, last]  # (N, H_c)
-            summary = torch.cat([left_to_right, right_to_left], dim=-1)  # (N, 2 H_c)
-        else:
-            filters = self.conv(x.transpose(1, 2))  # (N, F, L')
-            summary = filters.masked_fill(~real.unsqueeze(1), torch.finfo(filters.dtype).min).amax(-1)  # (N, F)
-        summary = summary.to(features.dtype)
-        if is_tracing():
-            return torch.where(is_word.unsqueeze(-1), summary.view_as(features), 0.0)
-        features[is_word] = summary
-        return features
+            return torch.cat([left_to_right, right_to_left], dim=-1)  # (N, 2 H_c)
+        filters = self.conv(x.transpose(1, 2))  # (N, F, L)
+        return filters.masked_fill(~real.unsqueeze(1), torch.finfo(filters.dtype).min).amax(-1)  # (N, F)
 
 
 __all__ = ["CharEncoder"]

@@ -124,6 +124,32 @@ def test_char_cnn_equals_a_direct_convolution_over_each_word(tokenizer):
 
 
 @pytest.mark.parametrize("encoder", ["lstm", "cnn"])
+def test_repeated_words_get_the_features_and_gradients_of_words_encoded_one_by_one(tokenizer, encoder):
+    """The encoder spells each distinct word of a batch once; each occurrence must still count in the gradient."""
+    torch.manual_seed(0)
+    char_encoder = char_model(tokenizer, encoder=encoder).model.char_encoder
+    repeated = [SENTENCES[0], SENTENCES[0][::-1] + ["The"], SENTENCES[1]]
+    char_ids = torch.tensor(tokenizer(repeated, is_split_into_words=True, padding=True)["char_ids"])  # (3, T, L)
+    weights = torch.randn(*char_ids.shape[:2], char_encoder.feature_size)  # (3, T, F) a different pull per occurrence
+
+    def features_and_gradients(encode):
+        char_encoder.zero_grad()
+        features = encode(char_ids)
+        (features * weights).sum().backward()
+        return features.detach(), [p.grad.clone() for p in char_encoder.parameters()]
+
+    def one_by_one(ids):  # each word alone: a batch of one word, nothing to share
+        rows = [[char_encoder(word.view(1, 1, -1))[0, 0] for word in row] for row in ids]
+        return torch.stack([torch.stack(row) for row in rows])
+
+    features, gradients = features_and_gradients(char_encoder)
+    expected_features, expected_gradients = features_and_gradients(one_by_one)
+    torch.testing.assert_close(features, expected_features, rtol=1e-5, atol=1e-6)
+    for gradient, expected in zip(gradients, expected_gradients, strict=True):
+        torch.testing.assert_close(gradient, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "cnn"])
 @pytest.mark.parametrize("head", [hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification])
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_padding_never_changes_a_sequence_with_characters(tokenizer, encoder, head, side):
