@@ -13,7 +13,7 @@ CHARS=(--char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)  # La
 UD=(--train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DATA/ud_en_ewt/en_ewt-ud-dev.conllu")
 CONLL=(--train_file "$DATA/conll2000/train.txt" --validation_fraction 0.1)
 WNUT=(--train_file "$DATA/wnut17/wnut17train.conll" --validation_file "$DATA/wnut17/emerging.dev.conll")
-RUNS=${RUNS:-ud-upos-crf-char-2x20 ud-upos-crf-char-20 ud-upos-crf-char ud-upos-crf ud-upos-softmax conll2000-crf-char conll2000-crf wnut17-crf-char-30 wnut17-crf-char wnut17-crf}
+RUNS=${RUNS:-ud-upos-crf-char-2x20 ud-upos-crf-char-20 ud-upos-crf-char ud-upos-crf-char-locked ud-upos-crf ud-upos-softmax conll2000-crf-char conll2000-crf wnut17-crf-char-30 wnut17-crf-char wnut17-crf}
 
 run() {  # run NAME ARGS...: one training + dev evaluation into $OUT/NAME, when RUNS names it
   local name=$1; shift
@@ -26,6 +26,7 @@ run ud-upos-crf-char-20 "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50
 run wnut17-crf-char-30 "${WNUT[@]}" --use_crf "${CHARS[@]}" --lowercase --min_frequency 1 --per_device_train_batch_size 16 \
     --num_train_epochs 30
 run ud-upos-crf-char "${UD[@]}" --use_crf "${CHARS[@]}"
+run ud-upos-crf-char-locked "${UD[@]}" --use_crf "${CHARS[@]}" --locked_dropout  # flair's dropout: one mask per sentence
 run ud-upos-crf "${UD[@]}" --use_crf
 run ud-upos-softmax "${UD[@]}"
 run conll2000-crf-char "${CONLL[@]}" --use_crf "${CHARS[@]}"

@@ -45,6 +45,9 @@ class LmArguments:
     hidden_size: int = 200
     num_layers: int = 2
     dropout: float = 0.0
+    locked_dropout: bool = field(
+        default=False, metadata={"help": "One dropout mask per sequence, reused at every step (variational)."}
+    )
     tie_word_embeddings: bool = False
     init_range: float = field(default=0.1, metadata={"help": "U[-init_range, init_range] for every weight."})
     zaremba: bool = field(default=False, metadata={"help": "Sum the loss over the window (see the module doc)."})
@@ -166,6 +169,7 @@ def main() -> None:
         hidden_size=lm_args.hidden_size,
         num_layers=lm_args.num_layers,
         dropout=lm_args.dropout,
+        locked_dropout=lm_args.locked_dropout,
         tie_word_embeddings=lm_args.tie_word_embeddings,
         initializer_range=lm_args.init_range,
         forget_bias=0.0 if lm_args.zaremba else 1.0,

@@ -78,6 +78,9 @@ class ModelArguments:
     char_hidden_size: int = field(default=25, metadata={"help": "Char-BiLSTM state per direction, or CNN filters."})
     unidirectional: bool = field(default=False, metadata={"help": "Left-to-right only (default: bidirectional)."})
     dropout: float = 0.5
+    locked_dropout: bool = field(
+        default=False, metadata={"help": "One dropout mask per sequence, reused at every step (variational)."}
+    )
     use_crf: bool = field(default=False, metadata={"help": "BiLSTM-CRF: CRF loss and Viterbi decoding."})
     crf_constraints: str | None = field(
         default="auto", metadata={"help": "BIO, IOB1, BIOES, BILOU, none, or auto (BIO when the labels are chunks)."}
@@ -171,6 +174,7 @@ def main() -> None:
         num_layers=model_args.num_layers,
         bidirectional=not model_args.unidirectional,
         dropout=model_args.dropout,
+        locked_dropout=model_args.locked_dropout,
         use_crf=model_args.use_crf,
         crf_constraints=constraints if model_args.use_crf and constraints not in (None, "none") else None,
         pad_token_id=tokenizer.pad_token_id,

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .configuration_rnn import RnnConfig
+from .dropout import SequenceDropout
 from .masking import MaskCompaction, is_tracing
 
 
@@ -20,7 +21,7 @@ class CharEncoder(nn.Module):
     def __init__(self, config: RnnConfig):
         super().__init__()
         self.embeddings = nn.Embedding(config.char_vocab_size, config.char_embedding_size, padding_idx=0)
-        self.dropout = nn.Dropout(config.embedding_dropout)
+        self.dropout = SequenceDropout(config.embedding_dropout, config.locked_dropout)  # locked: per word
         self.kind = config.char_encoder
         if self.kind == "lstm":
             self.directions = nn.ModuleList(

@@ -41,6 +41,10 @@ class RnnConfig(PreTrainedConfig):
         dropout (`float`, defaults to 0.0): dropout between stacked layers.
         embedding_dropout (`float`, *optional*): dropout on the word embeddings; defaults to `dropout`.
         output_dropout (`float`, *optional*): dropout on the top layer's outputs, before a head; defaults to `dropout`.
+        locked_dropout (`bool`, defaults to `False`):
+            Draw each dropout mask once per sequence and reuse it at every time step (variational dropout, Gal &
+            Ghahramani 2016; flair's and AWD-LSTM's choice) instead of fresh noise per token. Sequence classification
+            keeps ordinary dropout on its pooled vector.
         initializer_range (`float`, defaults to 0.1):
             Every weight is drawn from U[-initializer_range, initializer_range] (Zaremba et al. 2014 use 0.1 for
             small and 0.05 for medium models); biases start at zero.
@@ -76,6 +80,7 @@ class RnnConfig(PreTrainedConfig):
     dropout: float = 0.0
     embedding_dropout: float | None = None
     output_dropout: float | None = None
+    locked_dropout: bool = False
     initializer_range: float = 0.1
     forget_bias: float = 1.0
     classifier_pooling: str = "last"
@@ -168,7 +173,7 @@ class RnnConfig(PreTrainedConfig):
             fail("char_vocab_size", "an integer >= 3 (padding, unknown and one character) when char_encoder is set")
         if self.initializer_range <= 0:
             fail("initializer_range", "positive")
-        for field in ("bidirectional", "use_crf", "tie_word_embeddings", "use_cache"):
+        for field in ("bidirectional", "locked_dropout", "use_crf", "tie_word_embeddings", "use_cache"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "a bool")
         for field in ("pad_token_id", "bos_token_id", "eos_token_id"):

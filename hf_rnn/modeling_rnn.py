@@ -18,6 +18,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF, scheme_constraints
+from .dropout import SequenceDropout
 from .masking import MaskCompaction, is_tracing
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -207,12 +208,12 @@ class RnnModel(RnnPreTrainedModel):
         super().__init__(config)
         self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.char_encoder = CharEncoder(config) if config.char_encoder is not None else None
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = SequenceDropout(config.embedding_dropout, config.locked_dropout)
         self.layers = nn.ModuleList(
             RnnLayer(config, config.word_feature_size if i == 0 else config.output_size)
             for i in range(config.num_layers)
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = SequenceDropout(config.dropout, config.locked_dropout)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -303,7 +304,7 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
                 "RnnConfig.char_encoder must be None for RnnForCausalLM: generate() has no characters for new tokens."
             )
         self.model = RnnModel(config)
-        self.dropout = nn.Dropout(config.output_dropout)
+        self.dropout = SequenceDropout(config.output_dropout, config.locked_dropout)
         # Tied weights need the top state in embedding space.
         self.projection = (
             nn.Linear(config.hidden_size, config.embedding_size, bias=False)
@@ -395,7 +396,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = RnnModel(config)
-        self.dropout = nn.Dropout(config.output_dropout)
+        self.dropout = SequenceDropout(config.output_dropout, config.locked_dropout)
         self.classifier = nn.Linear(config.output_size, config.num_labels)
         self.crf = LinearChainCRF(config.num_labels) if config.use_crf else None
         self.post_init()
@@ -493,7 +494,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = RnnModel(config)
-        self.dropout = nn.Dropout(config.output_dropout)
+        self.dropout = nn.Dropout(config.output_dropout)  # on pooled (B, H): no time axis to lock
         self.classifier = nn.Linear(config.output_size, config.num_labels)
         self.post_init()
 

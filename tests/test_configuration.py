@@ -42,6 +42,7 @@ def test_json_round_trip(tmp_path):
         ("classifier_pooling", "first"),
         ("initializer_range", 0.0),
         ("bidirectional", "yes"),
+        ("locked_dropout", 1),
         ("pad_token_id", 37),
         ("pad_token_id", -1),
         ("eos_token_id", 99),

@@ -56,6 +56,7 @@ def test_push_holds_everything(pushed):
         "modeling_rnn.py",
         "crf.py",
         "masking.py",
+        "dropout.py",
         "char_encoder.py",
         "tokenization_rnn.py",
     }

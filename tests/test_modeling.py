@@ -12,6 +12,7 @@ from transformers import (
 )
 
 import hf_rnn
+from hf_rnn.dropout import SequenceDropout
 
 HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification, hf_rnn.RnnForCausalLM)
 
@@ -246,3 +247,32 @@ def test_causal_lm_takes_shift_labels_sliced_from_a_stream():
     torch.testing.assert_close(loss, model(input_ids=ids, shift_labels=targets.clone()).loss)
     logits = model(input_ids=ids).logits
     torch.testing.assert_close(loss, nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()))
+
+
+def test_locked_dropout_reuses_one_mask_per_sequence_at_every_step():
+    dropout = SequenceDropout(0.5, locked=True).train()
+    x = torch.rand(64, 30, 40) + 0.5  # (B, T, D), no zeros of its own
+    scale = dropout(x) / x  # (B, T, D): 0 or 1 / (1 - p)
+    assert torch.equal(scale, scale[:, :1].expand_as(scale))  # the same mask at every step of a sequence
+    assert set(scale.unique().tolist()) == {0.0, 2.0}
+    assert not torch.equal(scale[0], scale[1])  # each sequence draws its own
+    assert abs(scale[:, 0].mean().item() - 1.0) < 0.1  # unbiased: E[scale] = 1 (2,560 draws, sd 0.02)
+    unlocked = SequenceDropout(0.5).train()(x) / x
+    assert not torch.equal(unlocked, unlocked[:, :1].expand_as(unlocked))
+    assert torch.equal(dropout.eval()(x), x)
+
+
+def test_locked_dropout_config_reaches_every_sequence_dropout_of_the_model():
+    model = hf_rnn.RnnForTokenClassification(
+        tiny_config(bidirectional=True, char_encoder="lstm", char_vocab_size=9, dropout=0.3, locked_dropout=True)
+    )
+    sites = [m for m in model.modules() if isinstance(m, SequenceDropout)]
+    # embeddings, between layers, before the head, the character embeddings
+    assert len(sites) == 4 and all(m.locked for m in sites)
+    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+    outputs = []
+    model.model.layers[1].register_forward_pre_hook(lambda module, args: outputs.append(args[0]))
+    model.train()(torch.full((2, 6), 5), char_ids=torch.full((2, 6, 3), 4))  # one word repeated: equal inputs
+    between_layers = outputs[0]  # (B, T, 2H) after the locked dropout between the layers
+    dropped = between_layers == 0
+    assert dropped.any() and torch.equal(dropped, dropped[:, :1].expand_as(dropped))
