@@ -2,13 +2,13 @@
 
     python bench/flair_tagger.py --flair_python /path/to/flair-venv/bin/python [--sentences 2000] [--rounds 2]
 
-flair 0.15 needs transformers < 5 and hf_rnn needs transformers >= 5, so the two cannot share a process: this
-script times hf_rnn in its own process and flair in a subprocess of the flair environment, alternating rounds so
-both meet the same machine load, each on one torch thread, and prints the ratios. The model is flair's UD recipe
-(docs/ANCHORS.md): one-hot word embeddings 300-d (min frequency 3) + a character BiLSTM 25/25, BiLSTM 256, CRF,
-locked dropout 0.5 before and after the BiLSTM (flair also drops 5 % of whole words), SGD lr 0.1, batch 32; the
-data is UD English EWT (../shared/data), whose first `--sentences` training sentences are written once to a
-two-column file that both sides read.
+flair 0.15 needs transformers < 5 and hf_rnn needs transformers >= 5, so the two cannot share a process: this script
+times hf_rnn in its own process and flair in a subprocess of the flair environment, alternating rounds so both meet
+the same machine load, each on one torch thread, and prints the ratios. The model is flair's UD recipe
+(docs/ANCHORS.md): one-hot word embeddings 300-d (min frequency 3) + a character BiLSTM 25/25, BiLSTM 256, CRF, word
+dropout 0.05 and locked dropout 0.5 before the BiLSTM, locked dropout 0.5 after it (hf_rnn also drops character
+embeddings), SGD lr 0.1, batch 32; the data is UD English EWT (../shared/data), whose first `--sentences` training
+sentences are written once to a two-column file that both sides read.
 """
 
 import argparse
@@ -135,6 +135,7 @@ def time_hf_rnn(train_file: str, dev_file: str, epochs: int, grouped: bool) -> d
         bidirectional=True,
         dropout=0.5,
         locked_dropout=True,
+        word_dropout=0.05,
         use_crf=True,
         id2label=dict(enumerate(labels)),
     )

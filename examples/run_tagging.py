@@ -81,6 +81,7 @@ class ModelArguments:
     locked_dropout: bool = field(
         default=False, metadata={"help": "One dropout mask per sequence, reused at every step (variational)."}
     )
+    word_dropout: float = field(default=0.0, metadata={"help": "Zero a token's whole input vector (flair: 0.05)."})
     use_crf: bool = field(default=False, metadata={"help": "BiLSTM-CRF: CRF loss and Viterbi decoding."})
     crf_constraints: str | None = field(
         default="auto", metadata={"help": "BIO, IOB1, BIOES, BILOU, none, or auto (BIO when the labels are chunks)."}
@@ -175,6 +176,7 @@ def main() -> None:
         bidirectional=not model_args.unidirectional,
         dropout=model_args.dropout,
         locked_dropout=model_args.locked_dropout,
+        word_dropout=model_args.word_dropout,
         use_crf=model_args.use_crf,
         crf_constraints=constraints if model_args.use_crf and constraints not in (None, "none") else None,
         pad_token_id=tokenizer.pad_token_id,

@@ -45,6 +45,9 @@ class RnnConfig(PreTrainedConfig):
             Draw each dropout mask once per sequence and reuse it at every time step (variational dropout, Gal &
             Ghahramani 2016; flair's and AWD-LSTM's choice) instead of fresh noise per token. Sequence classification
             keeps ordinary dropout on its pooled vector.
+        word_dropout (`float`, defaults to 0.0):
+            Probability of zeroing a token's whole input vector (word embedding and character features) in training,
+            without rescaling (flair's word dropout, 0.05 in its taggers).
         initializer_range (`float`, defaults to 0.1):
             Every weight is drawn from U[-initializer_range, initializer_range] (Zaremba et al. 2014 use 0.1 for
             small and 0.05 for medium models); biases start at zero.
@@ -81,6 +84,7 @@ class RnnConfig(PreTrainedConfig):
     embedding_dropout: float | None = None
     output_dropout: float | None = None
     locked_dropout: bool = False
+    word_dropout: float = 0.0
     initializer_range: float = 0.1
     forget_bias: float = 1.0
     classifier_pooling: str = "last"
@@ -155,7 +159,7 @@ class RnnConfig(PreTrainedConfig):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 fail(field, "a positive integer")
-        for field in ("dropout", "embedding_dropout", "output_dropout"):
+        for field in ("dropout", "embedding_dropout", "output_dropout", "word_dropout"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 fail(field, "a number in [0, 1)")

@@ -1,4 +1,4 @@
-"""Dropout for sequences, shared by the word and character encoders and the heads.
+"""Dropout for sequences, shared by the word and character encoders and the heads, and word dropout.
 
 Shipped inside checkpoints with the modeling files, so it imports only torch.
 """
@@ -28,4 +28,21 @@ class SequenceDropout(nn.Module):
         return f"p={self.p}, locked={self.locked}"
 
 
-__all__ = ["SequenceDropout"]
+class WordDropout(nn.Module):
+    """Zeroes a token's whole vector with probability `p` in training, without rescaling (flair's word dropout): the
+    model learns to read a word from its context, as it must for words it has never seen."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.p > 0.0):
+            return x
+        return x * x.new_empty(*x.shape[:-1], 1).bernoulli_(1.0 - self.p)  # (..., T, 1) one draw per token
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+__all__ = ["SequenceDropout", "WordDropout"]

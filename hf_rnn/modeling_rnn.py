@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF, scheme_constraints
-from .dropout import SequenceDropout
+from .dropout import SequenceDropout, WordDropout
 from .masking import MaskCompaction, is_tracing
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -208,6 +208,7 @@ class RnnModel(RnnPreTrainedModel):
         super().__init__(config)
         self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.char_encoder = CharEncoder(config) if config.char_encoder is not None else None
+        self.word_dropout = WordDropout(config.word_dropout)
         self.embedding_dropout = SequenceDropout(config.embedding_dropout, config.locked_dropout)
         self.layers = nn.ModuleList(
             RnnLayer(config, config.word_feature_size if i == 0 else config.output_size)
@@ -260,7 +261,7 @@ class RnnModel(RnnPreTrainedModel):
             inputs_embeds = self.embeddings(input_ids)  # (B, T, E)
         if self.char_encoder is not None:
             inputs_embeds = torch.cat([inputs_embeds, self.char_encoder(char_ids)], dim=-1)  # (B, T, E + F_c)
-        hidden = self.embedding_dropout(inputs_embeds)
+        hidden = self.embedding_dropout(self.word_dropout(inputs_embeds))
 
         padding = None
         if attention_mask is not None and (is_tracing() or not bool(attention_mask.bool().all())):

@@ -38,6 +38,7 @@ def test_json_round_trip(tmp_path):
         ("dropout", -0.1),
         ("embedding_dropout", 1.5),
         ("output_dropout", "0.2"),
+        ("word_dropout", 1.0),
         ("nonlinearity", "sigmoid"),
         ("classifier_pooling", "first"),
         ("initializer_range", 0.0),

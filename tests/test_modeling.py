@@ -12,7 +12,7 @@ from transformers import (
 )
 
 import hf_rnn
-from hf_rnn.dropout import SequenceDropout
+from hf_rnn.dropout import SequenceDropout, WordDropout
 
 HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification, hf_rnn.RnnForCausalLM)
 
@@ -262,17 +262,34 @@ def test_locked_dropout_reuses_one_mask_per_sequence_at_every_step():
     assert torch.equal(dropout.eval()(x), x)
 
 
-def test_locked_dropout_config_reaches_every_sequence_dropout_of_the_model():
+def test_word_dropout_zeroes_whole_tokens_without_rescaling():
+    dropout = WordDropout(0.25).train()
+    x = torch.rand(64, 30, 8) + 0.5  # (B, T, D)
+    y = dropout(x)
+    dropped = (y == 0).all(-1)  # (B, T)
+    assert torch.equal(y[~dropped], x[~dropped])  # kept tokens untouched, not scaled by 1 / (1 - p)
+    assert not y[~dropped].eq(0).any()
+    assert abs(dropped.float().mean().item() - 0.25) < 0.04  # 1,920 draws, sd 0.01
+    assert torch.equal(dropout.eval()(x), x)
+
+
+def test_dropout_config_reaches_every_dropout_site_of_the_model():
     model = hf_rnn.RnnForTokenClassification(
-        tiny_config(bidirectional=True, char_encoder="lstm", char_vocab_size=9, dropout=0.3, locked_dropout=True)
+        tiny_config(
+            bidirectional=True,
+            char_encoder="lstm",
+            char_vocab_size=9,
+            dropout=0.3,
+            locked_dropout=True,
+            word_dropout=0.5,
+        )
     )
     sites = [m for m in model.modules() if isinstance(m, SequenceDropout)]
     # embeddings, between layers, before the head, the character embeddings
     assert len(sites) == 4 and all(m.locked for m in sites)
     assert not any(isinstance(m, nn.Dropout) for m in model.modules())
-    outputs = []
-    model.model.layers[1].register_forward_pre_hook(lambda module, args: outputs.append(args[0]))
-    model.train()(torch.full((2, 6), 5), char_ids=torch.full((2, 6, 3), 4))  # one word repeated: equal inputs
-    between_layers = outputs[0]  # (B, T, 2H) after the locked dropout between the layers
-    dropped = between_layers == 0
-    assert dropped.any() and torch.equal(dropped, dropped[:, :1].expand_as(dropped))
+    inputs = []
+    model.model.layers[0].register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    model.train()(torch.full((2, 16), 5), char_ids=torch.full((2, 16, 3), 4))
+    whole_tokens = (inputs[0] == 0).all(-1)  # (B, T) word dropout: every feature of a token at once
+    assert whole_tokens.any() and not whole_tokens.all()
