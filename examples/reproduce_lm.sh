@@ -16,5 +16,5 @@ run() {  # cell epochs learning-rate decay-start
 }
 run lstm 6 1 4 &
 run gru 6 0.5 4 &
-run rnn 2 0.2 2
+run rnn 6 0.2 4
 wait
