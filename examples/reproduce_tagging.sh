@@ -13,7 +13,7 @@ CHARS=(--char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)  # La
 UD=(--train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DATA/ud_en_ewt/en_ewt-ud-dev.conllu")
 CONLL=(--train_file "$DATA/conll2000/train.txt" --validation_fraction 0.1)
 WNUT=(--train_file "$DATA/wnut17/wnut17train.conll" --validation_file "$DATA/wnut17/emerging.dev.conll")
-RUNS=${RUNS:-ud-upos-crf-char-2x30-flair-dropout ud-upos-crf-char-2x20-wide ud-upos-crf-char-2x20-flair-dropout ud-upos-crf-char-2x20 ud-upos-crf-char-20 ud-upos-crf-char ud-upos-crf-char-locked ud-upos-crf ud-upos-softmax conll2000-crf-char conll2000-crf wnut17-crf-char-30 wnut17-crf-char wnut17-crf}
+RUNS=${RUNS:-ud-upos-crf-char-2x40-wide ud-upos-crf-char-2x30-wide ud-upos-crf-char-2x30-flair-dropout ud-upos-crf-char-2x20-wide ud-upos-crf-char-2x20-flair-dropout ud-upos-crf-char-2x20 ud-upos-crf-char-20 ud-upos-crf-char ud-upos-crf-char-locked ud-upos-crf ud-upos-softmax conll2000-crf-char conll2000-crf wnut17-crf-char-30 wnut17-crf-char wnut17-crf}
 
 run() {  # run NAME ARGS...: one training + dev evaluation into $OUT/NAME, when RUNS names it
   local name=$1; shift
@@ -27,6 +27,10 @@ run ud-upos-crf-char-2x20-flair-dropout "${UD[@]}" --use_crf "${CHARS[@]}" --cha
 run ud-upos-crf-char-2x30-flair-dropout "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 30 \
     --num_layers 2 --locked_dropout --word_dropout 0.05
 run ud-upos-crf-char-2x20-wide "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 20 \
+    --num_layers 2 --locked_dropout --word_dropout 0.1 --embedding_size 200
+run ud-upos-crf-char-2x30-wide "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 30 \
+    --num_layers 2 --locked_dropout --word_dropout 0.1 --embedding_size 200
+run ud-upos-crf-char-2x40-wide "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 40 \
     --num_layers 2 --locked_dropout --word_dropout 0.1 --embedding_size 200
 run ud-upos-crf-char-20 "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 20
 run wnut17-crf-char-30 "${WNUT[@]}" --use_crf "${CHARS[@]}" --lowercase --min_frequency 1 --per_device_train_batch_size 16 \
