@@ -22,16 +22,13 @@ run() {  # run NAME ARGS...: one training + dev evaluation into $OUT/NAME, when 
 }
 # the best dev scores: longer runs (later options override COMMON's)
 run ud-upos-crf-char-2x20 "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 20 --num_layers 2
-run ud-upos-crf-char-2x20-flair-dropout "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 20 \
-    --num_layers 2 --locked_dropout --word_dropout 0.05
-run ud-upos-crf-char-2x30-flair-dropout "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 30 \
-    --num_layers 2 --locked_dropout --word_dropout 0.05
-run ud-upos-crf-char-2x20-wide "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 20 \
-    --num_layers 2 --locked_dropout --word_dropout 0.1 --embedding_size 200
-run ud-upos-crf-char-2x30-wide "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 30 \
-    --num_layers 2 --locked_dropout --word_dropout 0.1 --embedding_size 200
-run ud-upos-crf-char-2x40-wide "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 40 \
-    --num_layers 2 --locked_dropout --word_dropout 0.1 --embedding_size 200
+# 2 layers, char 50/50, flair's kind of dropout (one mask per sentence, whole words dropped)
+UD2=("${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_layers 2 --locked_dropout)
+run ud-upos-crf-char-2x40-wide "${UD2[@]}" --embedding_size 200 --word_dropout 0.1 --num_train_epochs 40
+run ud-upos-crf-char-2x30-wide "${UD2[@]}" --embedding_size 200 --word_dropout 0.1 --num_train_epochs 30
+run ud-upos-crf-char-2x20-wide "${UD2[@]}" --embedding_size 200 --word_dropout 0.1 --num_train_epochs 20
+run ud-upos-crf-char-2x30-flair-dropout "${UD2[@]}" --word_dropout 0.05 --num_train_epochs 30
+run ud-upos-crf-char-2x20-flair-dropout "${UD2[@]}" --word_dropout 0.05 --num_train_epochs 20
 run ud-upos-crf-char-20 "${UD[@]}" --use_crf "${CHARS[@]}" --char_hidden_size 50 --num_train_epochs 20
 run wnut17-crf-char-30 "${WNUT[@]}" --use_crf "${CHARS[@]}" --lowercase --min_frequency 1 --per_device_train_batch_size 16 \
     --num_train_epochs 30
