@@ -58,9 +58,9 @@ class CharEncoder(nn.Module):
         x = self.dropout(self.embeddings(ids))  # (N, L, E_c)
         if self.kind == "lstm":
             last = (real.sum(-1) - 1).clamp(min=0)  # (N,) each direction's final state sits at its last real step
-            words = torch.arange(ids.size(0), device=ids.device)
-            left_to_right = self.directions[0](x)[0][words, last]  # (N, H_c)
-            right_to_left = self.directions[1](MaskCompaction(real).reversed(x))[0][words, last]  # (N, H_c)
+            rows = torch.arange(ids.size(0), device=ids.device)
+            left_to_right = self.directions[0](x)[0][rows, last]  # (N, H_c)
+            right_to_left = self.directions[1](MaskCompaction(real).reversed(x))[0][rows, last]  # (N, H_c)
             return torch.cat([left_to_right, right_to_left], dim=-1)  # (N, 2 H_c)
         filters = self.conv(x.transpose(1, 2))  # (N, F, L)
         return filters.masked_fill(~real.unsqueeze(1), torch.finfo(filters.dtype).min).amax(-1)  # (N, F)

@@ -268,7 +268,6 @@ def test_word_dropout_zeroes_whole_tokens_without_rescaling():
     y = dropout(x)
     dropped = (y == 0).all(-1)  # (B, T)
     assert torch.equal(y[~dropped], x[~dropped])  # kept tokens untouched, not scaled by 1 / (1 - p)
-    assert not y[~dropped].eq(0).any()
     assert abs(dropped.float().mean().item() - 0.25) < 0.04  # 1,920 draws, sd 0.01
     assert torch.equal(dropout.eval()(x), x)
 
