@@ -1,9 +1,13 @@
 """Readers from column files to `datasets.DatasetDict`s with `ClassLabel` tag sequences.
 
-Every malformed input raises `DataFormatError` naming the file and line, so a bad file never trains silently.
+Every malformed input raises `DataFormatError` naming the file and line, so a bad file never trains silently. Files
+are UTF-8 (a leading byte-order mark is dropped) and lines end only at "\n", "\r\n" or "\r": form feeds, U+2028 and
+the other characters `str.splitlines` also breaks at stay inside the line, as part of a token.
 """
 
-from collections.abc import Iterator, Sequence
+import codecs
+import re
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,16 +28,18 @@ class TaggedSentence:
     tokens: list[str]
     tags: list[str]
     path: str  # where the sentence was read, for error messages
-    line: int
+    lines: list[int]  # each token's line in `path`
 
 
 def read_conll(
     path: str | Path, token_column: int = 0, tag_column: int = -1, separator: str | None = None
 ) -> list[TaggedSentence]:
-    """Read a CoNLL-style file: one token per line, columns split on `separator` (default: any whitespace).
+    """Read a CoNLL-style file: one token per line, columns split on `separator` (default: runs of spaces and TABs).
 
     Sentences end at whitespace-only lines (WNUT-17 uses a lone TAB) and `-DOCSTART-` lines are skipped. Every token
-    line must have as many columns as the sentence's first line.
+    line must have as many columns as the sentence's first line. The default splits at no other whitespace, so a stray
+    no-break space or form feed cannot shift the columns; it stays in its token, which the word tokenizer then reads
+    as several pieces, the first one tagged. Whitespace around a token or tag is dropped; an empty one is an error.
     """
     sentences: list[TaggedSentence] = []
     current: TaggedSentence | None = None
@@ -44,25 +50,29 @@ def read_conll(
                 sentences.append(current)
             current, width = None, None
             continue
-        columns = raw.split(separator) if separator else raw.split()
-        if columns[0] == "-DOCSTART-":
+        columns = raw.split(separator) if separator else _BLANKS.split(raw.strip(" \t"))
+        if columns[0].strip() == "-DOCSTART-":
             continue
         if width is None:
             width = len(columns)
             if width < 2:
                 raise DataFormatError(path, number, f"expected a token and a tag column, got {raw!r}")
+            for column in (token_column, tag_column):
+                if not -width <= column < width:
+                    raise DataFormatError(path, number, f"no column {column}: the line has {width} columns: {raw!r}")
+            if token_column % width == tag_column % width:
+                raise DataFormatError(
+                    path, number, f"token_column {token_column} and tag_column {tag_column} are the same column"
+                )
         elif len(columns) != width:
             raise DataFormatError(
                 path, number, f"expected {width} columns like the sentence's first line, got {len(columns)}: {raw!r}"
             )
-        try:
-            token, tag = columns[token_column], columns[tag_column]
-        except IndexError:
-            raise DataFormatError(path, number, f"no column {token_column} or {tag_column} in {raw!r}") from None
         if current is None:
-            current = TaggedSentence([], [], str(path), number)
-        current.tokens.append(token)
-        current.tags.append(tag)
+            current = TaggedSentence([], [], str(path), [])
+        current.tokens.append(_filled(columns[token_column], "token", path, number, raw))
+        current.tags.append(_filled(columns[tag_column], "tag", path, number, raw))
+        current.lines.append(number)
     if current is not None:
         sentences.append(current)
     if not sentences:
@@ -71,13 +81,17 @@ def read_conll(
 
 
 CONLLU_FIELDS = {"upos": 3, "xpos": 4}
+_WORD_ID = re.compile(r"[1-9][0-9]*")
+_RANGE_ID = re.compile(r"([1-9][0-9]*)-([1-9][0-9]*)")  # a multiword token: N-M with N < M
+_EMPTY_NODE_ID = re.compile(r"(0|[1-9][0-9]*)\.[1-9][0-9]*")
 
 
 def read_conllu(path: str | Path, tag_field: str = "upos") -> list[TaggedSentence]:
     """Read a CoNLL-U file: the word forms and their UPOS or XPOS tags.
 
     Comment lines are skipped, and so are multiword-token lines (`3-4`, their words follow as ordinary lines) and
-    empty nodes (`8.1`), which are not part of the basic tree.
+    empty nodes (`8.1`), which are not part of the basic tree. Word IDs must count 1, 2, 3... within a sentence,
+    which also catches a missing blank line between two sentences. A FORM may hold spaces (UD allows it): kept whole.
     """
     if tag_field not in CONLLU_FIELDS:
         raise ValueError(f"tag_field must be one of {list(CONLLU_FIELDS)}, got {tag_field!r}")
@@ -95,16 +109,27 @@ def read_conllu(path: str | Path, tag_field: str = "upos") -> list[TaggedSentenc
         fields = raw.split("\t")
         if len(fields) != 10:
             raise DataFormatError(path, number, f"expected 10 TAB-separated fields, got {len(fields)}: {raw!r}")
-        if "-" in fields[0] or "." in fields[0]:
+        word_id = fields[0]
+        span = _RANGE_ID.fullmatch(word_id)
+        if (span and int(span[1]) < int(span[2])) or _EMPTY_NODE_ID.fullmatch(word_id):
             continue
-        if not fields[0].isdigit():
-            raise DataFormatError(path, number, f"word ID {fields[0]!r} is not an integer, a range or a decimal")
-        if fields[column] == "_":
+        if not _WORD_ID.fullmatch(word_id):
+            raise DataFormatError(
+                path, number, f"word ID {word_id!r} is not a word (N), a range (N-M) or an empty node"
+            )
+        expected = len(current.tokens) + 1 if current else 1
+        if int(word_id) != expected:
+            raise DataFormatError(
+                path, number, f"word ID {word_id} where {expected} was expected (a missing blank line or word line?)"
+            )
+        tag = fields[column].strip()
+        if tag in ("", "_"):
             raise DataFormatError(path, number, f"word {fields[1]!r} has no {tag_field.upper()} tag")
         if current is None:
-            current = TaggedSentence([], [], str(path), number)
-        current.tokens.append(fields[1])
-        current.tags.append(fields[column])
+            current = TaggedSentence([], [], str(path), [])
+        current.tokens.append(_filled(fields[1], "word form", path, number, raw))
+        current.tags.append(tag)
+        current.lines.append(number)
     if current is not None:
         sentences.append(current)
     if not sentences:
@@ -113,22 +138,37 @@ def read_conllu(path: str | Path, tag_field: str = "upos") -> list[TaggedSentenc
 
 
 def read_text(path: str | Path, eos: str | None = "<eos>") -> list[list[str]]:
-    """A plain-text corpus for language modelling: one sentence per line, whitespace-separated tokens, `eos`
-    appended to every line (the PTB recipe). Blank lines are skipped."""
+    """A plain-text corpus for language modelling: one sentence per line, `eos` appended to each (the PTB recipe).
+
+    Lines end only at line ends, but tokens are split at any whitespace `str.split` knows (form feeds, U+2028,
+    U+001C... too), so no token holds whitespace the word tokenizer would split again. Blank lines are skipped."""
     lines = [line.split() + ([eos] if eos else []) for line in _read_lines(path) if line.strip()]
     if not lines:
         raise DataFormatError(path, 1, "no text found (empty file?)")
     return lines
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_BLANKS = re.compile(r"[ \t]+")
+
+
 def _read_lines(path: str | Path) -> list[str]:
-    """The file's lines; a decoding error names the line it happened on."""
-    path = Path(path)
+    """The file's lines without a leading byte-order mark; a decoding error names the line it happened on."""
+    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return _LINE_END.split(data.decode("utf-8"))
     except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        line = len(_LINE_END.split(data[: error.start].decode("utf-8")))
         raise DataFormatError(path, line, f"not valid UTF-8 ({error.reason})") from None
+
+
+def _filled(cell: str, what: str, path: str | Path, number: int, raw: str) -> str:
+    """`cell` without surrounding whitespace; an empty token would vanish at tokenization and an empty tag become a
+    label `''`, so both are errors."""
+    cell = cell.strip()
+    if not cell:
+        raise DataFormatError(path, number, f"empty {what} in {raw!r}")
+    return cell
 
 
 def tagging_dataset(
@@ -154,12 +194,12 @@ def tagging_dataset(
     def rows(sentences: Sequence[TaggedSentence]) -> Iterator[dict]:
         for sentence in sentences:
             tags = []
-            for offset, tag in enumerate(sentence.tags):
+            for line, tag in zip(sentence.lines, sentence.tags, strict=True):
                 if tag not in known:
                     if unknown_tag is None:
                         raise DataFormatError(
                             sentence.path,
-                            sentence.line + offset,
+                            line,
                             f"tag {tag!r} is not in the label set {label_names} (pass unknown_tag=... to map it)",
                         )
                     tag = unknown_tag
@@ -176,7 +216,8 @@ def standardize_tagging_dataset(
 ) -> DatasetDict:
     """A Hub (or `load_dataset`) tagging dataset as hf_rnn's layout: `tokens` and `tags`, a `ClassLabel` sequence.
 
-    Tags stored as class ids keep their names; tags stored as strings get the training split's sorted label set.
+    Tags stored as class ids keep their names; tags stored as strings get the training split's sorted label set, and
+    one outside it (or blank) raises `ValueError` naming the split and row. Rows are checked further when encoded.
     """
     if "train" not in data:
         raise ValueError(f"the dataset has no 'train' split (it has {list(data)})")
@@ -189,13 +230,14 @@ def standardize_tagging_dataset(
     if isinstance(inner, ClassLabel):
         names = inner.names
     else:
-        names = sorted({tag for tags in data["train"][tags_column] for tag in tags})
+        seen = {tag for tags in data["train"][tags_column] for tag in tags}
+        names = sorted(tag for tag in seen if isinstance(tag, str) and tag.strip())
         index = {name: i for i, name in enumerate(names)}
+        for split, part in data.items():
+            for row, (tokens, tags) in enumerate(zip(part[tokens_column], part[tags_column])):
+                _check_row(split, row, tokens, tags, index)
 
         def to_ids(batch: dict) -> dict:
-            unknown = {tag for tags in batch[tags_column] for tag in tags} - set(index)
-            if unknown:
-                raise ValueError(f"tags {sorted(unknown)} do not occur in the training split")
             return {tags_column: [[index[tag] for tag in tags] for tags in batch[tags_column]]}
 
         data = data.map(to_ids, batched=True)
@@ -213,21 +255,68 @@ def load_sample_pos() -> DatasetDict:
 
 
 def encode_for_tagging(dataset: DatasetDict, tokenizer, max_length: int | None = None) -> DatasetDict:
-    """Tokenize pre-split words and align the tags: each word's first token gets its tag, later pieces -100."""
+    """Tokenize pre-split words and align the tags: each word's first token gets its tag, later pieces -100.
 
-    def encode(batch: dict) -> dict:
+    `tags` must be a `ClassLabel` sequence. Raises `ValueError` naming the split and row of anything that would train
+    wrongly: a row without words, tags that do not pair with the words, a tag id outside the labels (such as -1, a
+    `ClassLabel`'s missing value), or a word the tokenizer drops (empty or whitespace), which would lose its tag.
+    """
+
+    def encode(batch: dict, indices: list[int], split: str, label_ids: range) -> dict:
+        for index, tokens, tags in zip(indices, batch["tokens"], batch["tags"]):
+            _check_row(split, index, tokens, tags, label_ids)
         encoding = tokenizer(
             batch["tokens"], is_split_into_words=True, truncation=max_length is not None, max_length=max_length
         )
         labels = []
-        for row, tags in enumerate(batch["tags"]):
+        for row, (index, tokens, tags) in enumerate(zip(indices, batch["tokens"], batch["tags"])):
+            words = encoding.word_ids(row)
+            kept = {word for word in words if word is not None}
+            truncated = max_length is not None and len(words) >= max_length  # its last words are cut on purpose
+            end = max(kept, default=-1) + 1 if truncated else len(tokens)
+            lost = next((word for word in range(end) if word not in kept), None)
+            if lost is not None:
+                raise ValueError(
+                    f"split {split!r} row {index}: word {lost} {tokens[lost]!r} gives the tokenizer no tokens, "
+                    "so its tag would be lost"
+                )
             previous, aligned = None, []
-            for word in encoding.word_ids(row):
+            for word in words:
                 aligned.append(-100 if word is None or word == previous else tags[word])
                 previous = word
             labels.append(aligned)
         encoding["labels"] = labels
         return encoding
 
-    columns = next(iter(dataset.values())).column_names
-    return dataset.map(encode, batched=True, remove_columns=columns)
+    encoded = {}
+    for split, part in dataset.items():
+        inner = getattr(part.features["tags"], "feature", None)
+        if not isinstance(inner, ClassLabel):
+            raise ValueError(
+                f"split {split!r}: `tags` is not a ClassLabel sequence (tagging_dataset and "
+                "standardize_tagging_dataset make one)"
+            )
+        encoded[split] = part.map(
+            encode,
+            batched=True,
+            with_indices=True,
+            remove_columns=part.column_names,
+            fn_kwargs={"split": split, "label_ids": range(inner.num_classes)},
+        )
+    return DatasetDict(encoded)
+
+
+def _check_row(split: str, row: int, tokens: Sequence[str], tags: Sequence, labels: Collection) -> None:
+    """Raise for a row that would train wrongly: no words (a sequence the model cannot run), tags that do not pair
+    with the words, or a tag that is not one of the `labels`."""
+    where = f"split {split!r} row {row}"
+    if not tokens:
+        raise ValueError(f"{where} has no tokens")
+    if len(tags) != len(tokens):
+        raise ValueError(f"{where} has {len(tokens)} tokens but {len(tags)} tags")
+    for position, (token, tag) in enumerate(zip(tokens, tags)):
+        if tag not in labels:
+            missing = " (-1 is a ClassLabel's missing value)" if tag == -1 else ""
+            raise ValueError(
+                f"{where}: tag {tag!r} of word {position} {token!r} is not one of the {len(labels)} labels{missing}"
+            )

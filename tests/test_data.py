@@ -6,9 +6,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from transformers import AutoTokenizer, DataCollatorForTokenClassification
 
-from hf_rnn.data import DataFormatError, encode_for_tagging, load_sample_pos, read_conll, tagging_dataset
+from hf_rnn.data import (
+    DataFormatError,
+    encode_for_tagging,
+    load_sample_pos,
+    read_conll,
+    read_conllu,
+    read_text,
+    standardize_tagging_dataset,
+    tagging_dataset,
+)
 from hf_rnn.tokenization import build_word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +36,7 @@ def test_read_conll_sentences_separators_and_docstart(tmp_path):
     sentences = read_conll(path)
     assert [s.tokens for s in sentences] == [["John", "runs"], ["Paris"]]
     assert [s.tags for s in sentences] == [["B-PER", "O"], ["B-LOC"]]
-    assert sentences[1].line == 6
+    assert [s.lines for s in sentences] == [[3, 4], [6]]
 
 
 @pytest.mark.parametrize(
@@ -114,3 +124,127 @@ def test_quickstart_main_job_end_to_end(tmp_path):
     assert "reloaded RnnForTokenClassification" in result.stdout
     tagged = result.stdout.strip().splitlines()[-1].split()
     assert tagged[0] == "The/DET" and len(tagged) == 11
+
+
+CONLLU_WORD = "{id}\t{form}\t_\t{upos}\t_\t_\t_\t_\t_\t_\n"
+
+
+def conllu(*words: tuple[str, str, str]) -> str:
+    return "".join(CONLLU_WORD.format(id=i, form=f, upos=u) for i, f, u in words)
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, line, message",
+    [
+        ("a\tX\nb\t\n", {"separator": "\t"}, 2, "empty tag"),
+        ("a\t\tO\n", {"separator": "\t", "tag_column": 1}, 1, "empty tag"),
+        ("\tNOUN\n", {"separator": "\t"}, 1, "empty token"),
+        ("a\tX\n \tNOUN\n", {"separator": "\t"}, 2, "empty token"),
+        ("a X\n", {"tag_column": 5}, 1, "no column 5"),
+        ("a X\n", {"tag_column": -2}, 1, "same column"),
+        ("-DOCSTART- -X- O O\n\n", {}, 1, "no sentences"),
+    ],
+)
+def test_read_conll_bad_cells_name_the_line(tmp_path, text, kwargs, line, message):
+    path = write(tmp_path, text)
+    with pytest.raises(DataFormatError, match=message) as error:
+        read_conll(path, **kwargs)
+    assert str(error.value).startswith(f"{path}:{line}:")
+
+
+def test_read_conll_strips_a_bom_line_ends_and_tag_whitespace(tmp_path):
+    sentences = read_conll(write(tmp_path, "\ufeffJohn\tB-PER \r\nruns\t O\r\rParis\tB-LOC"), separator="\t")
+    assert [s.tokens for s in sentences] == [["John", "runs"], ["Paris"]]
+    assert [s.tags for s in sentences] == [["B-PER", "O"], ["B-LOC"]]
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_only_newlines_end_a_line_other_breaks_stay_in_the_token(tmp_path, char):
+    for separator in (None, "\t"):
+        sentences = read_conll(write(tmp_path, f"a\tX\nb{char}c\tY\n\nd\tZ\n"), separator=separator)
+        assert [s.tokens for s in sentences] == [["a", f"b{char}c"], ["d"]]
+        assert [s.lines for s in sentences] == [[1, 2], [4]]
+    assert read_text(write(tmp_path, f"\ufeffa b{char}c\nd\n")) == [["a", "b", "c", "<eos>"], ["d", "<eos>"]]
+    sentences = read_conllu(write(tmp_path, conllu((1, f"b{char}c", "X"), (2, "d", "Y")), "f.conllu"))
+    assert sentences[0].tokens == [f"b{char}c", "d"]
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        (conllu((1, "", "NOUN")), 1, "empty word form"),
+        (conllu((1, " ", "NOUN")), 1, "empty word form"),
+        (conllu((1, "a", ""), (2, "b", "X")), 1, "no UPOS tag"),
+        (conllu((1, "a", "X"), (2, "b", "_")), 2, "no UPOS tag"),
+        *((conllu((1, "a", "X"), (bad, "b", "Y")), 2, "word ID") for bad in ["3-", "-4", "3-x", "2-2", "3-2", "1.x"]),
+        *((conllu((bad, "b", "Y")), 1, "word ID") for bad in ["a.1", ".1", "1.", "0", "\u00b2", "01"]),
+        (conllu((1, "a", "X"), (3, "b", "Y")), 2, "word ID 3 where 2"),
+        (conllu((1, "a", "X"), (2, "b", "Y"), (1, "c", "Z")), 3, "word ID 1 where 3"),
+        ("\ufeff1\ta\n", 1, "expected 10 TAB-separated fields"),
+    ],
+)
+def test_read_conllu_errors_name_file_and_line(tmp_path, text, line, message):
+    path = write(tmp_path, text, "f.conllu")
+    with pytest.raises(DataFormatError, match=message) as error:
+        read_conllu(path)
+    assert str(error.value).startswith(f"{path}:{line}:")
+
+
+def test_conllu_errors_name_each_tokens_own_line(tmp_path):
+    text = (
+        "\ufeff# sent_id = 1\n1\tI\t_\tPRON\t_\t_\t_\t_\t_\t_\n2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n"
+        "2\tdo\t_\tAUX\t_\t_\t_\t_\t_\t_\n# inside\n3\tn't\t_\tPART\t_\t_\t_\t_\t_\t_\n"
+        "3.1\tgo\t_\tVERB\t_\t_\t_\t_\t_\t_\n4\tgo\t_\tVERB\t_\t_\t_\t_\t_\t_\n"
+    )
+    path = write(tmp_path, text, "f.conllu")
+    [sentence] = read_conllu(path)
+    assert sentence.tokens == ["I", "do", "n't", "go"] and sentence.lines == [2, 4, 6, 8]
+    with pytest.raises(DataFormatError, match="'VERB'") as error:
+        tagging_dataset({"train": [sentence]}, label_names=["AUX", "PART", "PRON"])
+    assert str(error.value).startswith(f"{path}:8:")
+
+
+def hub_dataset(tokens, tags, names=("O", "B-X")) -> DatasetDict:
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=list(names)))})
+    return DatasetDict({"train": Dataset.from_dict({"tokens": tokens, "ner_tags": tags}, features=features)})
+
+
+@pytest.mark.parametrize(
+    "tokens, tags, message",
+    [
+        ([["a"], ["b", "c"]], [[0], [1, -1]], r"split 'train' row 1: tag -1 of word 1 'c'"),
+        ([["a"], []], [[0], []], "split 'train' row 1 has no tokens"),
+        ([["a"], ["b", " "]], [[0], [1, 0]], r"split 'train' row 1: word 1 ' ' gives the tokenizer no tokens"),
+        ([["a"], ["b", ""]], [[0], [1, 0]], r"split 'train' row 1: word 1 '' gives the tokenizer no tokens"),
+        ([["a"], ["b", "c"]], [[0], [1]], "split 'train' row 1 has 2 tokens but 1 tags"),
+    ],
+)
+def test_hub_rows_that_would_train_wrongly_are_errors(tokens, tags, message):
+    data = standardize_tagging_dataset(hub_dataset(tokens, tags), tags_column="ner_tags")
+    tokenizer = build_word_tokenizer([["a", "b", "c"]])
+    with pytest.raises(ValueError, match=message):
+        encode_for_tagging(data, tokenizer)
+
+
+def test_hub_string_tags_name_the_split_and_row():
+    features = Features({"tokens": List(Value("string")), "tags": List(Value("string"))})
+    rows = {
+        "train": {"tokens": [["a", "b"]], "tags": [["O", "B-X"]]},
+        "validation": {"tokens": [["c"]], "tags": [["I-Y"]]},
+    }
+    data = DatasetDict({split: Dataset.from_dict(part, features=features) for split, part in rows.items()})
+    with pytest.raises(ValueError, match=r"split 'validation' row 0: tag 'I-Y' of word 0 'c' is not one of"):
+        standardize_tagging_dataset(data)
+    rows["train"]["tags"] = [["O", ""]]
+    data = DatasetDict({split: Dataset.from_dict(part, features=features) for split, part in rows.items()})
+    with pytest.raises(ValueError, match=r"split 'train' row 0: tag '' of word 1 'b' is not one of"):
+        standardize_tagging_dataset(data)
+
+
+def test_truncation_is_not_a_lost_word():
+    data = standardize_tagging_dataset(hub_dataset([["a", "b", "c"]], [[0, 1, 0]]), tags_column="ner_tags")
+    tokenizer = build_word_tokenizer([["a", "b", "c"]])
+    assert encode_for_tagging(data, tokenizer, max_length=2)["train"][0]["labels"] == [0, 1]
+    data = standardize_tagging_dataset(hub_dataset([["a", "", "c"]], [[0, 1, 0]]), tags_column="ner_tags")
+    with pytest.raises(ValueError, match="word 1 '' gives the tokenizer no tokens"):
+        encode_for_tagging(data, tokenizer, max_length=2)
