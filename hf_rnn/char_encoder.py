@@ -8,7 +8,7 @@ from torch import nn
 
 from .configuration_rnn import RnnConfig
 from .dropout import SequenceDropout
-from .masking import MaskCompaction, is_tracing
+from .masking import MaskCompaction, check_ids, is_tracing
 
 
 class CharEncoder(nn.Module):
@@ -39,6 +39,8 @@ class CharEncoder(nn.Module):
         Each distinct spelling in the batch is encoded once (in running text about half the words repeat: "the",
         ",", "."). Its occurrences share one dropout draw; otherwise features and gradients equal word-by-word ones.
         """
+        size = self.embeddings.num_embeddings
+        check_ids(char_ids, size, "char_ids", f"holds a character id outside [0, char_vocab_size={size})")
         lengths = (char_ids != 0).sum(-1)  # (B, T)
         is_word = lengths > 0  # (B, T)
         features = char_ids.new_zeros(*char_ids.shape[:2], self.feature_size, dtype=self.embeddings.weight.dtype)

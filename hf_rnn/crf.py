@@ -21,10 +21,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .masking import MaskCompaction, is_tracing
+from .masking import MaskCompaction, is_tracing, raise_at_first
 
-# Score of a disallowed transition. Finite on purpose: exp() makes it an exact zero in the partition function, while
-# a gold path that breaks a constraint (bad data) gets a huge but finite loss instead of inf/NaN. Decoding uses -inf.
+# Score of each disallowed move in a *gold* path (bad data): a huge but finite loss instead of inf/NaN. The partition
+# function, the marginals and decoding exclude disallowed moves outright (-inf), so no score can bring them back.
 PENALTY = -10000.0
 
 SCHEMES = ("BIO", "IOB1", "BIOES", "BILOU")
@@ -99,7 +99,7 @@ def _chain(first: torch.Tensor, emissions: torch.Tensor, kernel: torch.Tensor, c
     scaled = torch.exp(emissions - peak)  # (T, B, C)
     messages = torch.empty_like(emissions)
     norms = emissions.new_empty(seq_len, batch_size, 1)
-    first_peak = first.amax(-1, keepdim=True)  # (B, 1)
+    first_peak = _finite_max(first, dim=-1)  # (B, 1)
     messages[0] = torch.exp(first - first_peak)
     steps, step_scaled, step_norms = messages.unbind(0), scaled.unbind(0), norms.unbind(0)  # views, made once
     for t in range(seq_len):
@@ -125,13 +125,13 @@ class _Chains:
     def __init__(self, emissions: torch.Tensor, lengths: torch.Tensor, reverse: torch.Tensor, transitions, start, end):
         seq_len = emissions.size(1)
         self.lengths, self.transitions, self.start, self.end = lengths, transitions, start, end
-        self.scale = transitions.max()
-        self.kernel = torch.exp(transitions - self.scale)  # (C, C), exact zeros for disallowed transitions
-        self.allowed = (transitions > PENALTY / 2).to(emissions.dtype)
+        self.scale = _finite_max(transitions)
+        self.kernel = torch.exp(transitions - self.scale)  # (C, C), exact zeros for disallowed (-inf) transitions
+        self.allowed = torch.isfinite(transitions).to(emissions.dtype)
         self.valid = (torch.arange(seq_len, device=emissions.device).unsqueeze(1) < lengths).unsqueeze(-1)  # (T, B, 1)
         self.by_time = emissions.transpose(0, 1).contiguous()  # (T, B, C)
         self.mirror_index = reverse.T.unsqueeze(-1).expand_as(self.by_time)  # (T, B, C)
-        checked = self.valid & _reachable(start > PENALTY / 2, self.allowed, seq_len).unsqueeze(1)
+        checked = self.valid & _reachable(torch.isfinite(start), self.allowed, seq_len).unsqueeze(1)
         self.forward = _chain(start + self.by_time[0], self.by_time, self.kernel, checked)
 
     def log_z(self) -> torch.Tensor:
@@ -143,7 +143,7 @@ class _Chains:
         offsets = log_norms.squeeze(-1)  # (T, B)
         offsets[1:] += self.scale
         log_scale = offsets.cumsum(0)[last, rows]  # (B,)
-        end_peak = self.end.max()
+        end_peak = _finite_max(self.end)
         log_z = log_scale + torch.log((alpha[last, rows] * torch.exp(self.end - end_peak)).sum(-1)) + end_peak
         return torch.where(self.lengths > 0, log_z, torch.zeros_like(log_z))
 
@@ -152,14 +152,14 @@ class _Chains:
         u_t (T-1, B, C), with P(y_{t-1} = i, y_t = j) = alpha_{t-1}(i) K_ij u_t(j). None on underflow."""
         alpha, _ = self.forward
         mirrored = self.by_time.gather(0, self.mirror_index)  # (T, B, C)
-        checked = self.valid & _reachable(self.end > PENALTY / 2, self.allowed.T, mirrored.size(0)).unsqueeze(1)
+        checked = self.valid & _reachable(torch.isfinite(self.end), self.allowed.T, mirrored.size(0)).unsqueeze(1)
         backward = _chain(self.end + mirrored[0], mirrored, self.kernel.T.contiguous(), checked)
         if backward is None:
             return None
         # gamma_s = beta + emission at the mirrored position; P_t ∝ (alpha_{t-1} @ K) * gamma_{mirror(t)}
         gamma = backward[0].gather(0, self.mirror_index)  # (T, B, C), back in time order
         incoming = torch.empty_like(gamma)
-        incoming[0] = torch.exp(self.start - self.start.max())
+        incoming[0] = torch.exp(self.start - _finite_max(self.start))
         torch.matmul(alpha[:-1], self.kernel, out=incoming[1:])
         unnormalised = incoming * gamma
         totals = unnormalised.sum(-1, keepdim=True)  # (T, B, 1)
@@ -177,10 +177,26 @@ def _log_partition_exact(emissions, lengths, transitions, start, end) -> torch.T
     _, seq_len, _ = emissions.shape
     log_alpha = start + emissions[:, 0]  # (B, C)
     for t in range(1, seq_len):
-        step = torch.logsumexp(log_alpha.unsqueeze(-1) + transitions, dim=1) + emissions[:, t]
+        step = _logsumexp(log_alpha.unsqueeze(-1) + transitions, dim=1) + emissions[:, t]
         log_alpha = torch.where((t < lengths).unsqueeze(-1), step, log_alpha)
-    log_z = torch.logsumexp(log_alpha + end, dim=-1)
+    log_z = _logsumexp(log_alpha + end, dim=-1)
     return torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
+
+
+def _finite_max(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """The largest finite entry (over `dim`, kept), 0 where there is none: a safe shift before exp() when -inf marks
+    disallowed moves."""
+    peak = x.max() if dim is None else x.amax(dim, keepdim=True)
+    return torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+
+
+def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """`torch.logsumexp`, except that a slice of only -inf (a tag no allowed path reaches) gets -inf with a zero
+    gradient instead of NaN."""
+    peak = _finite_max(x, dim).detach()
+    total = torch.exp(x - peak).sum(dim)
+    reached = total > 0
+    return torch.where(reached, torch.log(torch.where(reached, total, 1.0)) + peak.squeeze(dim), float("-inf"))
 
 
 class _LogPartition(torch.autograd.Function):
@@ -271,37 +287,52 @@ class LinearChainCRF(nn.Module):
         """Validate, upcast and compact: real positions to the left, zeros after each row's length."""
         if emissions.dim() != 3 or emissions.size(-1) != self.num_tags:
             raise ValueError(f"emissions must be (batch, seq_len, {self.num_tags}), got {tuple(emissions.shape)}")
-        if mask is None:
-            mask = torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
+        mask = _all_real(emissions.shape[:2], emissions.device) if mask is None else mask.bool()
         if mask.shape != emissions.shape[:2]:
             raise ValueError(f"mask must be {tuple(emissions.shape[:2])} like emissions, got {tuple(mask.shape)}")
+        if not is_tracing():
+            raise_at_first(mask & ~torch.isfinite(emissions).all(-1), "emissions", "is not finite", emissions)
         compaction = MaskCompaction(mask)
         emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
         compact = compaction.compact(emissions).masked_fill(~compaction.compact_mask.unsqueeze(-1), 0.0)
         return compact, compaction
 
-    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """log Z, the log-sum of the scores of every tag path: (B,); 0 for a row with no unmasked position."""
-        with torch.autocast(emissions.device.type, enabled=False):
-            return self._log_partition(*self._prepare(emissions, mask), *self._scores(PENALTY))
+    def _check_tags(self, tags: torch.LongTensor, compaction: MaskCompaction) -> None:
+        if tags.shape != compaction.original_mask.shape:
+            raise ValueError(
+                f"tags must be {tuple(compaction.original_mask.shape)} like the mask, got {tuple(tags.shape)}"
+            )
+        if not is_tracing():
+            outside = ((tags < 0) | (tags >= self.num_tags)) & compaction.original_mask
+            raise_at_first(
+                outside, "tags", f"is not a tag id in [0, num_tags={self.num_tags}) (mask it to skip it)", tags
+            )
 
-    def path_score(
-        self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Unnormalised score of the given tag paths: (B,). Tags at masked positions are ignored (may be -100)."""
+    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log Z, the log-sum of the scores of every allowed tag path: (B,); 0 for a row with no unmasked position."""
         with torch.autocast(emissions.device.type, enabled=False):
-            return self._path_score(tags, *self._prepare(emissions, mask), *self._scores(PENALTY))
+            return self._log_partition(*self._prepare(emissions, mask), *self._scores(float("-inf")))
 
     def log_likelihood(
         self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """log p(tags | emissions) per sequence: (B,). Differentiable; 0 for a row with no unmasked position."""
+        """log p(tags | emissions) per sequence: (B,). Differentiable; 0 for a row with no unmasked position.
+
+        A gold path that breaks the constraints (bad data) scores each forbidden move as `PENALTY` (-1e4): a finite
+        loss, far below any allowed path's. [`broken_move`] finds such paths.
+        """
         with torch.autocast(emissions.device.type, enabled=False):
-            prepared = (*self._prepare(emissions, mask), *self._scores(PENALTY))  # once for both terms
-            return self._path_score(tags, *prepared) - self._log_partition(*prepared)
+            compact, compaction = self._prepare(emissions, mask)  # once for both terms
+            self._check_tags(tags, compaction)
+            if compact.numel() == 0:
+                return compact.sum((1, 2))  # zeros (B,), still attached to the graph
+            gold = self._path_score(tags, compact, compaction, *self._scores(PENALTY))
+            return gold - self._log_partition(compact, compaction, *self._scores(float("-inf")))
 
     @staticmethod
     def _log_partition(compact, compaction: MaskCompaction, transitions, start, end) -> torch.Tensor:
+        if compact.numel() == 0:
+            return compact.sum((1, 2))
         with torch.no_grad():
             chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
         if chains.forward is None:
@@ -325,11 +356,48 @@ class LinearChainCRF(nn.Module):
         return self.log_likelihood(emissions, tags, mask)
 
     @torch.no_grad()
+    def broken_move(
+        self, tags: torch.LongTensor, mask: torch.Tensor | None = None
+    ) -> tuple[int, int, int | None, int | None] | None:
+        """The first move of the given tag paths that the constraints forbid, or None if they are all allowed.
+
+        Returns `(row, position, previous_tag, tag)` at original positions (masked ones are skipped):
+        `previous_tag=None` for a forbidden first tag, `tag=None` for a forbidden last tag (at the last position).
+        """
+        mask = _all_real(tags.shape, tags.device) if mask is None else mask.bool()
+        compaction = MaskCompaction(mask)
+        self._check_tags(tags, compaction)
+        valid, lengths = compaction.compact_mask, compaction.lengths  # (B, T), (B,)
+        if valid.numel() == 0:
+            return None
+        compact = compaction.compact(tags).masked_fill(~valid, 0)  # (B, T)
+        rows = torch.arange(compact.size(0), device=compact.device)
+        last = compact[rows, (lengths - 1).clamp(min=0)]  # (B,)
+        broken = torch.cat(  # (B, T + 1): into position t (t = 0: the start), then out of the last position
+            [
+                (~self.allowed_start[compact[:, :1]]) & valid[:, :1],
+                (~self.allowed_transitions[compact[:, :-1], compact[:, 1:]]) & valid[:, 1:],
+                ((~self.allowed_end[last]) & (lengths > 0)).unsqueeze(1),
+            ],
+            dim=1,
+        )
+        if not bool(broken.any()):
+            return None
+        row, step = broken.nonzero()[0].tolist()
+        positions = mask[row].nonzero().squeeze(1).tolist()  # compact position -> original position
+        path = compact[row].tolist()
+        if step == compact.size(1):
+            return row, positions[-1], path[len(positions) - 1], None
+        return row, positions[step], path[step - 1] if step > 0 else None, path[step]
+
+    @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior P(y_t = j | x) by forward-backward: (B, T, C), rows sum to 1, zeros at masked positions."""
         with torch.autocast(emissions.device.type, enabled=False):
             compact, compaction = self._prepare(emissions, mask)
-            transitions, start, end = self._scores(PENALTY)
+            if compact.numel() == 0:
+                return torch.zeros_like(compact)
+            transitions, start, end = self._scores(float("-inf"))
             chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
             posteriors = chains.posteriors() if chains.forward is not None else None
             if posteriors is None:  # marginals are the gradient of log Z with respect to the emissions
@@ -359,10 +427,20 @@ class LinearChainCRF(nn.Module):
             raise ValueError(f"k must be >= 1, got {k}")
         with torch.autocast(emissions.device.type, enabled=False):
             compact, compaction = self._prepare(emissions, mask)
+            batch_size, seq_len, _ = compact.shape
+            if compact.numel() == 0:
+                return compact.new_full((batch_size, k, seq_len), -100, dtype=torch.long), compact.new_zeros(
+                    batch_size, k
+                )
             transitions, start, end = self._scores(float("-inf"))
             paths, scores = _viterbi(compact, compaction.lengths, transitions, start, end, k)  # (B, k, T), (B, k)
             restored = [compaction.restore(paths[:, rank], fill=-100) for rank in range(k)]
             return torch.stack(restored, dim=1), scores
+
+
+def _all_real(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """The mask of a batch without padding."""
+    return torch.ones(shape, dtype=torch.bool, device=device)
 
 
 def _viterbi(emissions, lengths, transitions, start, end, k: int) -> tuple[torch.LongTensor, torch.Tensor]:

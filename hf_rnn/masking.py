@@ -1,4 +1,4 @@
-"""Compaction of masked batches, shared by the recurrent layers and the CRF.
+"""Compaction of masked batches, shared by the recurrent layers and the CRF, and the input checks they share.
 
 Shipped inside checkpoints with the modeling files, so it imports only torch.
 """
@@ -9,6 +9,26 @@ import torch
 def is_tracing() -> bool:
     """Under torch.export / torch.compile: take the general paths, never branch on tensor values."""
     return torch.compiler.is_exporting() or torch.compiler.is_compiling()
+
+
+def raise_at_first(bad: torch.Tensor, name: str, problem: str, values: torch.Tensor) -> None:
+    """Raise a `ValueError` naming the first index where `bad` holds and the value of `values` there, e.g.
+    `input_ids[0, 2] = 40 is ...`. `bad` may have fewer dimensions than `values` (then a whole row is shown)."""
+    if bool(bad.any()):
+        index = tuple(bad.nonzero()[0].tolist())
+        raise ValueError(f"{name}[{', '.join(map(str, index))}] = {values[index].tolist()} {problem}")
+
+
+def check_ids(ids: torch.Tensor, size: int, name: str, problem: str, ignore: int | None = None) -> None:
+    """Refuse ids outside [0, size) (other than `ignore`) before an embedding or a loss indexes with them: torch would
+    say "index out of range in self", or trip a device-side assert on a GPU. For 3-D ids (char_ids) the whole word
+    is shown. Steps aside under tracing (no value-dependent branches there)."""
+    if is_tracing():
+        return
+    bad = (ids < 0) | (ids >= size)
+    if ignore is not None:
+        bad &= ids != ignore
+    raise_at_first(bad.flatten(2).any(-1) if ids.dim() > 2 else bad, name, problem, ids)
 
 
 class MaskCompaction:

@@ -19,7 +19,7 @@ from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF, scheme_constraints
 from .dropout import SequenceDropout, WordDropout
-from .masking import MaskCompaction, is_tracing
+from .masking import MaskCompaction, check_ids, is_tracing
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -127,6 +127,19 @@ class RnnLayer(GradientCheckpointingLayer):
         `pack=True` runs `pack_padded_sequence` so the final state is exact for ragged lengths (only needed when the
         state is returned; the outputs are exact either way).
         """
+        if inputs.size(1) == 0:  # nn.RNN refuses empty sequences: there is nothing to read, the state carries over
+            return self._empty(inputs, initial_state)
+        if (
+            inputs.device.type == "cpu"
+            and isinstance(self.directions[0], nn.LSTM)
+            and torch.is_autocast_enabled("cpu")
+        ):
+            # oneDNN has no low-precision LSTM under CPU autocast ("could not create a primitive descriptor"): run the
+            # recurrence in the weights' precision, as it runs without autocast
+            with torch.autocast("cpu", enabled=False):
+                dtype = self.directions[0].weight_ih_l0.dtype
+                state = None if initial_state is None else tuple(s.to(dtype) for s in initial_state)
+                return self.forward(inputs.to(dtype), padding, state, pack)
         outputs, finals = [], []
         for direction, rnn in enumerate(self.directions):
             state = None if initial_state is None else tuple(s[direction : direction + 1] for s in initial_state)
@@ -151,6 +164,15 @@ class RnnLayer(GradientCheckpointingLayer):
             outputs.append(out)
             finals.append(final)
         return torch.cat(outputs, dim=-1), tuple(torch.cat(parts, dim=0) for parts in zip(*finals))
+
+    def _empty(self, inputs: torch.Tensor, initial_state: State | None) -> tuple[torch.Tensor, State]:
+        """Outputs (B, 0, D * H) of a zero-length window, and the initial state (zeros by default) as its final one."""
+        rnn, batch_size = self.directions[0], inputs.size(0)
+        outputs = inputs.new_zeros(batch_size, 0, len(self.directions) * rnn.hidden_size)
+        if initial_state is None:
+            shape = (len(self.directions), batch_size, rnn.hidden_size)
+            initial_state = tuple(inputs.new_zeros(shape) for _ in range(2 if isinstance(rnn, nn.LSTM) else 1))
+        return outputs, initial_state
 
 
 def _torch_state(state: State | None):
@@ -258,6 +280,13 @@ class RnnModel(RnnPreTrainedModel):
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         if inputs_embeds is None:
+            check_ids(
+                input_ids,
+                self.config.vocab_size,
+                "input_ids",
+                f"is not a token id in [0, vocab_size={self.config.vocab_size}): was the text encoded with this "
+                "model's tokenizer?",
+            )
             inputs_embeds = self.embeddings(input_ids)  # (B, T, E)
         if self.char_encoder is not None:
             inputs_embeds = torch.cat([inputs_embeds, self.char_encoder(char_ids)], dim=-1)  # (B, T, E + F_c)
@@ -339,6 +368,12 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
 
         With `use_cache=False` every step re-reads the whole sequence (slow; a reference for tests).
         """
+        if cache is None and inputs_embeds is None and input_ids.shape[1] == 0:
+            raise ValueError(
+                "generate() got an empty prompt: a recurrent LM needs at least one token to start from. Start from "
+                "the token that separates sentences in training (the word tokenizer's `<eos>`), or set "
+                "`config.bos_token_id` and pass no `input_ids`."
+            )
         inputs = {"use_cache": use_cache, "output_hidden_states": kwargs.get("output_hidden_states")}
         if cache is not None and use_cache:
             inputs.update(input_ids=input_ids[:, -1:], cache=cache)
@@ -381,6 +416,16 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         loss = None
         if kwargs.get("shift_labels") is not None:  # transformers' loss views it flat: a slice of a stream would fail
             kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()
+        for name in ("labels", "shift_labels"):
+            targets = labels if name == "labels" else kwargs.get(name)
+            if targets is not None:
+                check_ids(
+                    targets,
+                    self.config.vocab_size,
+                    name,
+                    _LABEL_PROBLEM.format("vocab_size", self.config.vocab_size),
+                    -100,
+                )
         if labels is not None or kwargs.get("shift_labels") is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return RnnCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
@@ -434,18 +479,46 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
         mask = _token_mask(logits, attention_mask)  # (B, T)
         loss = None
+        if labels is not None:
+            check_ids(labels, self.num_labels, "labels", _LABEL_PROBLEM.format("num_labels", self.num_labels), -100)
+            scored = labels != -100 if self.crf is None else mask & (labels != -100)  # (B, T)
+            count = kwargs.pop("num_items_in_batch", None)
+            count = _at_least_one(scored.sum() if count is None else count)  # an unlabelled batch: loss 0, not 0/0
         if labels is not None and self.crf is None:
-            loss = self.loss_function(logits=logits, labels=labels, config=self.config, **kwargs)
+            loss = self.loss_function(
+                logits=logits, labels=labels, config=self.config, num_items_in_batch=count, **kwargs
+            )
         elif labels is not None:
-            scored = mask & (labels != -100)
-            negative_log_likelihood = -self.crf.log_likelihood(logits, labels.clamp(min=0), scored).sum()
-            count = kwargs.get("num_items_in_batch")
-            loss = negative_log_likelihood / (scored.sum().clamp(min=1) if count is None else count)
+            tags = labels.masked_fill(~scored, 0)
+            if self.config.crf_constraints is not None:
+                self._refuse_broken_gold_paths(tags, scored)
+            loss = -self.crf.log_likelihood(logits, tags, scored).sum() / count
         if return_predictions is None:
             return_predictions = not self.training
         predictions = self.decode_logits(logits, mask) if return_predictions else None
         return RnnTokenClassifierOutput(
             loss=loss, logits=logits, predictions=predictions, hidden_states=outputs.hidden_states
+        )
+
+    def _refuse_broken_gold_paths(self, tags: torch.LongTensor, scored: torch.Tensor) -> None:
+        """Bad data, not a model to train: a gold path the constraints forbid would cost a penalty-sized loss."""
+        if is_tracing():
+            return
+        broken = self.crf.broken_move(tags, scored)
+        if broken is None:
+            return
+        row, position, previous, tag = broken
+        names = self.config.id2label
+        move = (
+            f"{names[tag]!r} as the first tag"
+            if previous is None
+            else f"{names[previous]!r} as the last tag"
+            if tag is None
+            else f"{names[tag]!r} after {names[previous]!r}"
+        )
+        raise ValueError(
+            f"labels[{row}] at position {position}: {move} breaks crf_constraints={self.config.crf_constraints!r}. "
+            "Fix the data, or give the config the scheme it is written in (IOB1 data needs 'IOB1'), or None."
         )
 
     @torch.no_grad()
@@ -476,6 +549,16 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         ).logits
         mask = _token_mask(logits, attention_mask)
         return self.decode_logits(logits, mask), self.tag_probabilities(logits, mask)
+
+
+_LABEL_PROBLEM = (
+    "is not -100 (skip) or an id in [0, {}={}); datasets' ClassLabel stores -1 for a missing label: map it to -100"
+)
+
+
+def _at_least_one(count: int | torch.Tensor) -> int | torch.Tensor:
+    """The loss divisor: the labelled-token count, at least 1 so that a batch without labels gives loss 0."""
+    return count.clamp(min=1) if isinstance(count, torch.Tensor) else max(count, 1)
 
 
 def _token_mask(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -554,6 +637,10 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:
+            if self.num_labels > 1 and not labels.is_floating_point():  # class ids (single-label classification)
+                check_ids(
+                    labels, self.num_labels, "labels", _LABEL_PROBLEM.format("num_labels", self.num_labels), -100
+                )
             loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 

@@ -20,6 +20,19 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
     strategy (`first`, `average`, `max`) a word takes the tag of its first piece, the one the tagger is trained on.
     """
 
+    def preprocess(self, sentence, offset_mapping=None, **preprocess_params):
+        """The parent's, refusing empty pre-split words (the tokenizer would drop them with their tags) and giving an
+        empty text's offsets their (1, 0, 2) shape, so it can share a padded batch with other texts."""
+        if preprocess_params.get("is_split_into_words") and isinstance(sentence, list):
+            for index, word in enumerate(sentence):
+                if not isinstance(word, str) or not word.strip():
+                    raise ValueError(f"word {index} of the pre-split input is empty or not a string: {word!r}")
+        for model_inputs in super().preprocess(sentence, offset_mapping, **preprocess_params):
+            offsets = model_inputs.get("offset_mapping")
+            if offsets is not None and offsets.numel() == 0:
+                model_inputs["offset_mapping"] = offsets.reshape(1, 0, 2)
+            yield model_inputs
+
     def _forward(self, model_inputs):
         outputs = super()._forward(model_inputs)
         logits, mask = outputs["logits"], outputs["attention_mask"].bool()

@@ -295,3 +295,97 @@ def test_backward_underflow_falls_back_to_the_exact_gradient(monkeypatch):
     assert len(calls) == 2
     for a, b in zip(actual, expected):
         torch.testing.assert_close(a, b)
+
+
+# Hostile input: huge or non-finite scores, empty shapes, tags outside the tag set.
+
+
+@pytest.mark.parametrize("size", [5e3, 2e4, 1e6, 1e30])
+def test_forbidden_moves_never_carry_probability_whatever_the_scores(size):
+    """Forbidden moves are excluded outright, not merely penalised: huge emissions on a forbidden first tag
+    (I-X), a forbidden move (O -> I-X) or a forbidden last tag (BIOES B-X) must not reach log Z or the marginals."""
+    labels = ["O", "B-X", "I-X"]
+    crf = random_crf(3, scheme_constraints(labels, "BIO"), dtype=torch.float32)
+    emissions = torch.zeros(2, 3, 3)
+    emissions[0, 0, 2] = size  # I-X first
+    emissions[1, :, 2] = size  # I-X everywhere: only B-X first, then I-X, is allowed
+    emissions[1, 0, 0] = size / 2  # ... and O first (then O -> I-X) would outscore B-X I-X I-X
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    marginals = crf.marginals(emissions, mask)
+    assert torch.isfinite(marginals).all()
+    assert marginals[:, 0, 2].max() == 0, "probability on the forbidden first tag I-X"
+    torch.testing.assert_close(marginals.sum(-1), torch.ones(2, 3))
+    decoded = crf.decode(emissions, mask)
+    assert decoded[1].tolist() == [1, 2, 2]
+    assert marginals[1].argmax(-1).tolist() == [1, 2, 2], "marginals disagree with the constrained Viterbi path"
+    log_z = crf.log_partition(emissions, mask)
+    gold = crf.log_likelihood(emissions, decoded, mask)
+    assert torch.isfinite(log_z).all() and (gold <= 1e-3 * size).all(), "log Z below an allowed path's score"
+    bioes = ["O", "B-X", "I-X", "E-X", "S-X"]
+    crf = random_crf(5, scheme_constraints(bioes, "BIOES"), dtype=torch.float32)
+    last = torch.zeros(1, 2, 5)
+    last[0, 1, 1] = size  # B-X may not end a sequence
+    assert crf.marginals(last)[0, 1, 1] == 0
+
+
+def test_log_z_with_constraints_equals_brute_force_over_allowed_paths_in_float64():
+    crf = random_crf(3, scheme_constraints(["O", "B-X", "I-X"], "BIO"))
+    emissions = torch.randn(2, 4, 3, dtype=torch.float64) * 30000
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    for row, scores in enumerate(brute_force(crf, emissions, mask)):
+        finite = torch.tensor([s for s in scores.values() if s > float("-inf")], dtype=torch.float64)
+        torch.testing.assert_close(crf.log_partition(emissions, mask)[row], torch.logsumexp(finite, 0))
+
+
+def test_forbidden_gold_moves_cost_the_documented_penalty_each():
+    """Bad data (a gold path breaking a constraint) gets a finite loss: each forbidden move scores PENALTY."""
+    crf = random_crf(3, scheme_constraints(["O", "B-X", "I-X"], "BIO"), dtype=torch.float64)
+    emissions = torch.randn(1, 3, 3, dtype=torch.float64)
+    unconstrained = random_crf(3, dtype=torch.float64)
+    gold = torch.tensor([[2, 0, 2]])  # I-X first, then O -> I-X: two forbidden moves
+    raw_score = unconstrained.log_likelihood(emissions, gold) + unconstrained.log_partition(emissions)
+    expected = raw_score - crf.transitions[0, 2] - crf.start_transitions[2] + 2 * PENALTY
+    expected = expected - crf.log_partition(emissions)
+    torch.testing.assert_close(crf.log_likelihood(emissions, gold), expected)
+    assert crf.broken_move(gold, None) == (0, 0, None, 2)
+    assert crf.broken_move(torch.tensor([[0, 1, 2], [1, 0, 2]]), None) == (1, 2, 0, 2)
+    assert crf.broken_move(torch.tensor([[0, 1, 2]]), None) is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_emissions_raise_instead_of_giving_a_confident_path(bad):
+    crf = random_crf(3, dtype=torch.float32)
+    emissions = torch.randn(2, 4, 3)
+    emissions[1, 2, 0] = bad
+    for call in (crf.decode, crf.marginals, crf.log_partition, lambda e: crf.log_likelihood(e, torch.zeros(2, 4).long())):
+        with pytest.raises(ValueError, match=r"emissions\[1, 2\]"):
+            call(emissions)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[1, 2] = False  # a padded position may hold anything
+    assert crf.decode(emissions, mask)[1, 2] == -100
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 3), (0, 4, 3), (0, 0, 3)])
+def test_empty_batches_and_zero_length_sequences_give_empty_results(shape):
+    crf = random_crf(3, scheme_constraints(["O", "B-X", "I-X"], "BIO"), dtype=torch.float32)
+    emissions = torch.randn(shape, requires_grad=True)
+    batch_size, seq_len, _ = shape
+    tags = torch.zeros(batch_size, seq_len, dtype=torch.long)
+    assert crf.decode(emissions).shape == (batch_size, seq_len)
+    paths, scores = crf.top_k(emissions, k=2)
+    assert paths.shape == (batch_size, 2, seq_len) and scores.shape == (batch_size, 2)
+    assert crf.marginals(emissions).shape == shape
+    log_likelihood = crf.log_likelihood(emissions, tags)
+    assert log_likelihood.shape == (batch_size,) and torch.equal(log_likelihood, torch.zeros(batch_size))
+    log_likelihood.sum().backward()
+    assert torch.equal(emissions.grad, torch.zeros(shape))
+
+
+@pytest.mark.parametrize("bad", [-1, 3, -100])
+def test_tags_outside_the_tag_set_name_the_value(bad):
+    crf = random_crf(3, dtype=torch.float32)
+    tags = torch.tensor([[0, bad, 1]])
+    with pytest.raises(ValueError, match=f"tags.*{bad}"):
+        crf.log_likelihood(torch.randn(1, 3, 3), tags)
+    mask = torch.tensor([[True, False, True]])  # at a masked position any value is ignored
+    assert torch.isfinite(crf.log_likelihood(torch.randn(1, 3, 3), tags, mask)).all()
