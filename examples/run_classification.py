@@ -18,6 +18,7 @@ from datasets import load_dataset
 from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 import hf_rnn
+from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.hub import push_trained
 from hf_rnn.metrics import load_metric
 from hf_rnn.tokenization import build_word_tokenizer
@@ -57,6 +58,7 @@ def main() -> None:
     args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
     push, training_args.push_to_hub = training_args.push_to_hub, False
 
@@ -112,7 +114,7 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     if "validation" in data:

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import hf_rnn
+from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import read_text
 from hf_rnn.hub import push_trained
 from hf_rnn.tokenization import build_word_tokenizer
@@ -133,6 +134,7 @@ def main() -> None:
     lm_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
     push, training_args.push_to_hub = training_args.push_to_hub, False
     # TBPTT needs the batches in stream order, and our own columns kept
@@ -194,7 +196,7 @@ def main() -> None:
     )
     if lm_args.zaremba:
         trainer.add_callback(_ZarembaDecay(trainer, lm_args.decay_start, lm_args.lr_decay))
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     if validation is not None:

@@ -5,6 +5,9 @@
     accelerate launch examples/run_tagging.py ...        # several processes / GPUs
 
 Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...).
+`--resume_from_checkpoint True` (or a folder of checkpoints) resumes from the last complete checkpoint in it, skipping
+one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
+that one.
 Evaluation reports token accuracy and, for BIO/IOB1/BIOES labels, span precision/recall/F1 (conlleval rules).
 """
 
@@ -25,6 +28,7 @@ from transformers import (
 )
 
 import hf_rnn
+from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, standardize_tagging_dataset, tagging_dataset
 from hf_rnn.embeddings import load_word_vectors
 from hf_rnn.hub import push_trained
@@ -117,13 +121,14 @@ def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
     """Learning curves, the dev confusion matrix and (with a CRF) the transition heatmap, as PNGs in output_dir."""
     if not trainer.is_world_process_zero():
         return
-    try:
-        from hf_rnn.plots import plot_confusion_matrix, plot_learning_curves, plot_transitions
-    except ImportError:
-        logger.warning("matplotlib is not installed: no plots (pip install hf_rnn[plots])")
-        return
+    from hf_rnn.plots import plot_confusion_matrix, plot_learning_curves, plot_transitions
+
     folder = Path(trainer.args.output_dir)
-    plot_learning_curves(trainer.state.log_history, folder / "learning_curves.png")
+    try:  # the first plot imports matplotlib, an optional extra: the model is saved already
+        plot_learning_curves(trainer.state.log_history, folder / "learning_curves.png")
+    except ImportError as error:
+        logger.warning("plots skipped: %s", error)
+        return
     output = trainer.predict(dataset)
     predictions, gold = predicted_tags(output), output.label_ids
     scored = gold != -100
@@ -138,6 +143,7 @@ def main() -> None:
     data_args, model_args, training_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
     push, training_args.push_to_hub = training_args.push_to_hub, False
 
@@ -213,7 +219,7 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=TaggingMetrics(labels),
     )
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)

@@ -10,7 +10,10 @@ import numpy as np
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(f"hf_rnn.plots needs matplotlib (pip install hf_rnn[plots]): {error}") from error
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
