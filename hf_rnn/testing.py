@@ -8,27 +8,174 @@
 It speaks the part of the Hub HTTP API that `create_repo`, `upload_folder`/`push_to_hub`, `create_branch`,
 `repo_info`, `list_repo_files`, `hf_hub_download` and `snapshot_download` use: repositories with branches and commits
 kept in memory, every file stored as a regular git blob (so no Xet or LFS is involved), the headers that downloads
-need, and the error codes that make the client raise its own clear exceptions. Standard library only.
+need, and the error codes that make the client raise its own clear exceptions. Standard library and PyYAML (which
+huggingface_hub needs) only.
 
-`fail_next_commit()` drops the connection during the next commit, to test a push that dies midway.
+A request the real Hub would refuse gets the 4xx it would send, with a JSON message: bodies that are not what their
+headers say, JSON or NDJSON that does not parse or has unknown fields, base64 that does not decode, and commit paths
+that could escape a checkout (`..`, absolute, backslashes, empty parts, `.git`) or make a path both a file and a folder.
+A bug in the hub itself answers 500 with the exception, its traceback on stderr; no request is met with a dropped
+connection, except on purpose: `fail_next_commit()` drops it during the next commit, to test a push that dies midway.
 """
 
 import base64
+import binascii
 import hashlib
 import itertools
 import json
 import re
 import threading
+import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+import yaml
+
 EMPTY_TREE = "0" * 40
+KINDS = ("model", "dataset", "space")
+USER = "user"  # the one (anonymous) user of the loopback hub: the namespace of repositories created without one
+MAX_BODY = 1 << 30  # bytes; a larger Content-Length is refused before anything is read
+REPO_NAME = re.compile(r"(?!.*(--|\.\.))\w(?:[\w.-]{0,94}\w)?", re.ASCII)  # the Hub's rule for each half of an id
+COMMIT_FIELDS = {  # what each NDJSON commit line may hold (the loopback hub stores every file regular: no lfsFile)
+    "header": {"summary", "description", "parentCommit"},
+    "file": {"path", "content", "encoding"},
+    "deletedFile": {"path"},
+    "deletedFolder": {"path"},
+}
 
 
 def git_blob_sha(content: bytes) -> str:
     """The id git gives a file's content; the client compares it to skip unchanged files."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+class HubError(Exception):
+    """A request the Hub refuses: answered with `status` and the message as JSON, plus the `X-Error-Code` (and
+    `X-Repo-Commit`) that the client turns into its own exceptions."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, commit: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.commit = status, message, code, commit
+
+
+def json_object(body: bytes) -> dict:
+    """A request's JSON body, which must be an object."""
+    if not body:
+        raise HubError(400, "the body is empty; a JSON object was expected")
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise HubError(400, f"the body is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise HubError(400, "the body must be a JSON object")
+    return value
+
+
+def field_of(mapping: dict, key: str, kind: type, where: str, optional: bool = False):
+    """`mapping[key]` checked to be a `kind` (None when absent and `optional`), so a malformed request is a 400."""
+    value = mapping.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind):
+        raise HubError(400, f"{where}: {key!r} must be a {kind.__name__}")
+    return value
+
+
+def check_path(path: str, where: str) -> str:
+    """A path in a repository, refused when a checkout could not hold it as written or it could escape the checkout."""
+    parts = path.split("/")
+    for why, bad in (
+        ("is absolute", path.startswith("/")),
+        ("has a backslash", "\\" in path),
+        ("has a control character", any(ord(c) < 32 for c in path)),
+        ("has an empty component", "" in parts),
+        ("has a '.' component", "." in parts),
+        ("has a '..' component", ".." in parts),
+        ("has a '.git' component", ".git" in parts),
+    ):
+        if bad:
+            raise HubError(400, f"{where}: path {path!r} {why}")
+    return path
+
+
+def card_metadata(readme: str) -> dict:
+    """The YAML front matter of a card (README.md): what the Hub shows as `cardData`, and reads `pipeline_tag`,
+    `library_name` and `tags` from. ValueError when it is not a YAML mapping."""
+    block = re.match(r"\s*---[\r\n]+(.*?)[\r\n]+---(?:\r?\n|$)", readme, re.DOTALL)
+    try:
+        metadata = yaml.safe_load(block[1]) if block else {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"the card's YAML does not parse: {error}") from None
+    if not isinstance(metadata, dict | None):
+        raise ValueError("the card's YAML is not a mapping")
+    return json.loads(json.dumps(metadata or {}, default=str))  # dates as the strings the Hub sends
+
+
+def parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
+    """The header and the operations of an NDJSON commit body, every line checked before anything is applied."""
+    lines = [line for line in body.splitlines() if line.strip()]
+    entries = []
+    for number, line in enumerate(lines, 1):
+        where = f"commit line {number}"
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError) as error:
+            raise HubError(400, f"{where} is not JSON: {error}") from None
+        if not isinstance(entry, dict):
+            raise HubError(400, f"{where} must be a JSON object")
+        if set(entry) - {"key", "value"}:
+            raise HubError(400, f"{where}: unknown fields {sorted(set(entry) - {'key', 'value'})}")
+        key, value = field_of(entry, "key", str, where), field_of(entry, "value", dict, where)
+        if key not in COMMIT_FIELDS:
+            raise HubError(400, f"{where}: unsupported commit entry {key!r}")
+        if set(value) - COMMIT_FIELDS[key]:
+            raise HubError(400, f"{where}: unknown fields {sorted(set(value) - COMMIT_FIELDS[key])} in {key!r}")
+        if (key == "header") != (number == 1):
+            raise HubError(400, f"{where}: a commit is one header line, then its operations")
+        if key == "header":
+            for name in ("summary", "description", "parentCommit"):
+                field_of(value, name, str, where, optional=name != "summary")
+        else:
+            path = field_of(value, "path", str, where)
+            check_path(path.removesuffix("/") if key == "deletedFolder" else path, where)
+        if key == "file":
+            value = {"path": path, "content": decode_base64(value, where)}
+        entries.append((key, value))
+    if not entries:
+        raise HubError(400, "the commit is empty: a header line was expected")
+    return entries[0][1], entries[1:]
+
+
+def decode_base64(value: dict, where: str) -> bytes:
+    """A committed file's content, which the client sends as base64."""
+    encoding = field_of(value, "encoding", str, where, optional=True) or "base64"
+    if encoding != "base64":
+        raise HubError(400, f"{where}: unsupported encoding {encoding!r}")
+    try:
+        return base64.b64decode(field_of(value, "content", str, where), validate=True)
+    except binascii.Error as error:
+        raise HubError(400, f"{where}: content is not base64: {error}") from None
+
+
+def apply_operations(files: dict[str, bytes], operations: list[tuple[str, dict]]) -> dict[str, bytes]:
+    """The files after a commit's operations, refused when a deletion misses or a path becomes a file and a folder."""
+    files = dict(files)
+    for key, value in operations:
+        path = value["path"]
+        if key == "file":
+            files[path] = value["content"]
+        elif key == "deletedFile":
+            if path not in files:
+                raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+            del files[path]
+        else:  # deletedFolder
+            prefix = path.rstrip("/") + "/"
+            files = {p: c for p, c in files.items() if not p.startswith(prefix)}
+    folders = {path.rsplit("/", i)[0] for path in files for i in range(1, path.count("/") + 1)}
+    if clash := sorted(folders & files.keys()):
+        raise HubError(400, f"path {clash[0]!r} would be both a file and a folder")
+    return files
 
 
 @dataclass
@@ -43,6 +190,13 @@ class Repository:
         if revision in self.branches:
             return self.branches[revision]
         return revision if revision in self.commits else None
+
+    def find_commit(self, prefix: str) -> str:
+        """The one commit whose id starts with `prefix`, as the Hub takes a short `parentCommit`."""
+        matches = [commit for commit in self.commits if commit.startswith(prefix.lower())]
+        if len(matches) != 1:
+            raise HubError(400, f"parentCommit {prefix!r} names {len(matches)} commits, not one")
+        return matches[0]
 
 
 class LoopbackHub:
@@ -81,6 +235,10 @@ class LoopbackHub:
     def fail_next_commit(self) -> None:
         self._fail_next_commit = True
 
+    def repo_url(self, kind: str, repo_id: str) -> str:
+        """Where a repository lives; the client reads the kind back from it (`RepoUrl`, `CommitInfo.repo_url`)."""
+        return f"{self.url}/{'' if kind == 'model' else kind + 's/'}{repo_id}"
+
     def repository(self, repo_id: str, kind: str = "model") -> Repository:
         return self.repositories[f"{kind}:{repo_id}"]
 
@@ -108,26 +266,53 @@ class LoopbackHub:
             def log_message(self, *args) -> None:  # quiet: tests read `hub.requests` instead
                 pass
 
-            def do_GET(self) -> None:
-                self._dispatch("GET")
+            def send_response(self, code: int, message: str | None = None) -> None:
+                self.responded = True
+                super().send_response(code, message)
 
-            def do_HEAD(self) -> None:
-                self._dispatch("HEAD")
-
-            def do_POST(self) -> None:
-                self._dispatch("POST")
-
-            def _dispatch(self, method: str) -> None:
-                path = urlsplit(self.path).path
+            def _dispatch(self) -> None:
+                """Every method comes here, so that what the hub does not serve is a JSON 404, not an HTML 501."""
+                method, path = self.command, urlsplit(self.path).path
                 hub.requests.append((method, path))
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else b""
-                for pattern, route_method, handler in ROUTES:
-                    match = re.fullmatch(pattern, path)
-                    if match and (route_method == method or (route_method == "GET" and method == "HEAD")):
-                        with hub._lock:
-                            handler(self, method, body, *map(unquote, match.groups()))
-                        return
-                self._json({"error": f"loopback hub: no route for {method} {path}"}, 404)
+                self.responded = False
+                try:
+                    body = self._body()
+                    for pattern, route_method, handler in ROUTES:
+                        match = re.fullmatch(pattern, path)
+                        if match and (route_method == method or (route_method == "GET" and method == "HEAD")):
+                            with hub._lock:
+                                handler(self, method, body, *map(unquote, match.groups()))
+                            return
+                    raise HubError(404, f"loopback hub: no route for {method} {path}")
+                except HubError as error:
+                    self._error(error)
+                except ConnectionError:  # the client went away: nobody to answer
+                    self.close_connection = True
+                except Exception as error:  # a bug in the hub: say so rather than drop the connection
+                    traceback.print_exc()
+                    self.close_connection = True
+                    if not self.responded:
+                        self._json({"error": f"loopback hub: internal error: {type(error).__name__}: {error}"}, 500)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+            def _body(self) -> bytes:
+                """The request body, exactly as long as Content-Length says; refused (closing the connection, whose
+                next request could not be found) when the length is missing, absurd, or more than was sent."""
+                length = self.headers.get("Content-Length", "0")
+                if "Transfer-Encoding" in self.headers:
+                    refusal = HubError(411, "loopback hub: send the body with a Content-Length, not chunked")
+                elif not re.fullmatch(r"[0-9]{1,19}", length):
+                    refusal = HubError(400, f"Content-Length {length!r} is not a number of bytes")
+                elif int(length) > MAX_BODY:
+                    refusal = HubError(413, f"Content-Length {length} is over the loopback hub's {MAX_BODY} bytes")
+                else:
+                    body = self.rfile.read(int(length))
+                    if len(body) == int(length):
+                        return body
+                    refusal = HubError(400, f"the body ended after {len(body)} of {length} bytes (Content-Length)")
+                self.close_connection = True
+                raise refusal
 
             # --- responses ------------------------------------------------------------------------------------
 
@@ -142,62 +327,74 @@ class LoopbackHub:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            def _error(self, status: int, code: str, message: str, commit: str | None = None) -> None:
-                headers = {"X-Error-Code": code, "X-Error-Message": message}
-                if commit:
-                    headers["X-Repo-Commit"] = commit
-                self._json({"error": message}, status, headers)
+            def _error(self, error: HubError) -> None:
+                headers = {"X-Error-Message": ascii(error.message)[1:-1]}  # no line breaks or non-latin-1 in a header
+                if error.code:
+                    headers["X-Error-Code"] = error.code
+                if error.commit:
+                    headers["X-Repo-Commit"] = error.commit
+                self._json({"error": error.message}, error.status, headers)
 
-            def _repository(self, kind: str, repo_id: str) -> Repository | None:
+            def _repository(self, kind: str, repo_id: str) -> Repository:
                 repository = hub.repositories.get(f"{kind}:{repo_id}")
                 if repository is None:
-                    self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+                    raise HubError(404, f"Repository {repo_id} not found", "RepoNotFound")
                 return repository
 
-            def _revision(self, kind: str, repo_id: str, revision: str) -> tuple[Repository, str] | None:
-                """The repository and the commit a revision names; None after answering 404 with the right code."""
+            def _revision(self, kind: str, repo_id: str, revision: str) -> tuple[Repository, str]:
+                """The repository and the commit a revision names (404 with the client's codes otherwise)."""
                 repository = self._repository(kind, repo_id)
-                if repository is None:
-                    return None
                 commit = repository.resolve(revision)
                 if commit is None:
-                    self._error(404, "RevisionNotFound", f"Revision {revision} not found")
-                    return None
+                    raise HubError(404, f"Revision {revision} not found", "RevisionNotFound")
                 return repository, commit
 
             # --- write side -----------------------------------------------------------------------------------
 
             def create_repo(self, method, body) -> None:
-                request = json.loads(body or b"{}")
-                kind = request.get("type") or "model"
-                repo_id = f"{request.get('organization') or 'user'}/{request['name']}"
+                request = json_object(body)
+                kind = field_of(request, "type", str, "create", optional=True) or "model"
+                if kind not in KINDS:
+                    raise HubError(400, f"create: repository type {kind!r} is not one of {KINDS}")
+                name = field_of(request, "name", str, "create")
+                namespace = field_of(request, "organization", str, "create", optional=True) or USER
+                for part in (namespace, name):
+                    if not REPO_NAME.fullmatch(part):
+                        raise HubError(400, f"create: {part!r} must be letters, digits, '-', '_', '.' (no '--', '..')")
+                repo_id = f"{namespace}/{name}"
                 key = f"{kind}:{repo_id}"
                 if key in hub.repositories:
-                    self._json({"error": "You already created this repo", "url": f"{hub.url}/{repo_id}"}, 409)
+                    self._json({"error": "You already created this repo", "url": hub.repo_url(kind, repo_id)}, 409)
                     return
                 repository = Repository(kind)
                 repository.branches["main"] = hub._new_commit(repository, {}, "initial commit")
                 hub.repositories[key] = repository
-                self._json({"url": f"{hub.url}/{repo_id}", "name": repo_id})
+                self._json({"url": hub.repo_url(kind, repo_id), "name": repo_id})
 
             def validate_yaml(self, method, body) -> None:
+                try:
+                    card_metadata(field_of(json_object(body), "content", str, "validate-yaml"))
+                except ValueError as error:  # the client reads `errors` into its own ValueError
+                    self._json({"error": "Invalid metadata in README.md", "errors": [{"message": str(error)}]}, 400)
+                    return
                 self._json({})
 
             def preupload(self, method, body, kind, repo_id, revision) -> None:
-                repository = self._repository(kind, repo_id)
-                if repository is None:
-                    return
-                commit = repository.resolve(revision)
-                current = repository.commits.get(commit, {})
-                files = [
-                    {
-                        "path": entry["path"],
-                        "uploadMode": "regular",
-                        "shouldIgnore": False,
-                        **({"oid": git_blob_sha(current[entry["path"]])} if entry["path"] in current else {}),
-                    }
-                    for entry in json.loads(body)["files"]
-                ]
+                repository, commit = self._revision(kind, repo_id, revision)
+                current = repository.commits[commit]
+                files = []
+                for entry in field_of(json_object(body), "files", list, "preupload"):
+                    if not isinstance(entry, dict):
+                        raise HubError(400, "preupload: each of 'files' must be a JSON object")
+                    path = check_path(field_of(entry, "path", str, "preupload"), "preupload")
+                    files.append(
+                        {
+                            "path": path,
+                            "uploadMode": "regular",
+                            "shouldIgnore": False,
+                            **({"oid": git_blob_sha(current[path])} if path in current else {}),
+                        }
+                    )
                 self._json({"files": files})
 
             def commit(self, method, body, kind, repo_id, revision) -> None:
@@ -206,56 +403,31 @@ class LoopbackHub:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                found = self._revision(kind, repo_id, revision)
-                if found is None:
-                    return
-                repository, parent = found
+                repository, head = self._revision(kind, repo_id, revision)
                 if revision not in repository.branches:
-                    self._error(400, "RevisionNotFound", "commits go to a branch")
-                    return
-                files = dict(repository.commits[parent])
-                summary = ""
-                for line in body.splitlines():
-                    if not line.strip():
-                        continue
-                    entry = json.loads(line)
-                    value = entry["value"]
-                    if entry["key"] == "header":
-                        summary = value.get("summary", "")
-                    elif entry["key"] == "file":
-                        files[value["path"]] = base64.b64decode(value["content"])
-                    elif entry["key"] == "deletedFile":
-                        files.pop(value["path"], None)
-                    elif entry["key"] == "deletedFolder":
-                        prefix = value["path"].rstrip("/") + "/"
-                        files = {p: c for p, c in files.items() if not p.startswith(prefix)}
-                    else:
-                        self._json({"error": f"loopback hub: unsupported commit entry {entry['key']!r}"}, 400)
-                        return
-                commit = hub._new_commit(repository, files, summary)
+                    raise HubError(400, "commits go to a branch", "RevisionNotFound")
+                header, operations = parse_commit(body)
+                if "parentCommit" in header and repository.find_commit(header["parentCommit"]) != head:
+                    raise HubError(412, "A commit has happened since. Please refresh and try again.")
+                files = apply_operations(repository.commits[head], operations)
+                commit = hub._new_commit(repository, files, header["summary"])
                 repository.branches[revision] = commit
-                self._json(
-                    {"commitOid": commit, "commitUrl": f"{hub.url}/{repo_id}/commit/{commit}", "pullRequestUrl": None}
-                )
+                url = hub.repo_url(kind, repo_id)
+                self._json({"commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "pullRequestUrl": None})
 
             def create_branch(self, method, body, kind, repo_id, branch) -> None:
                 repository = self._repository(kind, repo_id)
-                if repository is None:
-                    return
+                start = field_of(json_object(body), "startingPoint", str, "branch", optional=True) or "main"
                 if branch in repository.branches:
                     self._json({"error": f"Reference {branch} already exists"}, 409)
                     return
-                start = repository.resolve(json.loads(body or b"{}").get("startingPoint") or "main")
-                repository.branches[branch] = start
+                repository.branches[branch] = self._revision(kind, repo_id, start)[1]
                 self._json({})
 
             # --- read side ------------------------------------------------------------------------------------
 
             def info(self, method, body, kind, repo_id, revision="main") -> None:
-                found = self._revision(kind, repo_id, revision)
-                if found is None:
-                    return
-                repository, commit = found
+                repository, commit = self._revision(kind, repo_id, revision)
                 files = repository.commits[commit]
                 siblings = [
                     {"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(files.items())
@@ -272,10 +444,7 @@ class LoopbackHub:
                 )
 
             def tree(self, method, body, kind, repo_id, revision, folder="") -> None:
-                found = self._revision(kind, repo_id, revision)
-                if found is None:
-                    return
-                repository, commit = found
+                repository, commit = self._revision(kind, repo_id, revision)
                 prefix = folder.strip("/") + "/" if folder.strip("/") else ""
                 entries = [
                     {"type": "file", "oid": git_blob_sha(content), "size": len(content), "path": path}
@@ -285,14 +454,10 @@ class LoopbackHub:
                 self._json(entries)
 
             def resolve_file(self, method, body, kind, repo_id, revision, path) -> None:
-                found = self._revision(kind, repo_id, revision)
-                if found is None:
-                    return
-                repository, commit = found
+                repository, commit = self._revision(kind, repo_id, revision)
                 content = repository.commits[commit].get(path)
                 if content is None:
-                    self._error(404, "EntryNotFound", f"{path} does not exist at {revision}", commit)
-                    return
+                    raise HubError(404, f"{path} does not exist at {revision}", "EntryNotFound", commit)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(content)))
@@ -302,7 +467,7 @@ class LoopbackHub:
                 if method == "GET":
                     self.wfile.write(content)
 
-        repo = r"(?P<kind>model|dataset|space)s/([^/]+/[^/]+)"
+        repo = rf"(?P<kind>{'|'.join(KINDS)})s/([^/]+/[^/]+)"
         ROUTES = [
             (r"/api/repos/create", "POST", lambda h, m, b: h.create_repo(m, b)),
             (r"/api/validate-yaml", "POST", lambda h, m, b: h.validate_yaml(m, b)),

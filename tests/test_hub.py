@@ -1,8 +1,11 @@
 """push_to_hub -> from_pretrained over real HTTP through the real huggingface_hub client, against hf_rnn's loopback
 Hub (`hf_rnn.testing.LoopbackHub`). Every client runs in a fresh process with an empty cache."""
 
+import base64
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +208,184 @@ def test_run_tagging_push_to_hub(tmp_path):
             accuracy, abs=1e-4
         )
         assert len(hub.repository("me/pos-tagger").commits) == 2  # one push, at the end
+
+
+# --- requests sent byte by byte: every malformed one gets a 4xx with a JSON message, and changes nothing ---------
+
+COMMIT = "/api/models/me/x/commit/main"
+
+
+def exchange(
+    hub: LoopbackHub, path: str, body: bytes, headers: dict | None = None, method: str = "POST"
+) -> tuple[int, dict, http.client.HTTPMessage]:
+    """Send exactly these bytes on a fresh connection, half-close it, and read the one answer."""
+    head = {"Host": "127.0.0.1", "Content-Length": str(len(body)), **(headers or {})}
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{key}: {value}" for key, value in head.items() if value is not None]
+    with socket.create_connection(hub._server.server_address[:2], timeout=30) as sock:
+        sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read()), response.headers
+
+
+def post(*args, **kwargs) -> tuple[int, dict]:
+    return exchange(*args, **kwargs)[:2]
+
+
+def line(key: str, **value) -> dict:
+    return {"key": key, "value": value}
+
+
+def add(path: str, content: bytes = b"x") -> dict:
+    return line("file", path=path, content=base64.b64encode(content).decode(), encoding="base64")
+
+
+def ndjson(*lines: dict) -> bytes:
+    return b"".join(json.dumps(entry).encode() + b"\n" for entry in lines)
+
+
+HEADER = line("header", summary="a change", description="")
+
+
+@pytest.fixture
+def small_hub():
+    """A hub holding `me/x` with config.json and a/b.txt on main."""
+    with LoopbackHub() as hub:
+        assert post(hub, "/api/repos/create", b'{"name": "x", "organization": "me"}')[0] == 200
+        assert post(hub, COMMIT, ndjson(HEADER, add("config.json", b"{}"), add("a/b.txt")))[0] == 200
+        yield hub
+
+
+def state(hub: LoopbackHub) -> dict:
+    return {key: (dict(r.branches), len(r.commits)) for key, r in hub.repositories.items()}
+
+
+def bad(name: str, path: str, body: bytes, status: int, says: str, headers: dict | None = None, method: str = "POST"):
+    return pytest.param(path, body, headers, method, status, says, id=name)
+
+
+def commit_of(*lines: dict) -> bytes:
+    return ndjson(HEADER, *lines)
+
+
+CREATE = "/api/repos/create"
+CHUNKED = {"Content-Length": None, "Transfer-Encoding": "chunked"}
+PREUPLOAD = "/api/models/me/x/preupload/main"
+BAD_REQUESTS = [
+    bad("create-not-json", CREATE, b'{"name": "y"', 400, "not JSON"),
+    bad("create-empty-body", CREATE, b"", 400, "empty"),
+    bad("create-not-an-object", CREATE, b"[]", 400, "JSON object"),
+    bad("create-no-name", CREATE, b"{}", 400, "'name'"),
+    bad("create-name-not-a-string", CREATE, b'{"name": 3}', 400, "'name'"),
+    bad("create-name-escapes", CREATE, b'{"name": "../y"}', 400, "'../y'"),
+    bad("create-unknown-type", CREATE, b'{"name": "y", "type": "kernel"}', 400, "'kernel'"),
+    bad("create-nested-too-deep", CREATE, b"[" * 100_000, 400, "not JSON"),
+    bad("content-length-absurd", CREATE, b"", 413, "Content-Length", {"Content-Length": str(10**12)}),
+    bad("content-length-negative", CREATE, b"", 400, "Content-Length", {"Content-Length": "-1"}),
+    bad("content-length-not-a-number", CREATE, b"", 400, "Content-Length", {"Content-Length": "ten"}),
+    bad("body-shorter-than-content-length", CREATE, b'{"name"', 400, "ended after 7 of 50", {"Content-Length": "50"}),
+    bad("chunked-body", CREATE, b"5\r\n{}{}{\r\n0\r\n\r\n", 411, "Content-Length", CHUNKED),
+    bad("method-not-served", "/api/repos/delete", b'{"name": "x"}', 404, "no route for DELETE", method="DELETE"),
+    bad("branch-not-json", "/api/models/me/x/branch/v2", b"{", 400, "not JSON"),
+    bad("branch-from-nowhere", "/api/models/me/x/branch/v2", b'{"startingPoint": "nope"}', 404, "nope"),
+    bad("validate-yaml-not-json", "/api/validate-yaml", b"", 400, "empty"),
+    bad("preupload-empty-body", PREUPLOAD, b"", 400, "empty"),
+    bad("preupload-file-without-path", PREUPLOAD, b'{"files": [{"size": 1}]}', 400, "'path'"),
+    bad("preupload-unsafe-path", PREUPLOAD, b'{"files": [{"path": "../x"}]}', 400, "'..'"),
+    bad("preupload-unknown-revision", "/api/models/me/x/preupload/nope", b'{"files": []}', 404, "nope"),
+    bad("commit-empty-body", COMMIT, b"", 400, "header"),
+    bad("commit-truncated", COMMIT, commit_of(add("new.txt"))[:-20], 400, "line 2"),
+    bad("commit-line-not-json", COMMIT, commit_of() + b"{file}\n", 400, "line 2"),
+    bad("commit-line-not-an-object", COMMIT, commit_of() + b"[1]\n", 400, "line 2"),
+    bad("commit-header-missing", COMMIT, ndjson(add("new.txt")), 400, "header"),
+    bad("commit-two-headers", COMMIT, commit_of(HEADER), 400, "header"),
+    bad("commit-summary-not-a-string", COMMIT, ndjson(line("header", summary=1)), 400, "'summary'"),
+    bad("commit-unknown-entry", COMMIT, commit_of(line("copyFile", path="a")), 400, "'copyFile'"),
+    bad("commit-unknown-line-key", COMMIT, commit_of({**add("new.txt"), "extra": 1}), 400, "'extra'"),
+    bad("commit-unknown-value-key", COMMIT, commit_of(line("file", path="n", contents="eA==")), 400, "'contents'"),
+    bad("commit-header-unknown-key", COMMIT, ndjson(line("header", summary="s", parent="0" * 40)), 400, "'parent'"),
+    bad("commit-value-not-an-object", COMMIT, commit_of({"key": "file", "value": "new.txt"}), 400, "'value'"),
+    bad("commit-base64-bad-chars", COMMIT, commit_of(line("file", path="n", content="!!!!")), 400, "base64"),
+    bad("commit-base64-bad-padding", COMMIT, commit_of(line("file", path="n", content="abc")), 400, "base64"),
+    bad(
+        "commit-unknown-encoding",
+        COMMIT,
+        commit_of(line("file", path="n", content="x", encoding="utf-8")),
+        400,
+        "'utf-8'",
+    ),
+    bad("commit-dotdot", COMMIT, commit_of(add("a/../../etc/passwd")), 400, "'..'"),
+    bad("commit-absolute", COMMIT, commit_of(add("/etc/passwd")), 400, "absolute"),
+    bad("commit-backslash", COMMIT, commit_of(add("a\\..\\b")), 400, "backslash"),
+    bad("commit-empty-component", COMMIT, commit_of(add("a//b")), 400, "empty"),
+    bad("commit-trailing-slash", COMMIT, commit_of(add("a/")), 400, "empty"),
+    bad("commit-empty-path", COMMIT, commit_of(add("")), 400, "empty"),
+    bad("commit-dot", COMMIT, commit_of(add("./a.txt")), 400, "'.'"),
+    bad("commit-git-folder", COMMIT, commit_of(add(".git/config")), 400, "'.git'"),
+    bad("commit-nul", COMMIT, commit_of(add("a\0b")), 400, "control"),
+    bad("commit-under-a-file", COMMIT, commit_of(add("config.json/x")), 400, "both a file and a folder"),
+    bad("commit-over-a-folder", COMMIT, commit_of(add("a")), 400, "both a file and a folder"),
+    bad("commit-file-and-folder-at-once", COMMIT, commit_of(add("n"), add("n/m")), 400, "both a file and a folder"),
+    bad("commit-delete-missing", COMMIT, commit_of(line("deletedFile", path="nope.txt")), 404, "doesn't exist"),
+    bad("commit-delete-folder-escapes", COMMIT, commit_of(line("deletedFolder", path="../")), 400, "'..'"),
+    bad("commit-unknown-parent", COMMIT, ndjson(line("header", summary="s", parentCommit="0" * 40)), 400, "0" * 40),
+]
+
+
+@pytest.mark.parametrize("path, body, headers, method, status, says", BAD_REQUESTS)
+def test_malformed_request_gets_a_4xx_json_message_and_changes_nothing(
+    small_hub, capsys, path, body, headers, method, status, says
+):
+    before = state(small_hub)
+    answer_status, answer = post(small_hub, path, body, headers, method)
+    assert answer_status == status and says in answer["error"], answer
+    assert state(small_hub) == before
+    assert "Traceback" not in capsys.readouterr().err
+    assert post(small_hub, COMMIT, commit_of(add("after.txt")))[0] == 200  # the hub still serves
+
+
+def test_an_error_message_stays_one_header_line(small_hub):
+    status, answer, headers = exchange(small_hub, "/api/models/me/x/commit/ma%0D%0Ain", commit_of())
+    assert status == 404 and answer["error"] == "Revision ma\r\nin not found"
+    assert (
+        headers["X-Error-Message"] == "Revision ma\\r\\nin not found" and headers["X-Error-Code"] == "RevisionNotFound"
+    )
+
+
+def test_datasets_get_dataset_urls(small_hub):
+    status, answer = post(small_hub, CREATE, b'{"name": "d", "organization": "me", "type": "dataset"}')
+    assert status == 200 and answer["url"] == f"{small_hub.url}/datasets/me/d"
+    status, answer = post(small_hub, "/api/datasets/me/d/commit/main", commit_of(add("data.csv")))
+    assert status == 200 and answer["commitUrl"].startswith(f"{small_hub.url}/datasets/me/d/commit/")
+
+
+def test_a_commit_on_a_stale_parent_is_refused(small_hub):
+    repository = small_hub.repository("me/x")
+    head = repository.branches["main"]
+    (creation,) = set(repository.commits) - {head}
+    status, answer = post(small_hub, COMMIT, ndjson(line("header", summary="s", parentCommit=creation), add("n")))
+    assert status == 412 and "commit has happened since" in answer["error"] and repository.branches["main"] == head
+    status, _ = post(small_hub, COMMIT, ndjson(line("header", summary="s", parentCommit=head[:7]), add("n")))
+    assert status == 200 and repository.branches["main"] != head  # a short id of the head is fine
+
+
+def test_invalid_card_yaml_is_refused_with_the_errors_the_client_reads(small_hub):
+    status, answer = post(small_hub, "/api/validate-yaml", json.dumps({"content": "---\ntags: [a\n---\n"}).encode())
+    assert status == 400 and answer["errors"][0]["message"]
+    assert post(small_hub, "/api/validate-yaml", json.dumps({"content": "---\ntags: [a]\n---\n"}).encode()) == (
+        200,
+        {},
+    )
+
+
+def test_a_server_bug_answers_500_with_a_message(small_hub, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(small_hub, "_new_commit", broken)
+    status, answer = post(small_hub, COMMIT, commit_of(add("n")))
+    assert status == 500 and "RuntimeError: boom" in answer["error"]
+    assert "boom" in capsys.readouterr().err  # the traceback is for whoever debugs the hub
+    monkeypatch.undo()
+    assert post(small_hub, COMMIT, commit_of(add("n")))[0] == 200
