@@ -231,7 +231,7 @@ def standardize_tagging_dataset(
         names = inner.names
     else:
         seen = {tag for tags in data["train"][tags_column] for tag in tags}
-        names = sorted(tag for tag in seen if isinstance(tag, str) and tag.strip())
+        names = sorted(tag for tag in seen if tag is not None and str(tag).strip())  # a blank tag is no label
         index = {name: i for i, name in enumerate(names)}
         for split, part in data.items():
             for row, (tokens, tags) in enumerate(zip(part[tokens_column], part[tags_column])):

@@ -248,3 +248,8 @@ def test_truncation_is_not_a_lost_word():
     data = standardize_tagging_dataset(hub_dataset([["a", "", "c"]], [[0, 1, 0]]), tags_column="ner_tags")
     with pytest.raises(ValueError, match="word 1 '' gives the tokenizer no tokens"):
         encode_for_tagging(data, tokenizer, max_length=2)
+
+
+def test_hub_tag_ids_without_names_keep_working():
+    data = DatasetDict({"train": Dataset.from_dict({"tokens": [["a", "b"], ["c"]], "tags": [[0, 1], [1]]})})
+    assert standardize_tagging_dataset(data)["train"]["tags"] == [[0, 1], [1]]
