@@ -3,13 +3,34 @@
 This file is shipped inside checkpoints for `trust_remote_code=True` loading, so it imports nothing of hf_rnn.
 """
 
+import dataclasses
+import difflib
+import math
+import warnings
+
 from transformers import PreTrainedConfig
+from transformers.generation import GenerationConfig
 
 from .crf import SCHEMES, scheme_constraints
 
 CELL_TYPES = ("rnn", "gru", "lstm")
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+# keys a saved config or a transformers tool may pass besides the fields: read by the base class, not by us
+_BASE_KEYS = {
+    "model_type",
+    "num_labels",
+    "torch_dtype",
+    "name_or_path",
+    "auto_map",
+    "custom_pipelines",
+    "output_attentions",
+    "attn_implementation",
+    "experts_implementation",
+    "per_layer_config",
+    *GenerationConfig._get_default_generation_params(),
+}
 CHAR_ENCODERS = ("lstm", "cnn")
 
 
@@ -97,6 +118,8 @@ class RnnConfig(PreTrainedConfig):
     use_cache: bool = True
 
     def __post_init__(self, **kwargs):
+        self._check_label_maps(kwargs.get("num_labels"))  # before the base class fills in or overwrites them
+        self._warn_unknown_keys(kwargs)
         if self.embedding_dropout is None:
             self.embedding_dropout = self.dropout
         if self.output_dropout is None:
@@ -105,6 +128,42 @@ class RnnConfig(PreTrainedConfig):
         if self.id2label is not None and self.label2id is None:
             self.label2id = {label: index for index, label in self.id2label.items()}
         self._validate_fields()
+
+    def _check_label_maps(self, num_labels: int | None) -> None:
+        """id2label is keyed by the ids 0..C-1 (JSON stores them as strings) and names distinct labels; label2id is its
+        inverse; num_labels agrees with it. The base class would silently rename, re-key or drop them."""
+        id2label, label2id = self.id2label, self.label2id
+        if id2label is None:
+            if label2id is not None:
+                raise ValueError(f"RnnConfig.label2id={label2id!r} needs the id2label it inverts: pass both")
+            return
+        if not isinstance(id2label, dict):
+            raise ValueError(f"RnnConfig.id2label must be a dict of label ids to names, got {id2label!r}")
+        keys = [int(key) if isinstance(key, str) and key.isdigit() else key for key in id2label]
+        if any(isinstance(key, bool) or not isinstance(key, int) for key in keys) or sorted(keys) != list(
+            range(len(keys))
+        ):
+            raise ValueError(f"RnnConfig.id2label must be keyed by the ids 0 .. {len(keys) - 1}, got {id2label!r}")
+        names = list(id2label.values())
+        if not names:
+            raise ValueError("RnnConfig.num_labels must be >= 1: id2label names no label")
+        if any(not isinstance(name, str) or not name for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"RnnConfig.id2label must name distinct labels with non-empty strings, got {id2label!r}")
+        inverse = {name: key for key, name in zip(keys, names)}
+        if label2id is not None and dict(label2id) != inverse:
+            raise ValueError(f"RnnConfig.label2id must be the inverse of id2label={id2label!r}, got {label2id!r}")
+        if num_labels is not None and num_labels != len(names):
+            raise ValueError(f"RnnConfig.num_labels={num_labels!r} disagrees with id2label, which names {len(names)}")
+
+    def _warn_unknown_keys(self, kwargs: dict) -> None:
+        """A misspelt field (`hiden_size=512`) would be stored and never read: say so, with the nearest field."""
+        fields = [field.name for field in dataclasses.fields(self)]
+        for key in kwargs:
+            if key in _BASE_KEYS or key in self.attribute_map or key.startswith("_"):
+                continue
+            nearest = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+            warnings.warn(f"RnnConfig got an unknown key {key!r}, which no hf_rnn model reads{hint}", stacklevel=3)
 
     @property
     def crf_labels(self) -> list[str]:
@@ -165,8 +224,8 @@ class RnnConfig(PreTrainedConfig):
                 fail(field, "a number in [0, 1)")
         for field in ("initializer_range", "forget_bias"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                fail(field, "a number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                fail(field, "a finite number")
         if self.char_kernel_size % 2 == 0:
             fail("char_kernel_size", "odd (the filters are centred on each character)")
         if self.char_encoder is not None and (
@@ -186,6 +245,10 @@ class RnnConfig(PreTrainedConfig):
                 isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size
             ):
                 fail(field, f"None or a token id in [0, vocab_size={self.vocab_size})")
+        if self.num_labels < 1:
+            fail("num_labels", "at least 1 (every head scores at least one label)")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            fail("problem_type", f"None or one of {', '.join(map(repr, PROBLEM_TYPES))}")
         if self.nonlinearity != "tanh" and self.cell_type != "rnn":
             fail("nonlinearity", "'tanh' unless cell_type='rnn' (GRU and LSTM have fixed activations)")
         if self.use_crf and (self.id2label is None or self.num_labels < 2):
@@ -201,12 +264,6 @@ class RnnConfig(PreTrainedConfig):
                 raise ValueError(
                     f"RnnConfig.crf_constraints={self.crf_constraints!r} does not fit id2label: {error}"
                 ) from None
-        if (
-            self.id2label is not None
-            and self.label2id is not None
-            and set(self.label2id.values()) != set(self.id2label)
-        ):
-            fail("label2id", f"the inverse of id2label={self.id2label!r}")
 
 
 __all__ = ["RnnConfig"]

@@ -19,7 +19,7 @@ from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF, scheme_constraints
 from .dropout import SequenceDropout, WordDropout
-from .masking import MaskCompaction, check_ids, is_tracing
+from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -275,6 +275,7 @@ class RnnModel(RnnPreTrainedModel):
                 if char_ids is None
                 else "`char_ids` was given, but this model has no character encoder (config.char_encoder is None)."
             )
+        _check_shapes(input_ids if inputs_embeds is None else inputs_embeds[..., 0], attention_mask, char_ids, cache)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -315,6 +316,30 @@ class RnnModel(RnnPreTrainedModel):
             last_hidden_state = padding.restore(hidden)
         new_cache = RnnCache(*(torch.cat(parts) for parts in zip(*finals))) if use_cache else None
         return RnnModelOutput(last_hidden_state=last_hidden_state, cache=new_cache, hidden_states=all_hidden_states)
+
+
+def _check_shapes(
+    tokens: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    char_ids: torch.Tensor | None,
+    cache: RnnCache | None,
+) -> None:
+    """What torch would report from deep inside a layer, said in terms of the inputs. `tokens` is (B, T)."""
+    if tokens.dim() != 2:
+        raise ValueError(f"input_ids must be (batch, seq_len), got shape {tuple(tokens.shape)}; add a batch axis")
+    if attention_mask is not None:
+        if attention_mask.shape != tokens.shape:
+            raise ValueError(
+                f"attention_mask must be {tuple(tokens.shape)} like input_ids, got {tuple(attention_mask.shape)}"
+            )
+        if not is_tracing():
+            raise_at_first(
+                (attention_mask != 0) & (attention_mask != 1), "attention_mask", "is not 0 or 1", attention_mask
+            )
+    if char_ids is not None and (char_ids.dim() != 3 or char_ids.shape[:2] != tokens.shape):
+        raise ValueError(f"char_ids must be {(*tokens.shape, 'max_word_length')}, got {tuple(char_ids.shape)}")
+    if cache is not None and cache.hidden.size(1) != tokens.size(0):
+        raise ValueError(f"cache holds the state of {cache.hidden.size(1)} sequences, the batch has {tokens.size(0)}")
 
 
 class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
@@ -416,18 +441,18 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         loss = None
         if kwargs.get("shift_labels") is not None:  # transformers' loss views it flat: a slice of a stream would fail
             kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()
-        for name in ("labels", "shift_labels"):
-            targets = labels if name == "labels" else kwargs.get(name)
-            if targets is not None:
-                check_ids(
-                    targets,
-                    self.config.vocab_size,
-                    name,
-                    _LABEL_PROBLEM.format("vocab_size", self.config.vocab_size),
-                    -100,
-                )
-        if labels is not None or kwargs.get("shift_labels") is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        shift_labels = kwargs.get("shift_labels")
+        if labels is not None or shift_labels is not None:
+            name, targets = ("labels", labels) if shift_labels is None else ("shift_labels", shift_labels)
+            size = self.config.vocab_size
+            check_ids(targets, size, name, _LABEL_PROBLEM.format("vocab_size", size), -100)
+            if shift_labels is None:
+                targets = labels[:, 1:]  # position t predicts t + 1
+            count = kwargs.pop("num_items_in_batch", None)
+            count = _at_least_one((targets != -100).sum() if count is None else count)  # nothing to predict: loss 0
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=size, num_items_in_batch=count, **kwargs
+            )
         return RnnCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
 
 
@@ -480,6 +505,10 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         mask = _token_mask(logits, attention_mask)  # (B, T)
         loss = None
         if labels is not None:
+            if labels.shape != logits.shape[:2] or labels.is_floating_point():
+                raise ValueError(
+                    f"labels must be integer tag ids of shape {tuple(logits.shape[:2])}, got {labels.dtype} {tuple(labels.shape)}"
+                )
             check_ids(labels, self.num_labels, "labels", _LABEL_PROBLEM.format("num_labels", self.num_labels), -100)
             scored = labels != -100 if self.crf is None else mask & (labels != -100)  # (B, T)
             count = kwargs.pop("num_items_in_batch", None)
@@ -594,12 +623,15 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
             if attention_mask is None
             else attention_mask.bool()
         )
+        if seq_len == 0:  # nothing read: the summary of an all-padding row
+            return hidden.new_zeros(batch_size, hidden.size(-1))
         mode = self.config.classifier_pooling
         if mode == "mean":
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
         if mode == "max":
-            return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(1)
+            pooled = hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(1)
+            return torch.where(mask.any(1, keepdim=True), pooled, 0.0)  # an all-padding row: zeros, not -3e38
         positions = torch.arange(seq_len, device=hidden.device)
         last = torch.where(mask, positions, -1).amax(1).clamp(min=0)  # (B,)
         rows = torch.arange(batch_size, device=hidden.device)

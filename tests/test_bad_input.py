@@ -159,3 +159,61 @@ def test_an_empty_pre_split_word_is_refused_by_position():
         tag(["Jean", "", "Paris"], is_split_into_words=True)
     with pytest.raises(ValueError, match=r"word 2 .*empty"):
         tag(["Jean", "went", "  "], is_split_into_words=True)
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        (dict(input_ids=torch.tensor([1, 2, 3])), "input_ids must be"),
+        (dict(attention_mask=torch.ones(2, 5)), r"attention_mask must be \(2, 4\)"),
+        (dict(attention_mask=torch.tensor([[1, 2, 1, 0], [1, 1, 1, 1]])), r"attention_mask\[0, 1\] = 2 is not 0 or 1"),
+        (dict(attention_mask=torch.tensor([[1, 1, 0.5, 0], [1, 1, 1, 1]])), r"attention_mask\[0, 2\] = 0.5"),
+        (dict(labels=torch.zeros(2, 5, dtype=torch.long)), r"labels must be integer tag ids of shape \(2, 4\)"),
+        (dict(labels=torch.zeros(2, 4)), "labels must be integer tag ids"),
+    ],
+)
+@pytest.mark.parametrize("use_crf", [False, True])
+def test_malformed_tensors_are_named(use_crf, inputs, message):
+    model = tagger(use_crf)
+    with pytest.raises(ValueError, match=message):
+        model(**{"input_ids": torch.randint(1, 37, (2, 4)), **inputs})
+
+
+def test_a_cache_of_another_batch_size_is_named():
+    model = hf_rnn.RnnForCausalLM(tiny_config())
+    state = model(input_ids=torch.tensor([[3, 4]])).cache
+    with pytest.raises(ValueError, match="cache holds the state of 1 sequences, the batch has 2"):
+        model(input_ids=torch.tensor([[5], [6]]), cache=state)
+
+
+@pytest.mark.parametrize("labels", [torch.tensor([[3]]), torch.full((2, 4), -100), torch.tensor([[3, -100, -100]])])
+@pytest.mark.parametrize("count", [None, 0])
+def test_a_language_model_batch_with_nothing_to_predict_gives_zero_loss(labels, count):
+    """One token predicts nothing (labels shift by one): the mean over zero targets used to be NaN."""
+    model = hf_rnn.RnnForCausalLM(tiny_config())
+    loss = model(input_ids=torch.ones_like(labels).clamp(min=1), labels=labels, num_items_in_batch=count).loss
+    loss.backward()
+    assert loss.item() == 0 and all(p.grad is None or torch.all(p.grad == 0) for p in model.parameters())
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_sequence_classification_of_zero_length_input_gives_the_all_padding_summary(pooling):
+    model = hf_rnn.RnnForSequenceClassification(tiny_config(classifier_pooling=pooling, bidirectional=True)).eval()
+    empty = model(input_ids=torch.zeros(2, 0, dtype=torch.long)).logits
+    padded = model(input_ids=torch.ones(2, 3, dtype=torch.long), attention_mask=torch.zeros(2, 3)).logits
+    torch.testing.assert_close(empty, padded)
+
+
+def test_bf16_training_through_the_trainer_runs_the_lstm(tmp_path):
+    """`TrainingArguments(bf16=True)` on a CPU is autocast: the LSTM must train, not fail inside oneDNN."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    model = tagger(True, cell_type="lstm", bidirectional=True)
+    rows = [{"input_ids": [1, 2, 3, 4], "labels": [0, 1, 2, 0]}] * 8
+    args = TrainingArguments(
+        output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=2, per_device_train_batch_size=4, report_to=[]
+    )
+    before = model.crf.transitions.detach().clone()
+    Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows)).train()
+    assert torch.isfinite(model.crf.transitions).all() and not torch.equal(model.crf.transitions, before)

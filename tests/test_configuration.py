@@ -76,3 +76,59 @@ def test_invalid_json_value_is_reported_on_load(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(stored))
     with pytest.raises(ValueError, match="cell_type"):
         AutoConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "labels, field",
+    [
+        (dict(id2label={0: "A", 2: "B"}), "id2label"),  # a gap: id 1 would have no name
+        (dict(id2label={1: "A", 2: "B"}), "id2label"),
+        (dict(id2label={"x": "A", "y": "B"}), "id2label"),
+        (dict(id2label={0: "A", 1: 5}), "id2label"),
+        (dict(id2label={0: "A", 1: ""}), "id2label"),
+        (dict(id2label={0: "A", 1: "A"}), "id2label"),
+        (dict(id2label={}), "num_labels"),
+        (dict(num_labels=0), "num_labels"),
+        (dict(num_labels=-1), "num_labels"),
+        (dict(id2label={0: "A", 1: "B"}, label2id={"A": 1, "B": 0}), "label2id"),  # same ids, swapped
+        (dict(label2id={"A": 0, "B": 1}), "label2id"),  # the base class would replace it with LABEL_0, LABEL_1
+        (dict(id2label={0: "A", 1: "B"}, num_labels=5), "num_labels"),  # ... or with LABEL_0 .. LABEL_4
+    ],
+)
+def test_inconsistent_label_maps_raise_naming_the_field(labels, field):
+    with pytest.raises(ValueError, match=rf"RnnConfig\.{field}"):
+        hf_rnn.RnnConfig(**labels)
+
+
+@pytest.mark.parametrize("field", ["forget_bias", "initializer_range"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_raise_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"RnnConfig\.{field}"):
+        hf_rnn.RnnConfig(**{field: value})
+
+
+def test_an_unknown_problem_type_raises():
+    with pytest.raises(ValueError, match=r"RnnConfig\.problem_type"):
+        hf_rnn.RnnConfig(problem_type="multi_label")
+
+
+def test_label_ids_stored_as_json_strings_still_load():
+    config = hf_rnn.RnnConfig(id2label={"0": "O", "1": "B-X"}, label2id={"O": 0, "B-X": 1})
+    assert config.id2label == {0: "O", 1: "B-X"} and config.num_labels == 2
+
+
+def test_an_unknown_key_warns_naming_the_nearest_field(tmp_path):
+    with pytest.warns(UserWarning, match="'hiden_size'.*did you mean 'hidden_size'"):
+        hf_rnn.RnnConfig(hiden_size=512)
+    tiny_config().save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**stored, "num_layer": 3}))
+    with pytest.warns(UserWarning, match="'num_layer'.*did you mean 'num_layers'"):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+def test_a_saved_config_loads_without_warnings(tmp_path, recwarn):
+    hf_rnn.RnnForCausalLM(tiny_config(tie_word_embeddings=True)).save_pretrained(tmp_path)
+    hf_rnn.RnnForCausalLM.from_pretrained(tmp_path)
+    AutoConfig.from_pretrained(tmp_path)
+    assert not [w for w in recwarn if "unknown key" in str(w.message)]

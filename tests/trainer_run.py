@@ -29,8 +29,10 @@ def _dataset(head: str) -> Dataset:
         length = 2 + index % 11
         ids = torch.randint(2, VOCAB, (length,), generator=generator).tolist()
         labels = ids if head == "lm" else torch.randint(0, 3, (length,), generator=generator).tolist()
-        if head == "crf":  # a valid BIO sequence: I-X (2) only after B-X (1) or I-X
-            labels = [0 if tag == 2 and (i == 0 or labels[i - 1] == 0) else tag for i, tag in enumerate(labels)]
+        if head == "crf":  # a valid BIO sequence: I-X (2) only after B-X (1) or I-X, so never after O (0)
+            for i, tag in enumerate(labels):
+                if tag == 2 and (i == 0 or labels[i - 1] == 0):
+                    labels[i] = 0
         rows.append({"input_ids": ids, "attention_mask": [1] * length, "labels": labels})
     return Dataset.from_list(rows)
 
