@@ -3,10 +3,12 @@
     python examples/run_classification.py --train_file train.csv --validation_file dev.csv --output_dir runs/cls \
         --text_column text --label_column label --pooling max
 
-Labels are read as strings and mapped to ids sorted by name (a label seen only in validation is an error that names
-it). Texts are split on whitespace by a word-level tokenizer built from the training texts.
+Labels are read as the strings in the file and mapped to ids sorted by name (a label seen only in validation is an
+error that names it). Texts are split on whitespace by a word-level tokenizer built from the training texts. An empty
+cell, a missing column or a table without rows is refused before training, naming the file and the line (JSON: row).
 """
 
+import csv
 import json
 import logging
 import sys
@@ -14,17 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from datasets import load_dataset
+from datasets import Dataset, load_dataset
 from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 import hf_rnn
 from hf_rnn.checkpoints import resolve_resume
+from hf_rnn.data import DataFormatError
 from hf_rnn.hub import push_trained
 from hf_rnn.metrics import load_metric
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
-FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+FORMATS = {".csv": ",", ".tsv": "\t", ".json": None, ".jsonl": None}  # the delimiter; None: JSON (lines)
 
 
 @dataclass
@@ -45,12 +48,54 @@ class ClassificationArguments:
     pooling: str = field(default="last", metadata={"help": "last, mean or max over the recurrent outputs."})
 
 
-def load_table(path: str):
+def load_table(path: str, text_column: str, label_column: str) -> Dataset:
+    """The text and label columns, every value a non-blank string: an empty cell is an error naming the file, the
+    row and the column (as a label it would become a class 'None'). CSV/TSV are read here, not by `datasets`, so
+    that the error can name the line."""
     suffix = Path(path).suffix
     if suffix not in FORMATS:
         raise ValueError(f"{path}: unsupported file type {suffix!r}; use one of {sorted(FORMATS)}")
-    options = {"delimiter": "\t"} if suffix == ".tsv" else {}
-    return load_dataset(FORMATS[suffix], data_files=path, split="train", **options)
+    if Path(path).stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+    delimiter = FORMATS[suffix]
+    header, rows = _json_rows(path) if delimiter is None else _csv_rows(path, delimiter)
+    columns = {text_column: "--text_column", label_column: "--label_column"}
+    for column, flag in columns.items():
+        if column not in header:
+            raise ValueError(f"{path}: no {column!r} column ({flag}); it has {header}")
+    if not rows:
+        raise ValueError(f"{path}: no rows" + (" below the header" if delimiter else ""))
+    table = {column: [] for column in columns}
+    for where, row in rows:
+        for column in columns:
+            value = row[column]
+            if value is None or not str(value).strip():
+                raise ValueError(f"{where}: empty {column!r} value")
+            if isinstance(value, (list, dict)):  # JSON: str() would make it one odd text or class
+                raise ValueError(f"{where}: the {column!r} value is a {type(value).__name__}, not text")
+            table[column].append(str(value))
+    return Dataset.from_dict(table)
+
+
+def _csv_rows(path: str, delimiter: str) -> tuple[list[str], list[tuple[str, dict]]]:
+    """The header and the rows, each with its `file:line`; a row with more cells than the header is an error."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: drop a BOM (Excel)
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        header = reader.fieldnames or []
+        rows = []
+        for row in reader:
+            if None in row:  # DictReader's key for the cells past the header's
+                raise DataFormatError(
+                    path, reader.line_num, f"{len(header) + len(row[None])} cells, the header has {len(header)}"
+                )
+            rows.append((f"{path}:{reader.line_num}", row))
+    return header, rows
+
+
+def _json_rows(path: str) -> tuple[list[str], list[tuple[str, dict]]]:
+    """The keys and the records (a key a record lacks reads as None), each with its `file: row N`."""
+    table = load_dataset("json", data_files=path, split="train")
+    return table.column_names, [(f"{path}: row {index}", row) for index, row in enumerate(table, 1)]
 
 
 def main() -> None:
@@ -62,25 +107,23 @@ def main() -> None:
     # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
     push, training_args.push_to_hub = training_args.push_to_hub, False
 
-    splits = {"train": load_table(args.train_file)}
-    if args.validation_file:
-        splits["validation"] = load_table(args.validation_file)
-    for name, split in splits.items():
-        missing = {args.text_column, args.label_column} - set(split.column_names)
-        if missing:
-            raise ValueError(f"{name} file has no column(s) {sorted(missing)}; it has {split.column_names}")
-    labels = sorted({str(label) for label in splits["train"][args.label_column]})
+    splits = {"train": load_table(args.train_file, args.text_column, args.label_column)}
+    labels = sorted(set(splits["train"][args.label_column]))
     label_ids = {label: index for index, label in enumerate(labels)}
+    if args.validation_file:
+        splits["validation"] = load_table(args.validation_file, args.text_column, args.label_column)
+        unknown = sorted(set(splits["validation"][args.label_column]) - set(label_ids))
+        if unknown:
+            raise ValueError(
+                f"{args.validation_file}: labels {unknown} do not occur in the training file {args.train_file}"
+            )
     tokenizer = build_word_tokenizer(
         (text.split() for text in splits["train"][args.text_column]), args.min_frequency, lowercase=args.lowercase
     )
 
     def encode(batch: dict) -> dict:
         encoding = tokenizer(batch[args.text_column], truncation=True, max_length=args.max_length)
-        unknown = sorted({str(label) for label in batch[args.label_column]} - set(label_ids))
-        if unknown:
-            raise ValueError(f"labels {unknown} do not occur in the training file {args.train_file}")
-        encoding["labels"] = [label_ids[str(label)] for label in batch[args.label_column]]
+        encoding["labels"] = [label_ids[label] for label in batch[args.label_column]]
         return encoding
 
     data = {name: split.map(encode, batched=True, remove_columns=split.column_names) for name, split in splits.items()}

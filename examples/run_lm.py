@@ -82,6 +82,19 @@ class BpttWindows(Dataset):
         return {"input_ids": self.inputs[row, span], "shift_labels": self.targets[row, span]}
 
 
+def bptt_windows(path: str, ids: torch.Tensor, batch_size: int, processes: int, bptt: int) -> BpttWindows:
+    """The file's windows; a corpus too short for one is refused here, before anything is trained or saved (the
+    Trainer would train on nothing, or evaluate nothing and report no perplexity)."""
+    windows = BpttWindows(ids, batch_size, processes, bptt)
+    if windows.windows == 0:
+        rows = batch_size * processes
+        raise ValueError(
+            f"{path}: {ids.numel()} tokens, but one window of --bptt {bptt} in each of {rows} rows (batch size"
+            f" {batch_size} x {processes} processes) needs {rows * bptt + 1}; lower --bptt or the batch size"
+        )
+    return windows
+
+
 class TbpttTrainer(Trainer):
     """Carries the recurrent state between consecutive batches (one state for training, one for evaluation)."""
 
@@ -155,10 +168,13 @@ def main() -> None:
         return torch.tensor([vocab.get(word, tokenizer.unk_token_id) for line in lines for word in line])
 
     processes = training_args.world_size
-    train = BpttWindows(stream(train_lines), training_args.per_device_train_batch_size, processes, lm_args.bptt)
+    train = bptt_windows(
+        lm_args.train_file, stream(train_lines), training_args.per_device_train_batch_size, processes, lm_args.bptt
+    )
     validation = None
     if lm_args.validation_file:
-        validation = BpttWindows(
+        validation = bptt_windows(
+            lm_args.validation_file,
             stream(read_text(lm_args.validation_file)),
             training_args.per_device_eval_batch_size,
             processes,

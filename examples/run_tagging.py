@@ -107,8 +107,14 @@ def read_files(data_args: DataArguments, seed: int):
     if data_args.validation_file:
         splits["validation"] = read_split(data_args.validation_file, data_args)
     elif data_args.validation_fraction > 0:
-        held_out = max(1, int(len(splits["train"]) * data_args.validation_fraction))
-        order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed)).tolist()
+        sentences, fraction = len(splits["train"]), data_args.validation_fraction
+        held_out = max(1, int(sentences * fraction))
+        if held_out == sentences:
+            raise ValueError(
+                f"{data_args.train_file} has {sentences} sentence(s): --validation_fraction {fraction} holds out"
+                f" {held_out} and leaves none to train on"
+            )
+        order = torch.randperm(sentences, generator=torch.Generator().manual_seed(seed)).tolist()
         splits["validation"] = [splits["train"][i] for i in order[:held_out]]
         splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
     # a dev split carved from the training file shares its label set (rare tags may fall on either side)
@@ -149,6 +155,12 @@ def main() -> None:
 
     if (data_args.train_file is None) == (data_args.dataset_name is None):
         parser.error("pass exactly one of --train_file and --dataset_name")
+    if not 0 <= data_args.validation_fraction < 1:
+        parser.error(f"--validation_fraction {data_args.validation_fraction}: give a share in [0, 1)")
+    if data_args.validation_fraction and (data_args.validation_file or data_args.dataset_name):
+        parser.error(
+            "--validation_fraction splits --train_file; it would be ignored with --validation_file or --dataset_name"
+        )
     if data_args.dataset_name:
         raw = standardize_tagging_dataset(
             load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column

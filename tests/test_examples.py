@@ -1,8 +1,10 @@
 """The example scripts: TBPTT batching and state carrying, tagging end to end, checkpoint resumption."""
 
+import importlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 import hf_rnn
+from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
 from hf_rnn.data import read_conll
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,28 +235,21 @@ def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
     assert sorted(config["label2id"]) == sorted({t for s in sentences for t in s.tags})
 
 
+# a small CRF tagger with dropout, for the runs that must reproduce each other exactly
+RESUMABLE_TAGGER = ["--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--learning_rate", "0.01"]
+RESUMABLE_TAGGER += ["--per_device_train_batch_size", "32", "--embedding_size", "16", "--hidden_size", "16"]
+RESUMABLE_TAGGER += ["--dropout", "0.3", "--use_crf", "--seed", "3"]
+
+
+def _same_weights(folder: Path, reference: Path) -> None:
+    expected = hf_rnn.RnnForTokenClassification.from_pretrained(reference).state_dict()
+    got = hf_rnn.RnnForTokenClassification.from_pretrained(folder).state_dict()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
+
+
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
-    common = [
-        "--train_file",
-        str(SAMPLE / "sample_pos.train.tsv"),
-        "--num_train_epochs",
-        "2",
-        "--learning_rate",
-        "0.01",
-        "--per_device_train_batch_size",
-        "32",
-        "--embedding_size",
-        "16",
-        "--hidden_size",
-        "16",
-        "--dropout",
-        "0.3",
-        "--save_strategy",
-        "epoch",
-        "--use_crf",
-        "--seed",
-        "3",
-    ]
+    common = [*RESUMABLE_TAGGER, "--num_train_epochs", "2", "--save_strategy", "epoch"]
     _run("run_tagging.py", *common, "--output_dir", str(tmp_path / "full"))
     checkpoint = sorted((tmp_path / "full").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[0]
     _run(
@@ -264,7 +260,212 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
         "--resume_from_checkpoint",
         str(checkpoint),
     )
-    full = hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path / "full").state_dict()
-    resumed = hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path / "resumed").state_dict()
-    for name in full:
-        torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=0, msg=name)
+    _same_weights(tmp_path / "resumed", tmp_path / "full")
+
+
+# ---- bad input: refused before training, with nothing written ------------------------------------------------------
+
+
+def _refused(monkeypatch, capsys, script: str, *args: str, output_dir: Path) -> str:
+    """Call an example script's `main()` in this process (no subprocess start-up) on input it must refuse; returns
+    the error (a parser error's message, or the ValueError's), once sure that output_dir was not created."""
+    monkeypatch.setattr(sys, "argv", [script, *args, "--output_dir", str(output_dir), "--use_cpu", "true"])
+    with pytest.raises((ValueError, SystemExit)) as caught:
+        importlib.import_module(script).main()
+    assert not output_dir.exists()
+    if caught.type is SystemExit:
+        assert caught.value.code == 2  # argparse's usage error
+        return capsys.readouterr().err
+    return str(caught.value)
+
+
+BAD_TABLES = {  # train.csv's text -> the error
+    "empty text cell": ("text,label\nhello world,a\n,b\n", "train.csv:3: empty 'text' value"),
+    "empty label cell": ("text,label\nhello world,a\nbye now,\n", "train.csv:3: empty 'label' value"),
+    "blank label": ("text,label\nhello world,a\nbye now, \n", "train.csv:3: empty 'label' value"),
+    "missing cell": ("text,label\nhello world,a\nbye now\n", "train.csv:3: empty 'label' value"),
+    "extra cell": ("text,label\nhello world,a\nbye,now,b\n", "train.csv:3: 3 cells, the header has 2"),
+    "no label column": ("text,category\nhello,a\n", "train.csv: no 'label' column (--label_column); it has"),
+    "header only": ("text,label\n", "train.csv: no rows below the header"),
+    "empty file": ("", "train.csv: empty file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TABLES)
+def test_run_classification_refuses_a_bad_table(tmp_path, monkeypatch, capsys, case):
+    text, error = BAD_TABLES[case]
+    (tmp_path / "train.csv").write_text(text)
+    message = _refused(
+        monkeypatch,
+        capsys,
+        "run_classification",
+        "--train_file",
+        str(tmp_path / "train.csv"),
+        output_dir=tmp_path / "out",
+    )
+    assert error in message
+
+
+BAD_VALIDATION_FILES = {  # the validation file's name and text -> the error
+    "empty CSV cell": ("dev.csv", "text,label\nhello,a\n,b\n", "dev.csv:3: empty 'text' value"),
+    "JSON null": ("dev.jsonl", '{"text": "hello", "label": "a"}\n{"text": null, "label": "b"}\n', "row 2: empty"),
+    "JSON list": ("dev.jsonl", '{"text": ["hello"], "label": "a"}\n', "dev.jsonl: row 1: the 'text' value is a list"),
+    "unseen label": ("dev.csv", "text,label\nhello,c\n", "dev.csv: labels ['c'] do not occur in the training file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_VALIDATION_FILES)
+def test_run_classification_refuses_a_bad_validation_file(tmp_path, monkeypatch, capsys, case):
+    name, text, error = BAD_VALIDATION_FILES[case]
+    (tmp_path / "train.csv").write_text("text,label\nhello world,a\nbye now,b\n")
+    (tmp_path / name).write_text(text)
+    message = _refused(
+        monkeypatch,
+        capsys,
+        "run_classification",
+        "--train_file",
+        str(tmp_path / "train.csv"),
+        "--validation_file",
+        str(tmp_path / name),
+        output_dir=tmp_path / "out",
+    )
+    assert error in message
+
+
+@pytest.mark.parametrize("short", ["train", "validation"])
+def test_run_lm_refuses_a_corpus_shorter_than_one_window(tmp_path, monkeypatch, capsys, short):
+    lines = [" ".join(s.tokens) for s in read_conll(SAMPLE / "sample_pos.dev.tsv")]
+    files = {"train": tmp_path / "long.txt", "validation": tmp_path / "long.txt", short: tmp_path / "short.txt"}
+    (tmp_path / "long.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "short.txt").write_text("a b c\nd e\n")  # 7 tokens with the <eos>s; a window here needs 2 * 20 + 1
+    message = _refused(
+        monkeypatch,
+        capsys,
+        "run_lm",
+        "--train_file",
+        str(files["train"]),
+        "--validation_file",
+        str(files["validation"]),
+        "--bptt",
+        "20",
+        "--per_device_train_batch_size",
+        "2",
+        "--per_device_eval_batch_size",
+        "2",
+        output_dir=tmp_path / "out",
+    )
+    assert f"{tmp_path / 'short.txt'}: 7 tokens" in message and "--bptt 20" in message and "needs 41" in message
+
+
+def test_run_lm_refuses_an_empty_corpus(tmp_path, monkeypatch, capsys):
+    (tmp_path / "train.txt").write_text("\n\n")
+    message = _refused(
+        monkeypatch, capsys, "run_lm", "--train_file", str(tmp_path / "train.txt"), output_dir=tmp_path / "out"
+    )
+    assert message.startswith(f"{tmp_path / 'train.txt'}:1: no text found")
+
+
+@pytest.mark.parametrize("fraction", ["1.0", "1.5", "-0.1"])
+def test_run_tagging_refuses_a_validation_fraction_outside_0_1(tmp_path, monkeypatch, capsys, fraction):
+    train = str(SAMPLE / "sample_pos.train.tsv")
+    args = ("--train_file", train, "--validation_fraction", fraction)
+    message = _refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
+    assert f"--validation_fraction {fraction}" in message and "[0, 1)" in message
+
+
+def test_run_tagging_refuses_a_validation_fraction_that_leaves_no_training_sentence(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny.tsv").write_text("Hello\tINTJ\n!\tPUNCT\n")
+    args = ("--train_file", str(tmp_path / "tiny.tsv"), "--validation_fraction", "0.5")
+    message = _refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
+    assert f"{tmp_path / 'tiny.tsv'} has 1 sentence" in message and "--validation_fraction 0.5" in message
+
+
+def test_run_tagging_refuses_a_validation_fraction_next_to_a_validation_file(tmp_path, monkeypatch, capsys):
+    train, dev = str(SAMPLE / "sample_pos.train.tsv"), str(SAMPLE / "sample_pos.dev.tsv")
+    args = ("--train_file", train, "--validation_file", dev, "--validation_fraction", "0.1")
+    message = _refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
+    assert "--validation_fraction" in message and "--validation_file" in message
+
+
+# ---- interrupted training: resume from the last complete checkpoint ------------------------------------------------
+
+
+def _checkpoint(folder: Path) -> Path:
+    """A checkpoint as Trainer._save_checkpoint leaves it: the model's files first, trainer_state.json last."""
+    from transformers import TrainerState
+
+    hf_rnn.RnnForCausalLM(hf_rnn.RnnConfig(vocab_size=10, embedding_size=4, hidden_size=4)).save_pretrained(folder)
+    TrainerState(global_step=int(folder.name.split("-")[1])).save_to_json(str(folder / "trainer_state.json"))
+    return folder
+
+
+def _truncate(path: Path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+INTERRUPTIONS = {  # what a SIGKILL during the save may leave
+    "no trainer state": lambda folder: (folder / "trainer_state.json").unlink(),
+    "no weights": lambda folder: (folder / "model.safetensors").unlink(),
+    "truncated weights": lambda folder: _truncate(folder / "model.safetensors"),
+}
+
+
+@pytest.mark.parametrize("interruption", INTERRUPTIONS)
+def test_the_last_complete_checkpoint_skips_an_interrupted_save(tmp_path, caplog, interruption):
+    from transformers.trainer_utils import get_last_checkpoint
+
+    for step in (4, 10, 20):  # ordered by step, not by name
+        _checkpoint(tmp_path / f"checkpoint-{step}")
+    INTERRUPTIONS[interruption](tmp_path / "checkpoint-20")
+    assert get_last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")  # what transformers would pick
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+    assert f"skipping {tmp_path / 'checkpoint-20'}" in caplog.text
+    for value in ("True", "true", str(tmp_path)):  # the last complete one in output_dir, or in the given folder
+        assert resolve_resume(value, str(tmp_path)) == str(tmp_path / "checkpoint-10")
+
+
+def test_resuming_from_an_interrupted_or_absent_checkpoint_is_an_error(tmp_path):
+    _truncate(_checkpoint(tmp_path / "checkpoint-2") / "model.safetensors")
+    with pytest.raises(ValueError, match=r"checkpoint-2 is incomplete .*model\.safetensors"):
+        resolve_resume(str(tmp_path / "checkpoint-2"), str(tmp_path))
+    with pytest.raises(ValueError, match=r"--resume_from_checkpoint True: no complete checkpoint in .*checkpoint-2"):
+        resolve_resume("True", str(tmp_path))
+    with pytest.raises(ValueError, match=r"--resume_from_checkpoint .*nowhere: no such folder"):
+        resolve_resume(str(tmp_path / "nowhere"), str(tmp_path))
+    assert resolve_resume(None, str(tmp_path)) is None
+
+
+def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(tmp_path):
+    """Killed while saving checkpoint-4: the rerun skips it, resumes from checkpoint-2 and ends as the full run."""
+    common = [*RESUMABLE_TAGGER, "--max_steps", "6", "--save_steps", "2"]
+    _run("run_tagging.py", *common, "--output_dir", str(tmp_path / "full"))
+    for step in (2, 4):
+        shutil.copytree(tmp_path / "full" / f"checkpoint-{step}", tmp_path / "killed" / f"checkpoint-{step}")
+    _truncate(tmp_path / "killed" / "checkpoint-4" / "model.safetensors")
+    result = _run(
+        "run_tagging.py", *common, "--output_dir", str(tmp_path / "killed"), "--resume_from_checkpoint", "True"
+    )
+    assert f"skipping {tmp_path / 'killed' / 'checkpoint-4'}" in result.stderr
+    _same_weights(tmp_path / "killed", tmp_path / "full")
+
+
+# ---- optional extras absent ----------------------------------------------------------------------------------------
+
+
+def _without(tmp_path: Path, module: str) -> dict:
+    """Environment for a subprocess in which `import module` fails as if the package were not installed."""
+    package = tmp_path / "absent" / module
+    package.mkdir(parents=True)
+    message = f"No module named {module!r}"
+    (package / "__init__.py").write_text(f"raise ModuleNotFoundError({message!r}, name={module!r})\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(package.parent), os.environ.get("PYTHONPATH")]))}
+
+
+def test_run_tagging_without_matplotlib_saves_the_model_and_skips_the_plots(tmp_path):
+    train, dev = str(SAMPLE / "sample_pos.train.tsv"), str(SAMPLE / "sample_pos.dev.tsv")
+    out = tmp_path / "out"
+    args = ("--train_file", train, "--validation_file", dev, "--output_dir", str(out), "--max_steps", "2")
+    result = _run("run_tagging.py", *args, *TINY_TAGGER, env=_without(tmp_path, "matplotlib"))
+    assert "eval_accuracy" in json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.stderr.count("plots skipped") == 1 and "hf_rnn[plots]" in result.stderr
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.png"))
