@@ -5,16 +5,17 @@
         os.environ["HF_ENDPOINT"] = hub.url    # before huggingface_hub is imported, or in a subprocess
         model.push_to_hub("me/tagger")
 
-It speaks the part of the Hub HTTP API that `create_repo`, `upload_folder`/`push_to_hub`, `create_branch`,
-`repo_info`, `list_repo_files`, `hf_hub_download` and `snapshot_download` use: repositories with branches and commits
-kept in memory, every file stored as a regular git blob (so no Xet or LFS is involved), the headers that downloads
-need, and the error codes that make the client raise its own clear exceptions. Standard library and PyYAML (which
-huggingface_hub needs) only.
+It speaks the part of the Hub HTTP API that `create_repo`, `upload_folder`/`push_to_hub` (with `create_pr`),
+`create_branch`, `repo_info`/`model_info`, `list_repo_files`, `list_repo_refs`, `list_repo_commits`, `hf_hub_download`
+and `snapshot_download` use: repositories with branches, pull requests (`refs/pr/N`) and commits kept in memory, every
+file stored as a regular git blob (so no Xet or LFS is involved), the card's metadata in the repository info, the
+headers that downloads need, and the error codes that make the client raise its own clear exceptions. Standard
+library and PyYAML (which huggingface_hub needs) only.
 
 A request the real Hub would refuse gets the 4xx it would send, with a JSON message: bodies that are not what their
 headers say, JSON or NDJSON that does not parse or has unknown fields, base64 that does not decode, and commit paths
-that could escape a checkout (`..`, absolute, backslashes, empty parts, `.git`) or make a path both a file and a folder.
-A bug in the hub itself answers 500 with the exception, its traceback on stderr; no request is met with a dropped
+that could escape a checkout (`..`, absolute, backslashes, empty parts, `.git`) or be both a file and a folder. A bug
+in the hub itself answers 500 with the exception, its traceback on stderr; no request is met with a dropped
 connection, except on purpose: `fail_next_commit()` drops it during the next commit, to test a push that dies midway.
 """
 
@@ -27,12 +28,13 @@ import re
 import threading
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-EMPTY_TREE = "0" * 40
+PULL_REQUEST = re.compile(r"refs/pr/([1-9][0-9]*)")
 KINDS = ("model", "dataset", "space")
 USER = "user"  # the one (anonymous) user of the loopback hub: the namespace of repositories created without one
 MAX_BODY = 1 << 30  # bytes; a larger Content-Length is refused before anything is read
@@ -178,17 +180,34 @@ def apply_operations(files: dict[str, bytes], operations: list[tuple[str, dict]]
     return files
 
 
+def hub_date() -> str:
+    """Now, in the one format the client parses (`parse_datetime`)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass
+class Commit:
+    files: dict[str, bytes]  # path -> content, the whole tree
+    title: str
+    message: str = ""
+    parent: str | None = None  # commit id; None for a repository's first commit
+    date: str = field(default_factory=hub_date)
+
+
 @dataclass
 class Repository:
     kind: str
     branches: dict[str, str] = field(default_factory=dict)  # branch -> commit id
-    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit id -> {path: content}
-    messages: dict[str, str] = field(default_factory=dict)  # commit id -> summary
+    pull_requests: list[str] = field(default_factory=list)  # the commit refs/pr/1, refs/pr/2, ... point to
+    commits: dict[str, Commit] = field(default_factory=dict)  # commit id -> commit
 
     def resolve(self, revision: str) -> str | None:
-        """A branch name or a commit id -> commit id."""
+        """A branch name, a pull request (refs/pr/N) or a commit id -> commit id."""
         if revision in self.branches:
             return self.branches[revision]
+        pull_request = PULL_REQUEST.fullmatch(revision)
+        if pull_request and int(pull_request[1]) <= len(self.pull_requests):
+            return self.pull_requests[int(pull_request[1]) - 1]
         return revision if revision in self.commits else None
 
     def find_commit(self, prefix: str) -> str:
@@ -244,17 +263,18 @@ class LoopbackHub:
 
     def files(self, repo_id: str, revision: str = "main", kind: str = "model") -> dict[str, bytes]:
         repository = self.repository(repo_id, kind)
-        return dict(repository.commits[repository.resolve(revision)])
+        return dict(repository.commits[repository.resolve(revision)].files)
 
     # --- repository operations (called under the lock) -------------------------------------------------------
 
-    def _new_commit(self, repository: Repository, files: dict[str, bytes], summary: str) -> str:
-        digest = hashlib.sha1(f"{next(self._counter)}:{summary}".encode())
+    def _new_commit(
+        self, repository: Repository, files: dict[str, bytes], title: str, parent: str | None = None, message: str = ""
+    ) -> str:
+        digest = hashlib.sha1(f"{next(self._counter)}:{title}".encode())
         for path in sorted(files):
             digest.update(path.encode() + git_blob_sha(files[path]).encode())
         commit = digest.hexdigest()
-        repository.commits[commit] = files
-        repository.messages[commit] = summary
+        repository.commits[commit] = Commit(files, title, message, parent)
         return commit
 
     def _handler_class(self):
@@ -341,6 +361,10 @@ class LoopbackHub:
                     raise HubError(404, f"Repository {repo_id} not found", "RepoNotFound")
                 return repository
 
+            def _flag(self, name: str) -> bool:
+                """A query parameter the client sets to 1 (`create_pr`, `include_prs`)."""
+                return parse_qs(urlsplit(self.path).query).get(name) == ["1"]
+
             def _revision(self, kind: str, repo_id: str, revision: str) -> tuple[Repository, str]:
                 """The repository and the commit a revision names (404 with the client's codes otherwise)."""
                 repository = self._repository(kind, repo_id)
@@ -381,7 +405,7 @@ class LoopbackHub:
 
             def preupload(self, method, body, kind, repo_id, revision) -> None:
                 repository, commit = self._revision(kind, repo_id, revision)
-                current = repository.commits[commit]
+                current = repository.commits[commit].files
                 files = []
                 for entry in field_of(json_object(body), "files", list, "preupload"):
                     if not isinstance(entry, dict):
@@ -407,13 +431,19 @@ class LoopbackHub:
                 if revision not in repository.branches:
                     raise HubError(400, "commits go to a branch", "RevisionNotFound")
                 header, operations = parse_commit(body)
-                if "parentCommit" in header and repository.find_commit(header["parentCommit"]) != head:
+                parent = repository.find_commit(header["parentCommit"]) if "parentCommit" in header else head
+                pull_request = self._flag("create_pr")  # a new refs/pr/N from the parent; the branch stays
+                if parent != head and not pull_request:
                     raise HubError(412, "A commit has happened since. Please refresh and try again.")
-                files = apply_operations(repository.commits[head], operations)
-                commit = hub._new_commit(repository, files, header["summary"])
-                repository.branches[revision] = commit
+                files = apply_operations(repository.commits[parent].files, operations)
+                commit = hub._new_commit(repository, files, header["summary"], parent, header.get("description", ""))
                 url = hub.repo_url(kind, repo_id)
-                self._json({"commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "pullRequestUrl": None})
+                if pull_request:
+                    repository.pull_requests.append(commit)
+                else:
+                    repository.branches[revision] = commit
+                pr_url = f"{url}/discussions/{len(repository.pull_requests)}" if pull_request else None
+                self._json({"commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "pullRequestUrl": pr_url})
 
             def create_branch(self, method, body, kind, repo_id, branch) -> None:
                 repository = self._repository(kind, repo_id)
@@ -428,34 +458,76 @@ class LoopbackHub:
 
             def info(self, method, body, kind, repo_id, revision="main") -> None:
                 repository, commit = self._revision(kind, repo_id, revision)
-                files = repository.commits[commit]
+                entry = repository.commits[commit]
                 siblings = [
-                    {"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(files.items())
+                    {"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(entry.files.items())
                 ]
+                try:
+                    card = card_metadata(entry.files["README.md"].decode()) if "README.md" in entry.files else {}
+                except ValueError:  # a card the Hub cannot read shows no metadata (validate-yaml refuses it first)
+                    card = {}
                 self._json(
                     {
                         "id": repo_id,
                         "sha": commit,
                         "private": False,
                         "siblings": siblings,
-                        "tags": [],
-                        "lastModified": "2026-01-01T00:00:00.000Z",
+                        "tags": card["tags"] if isinstance(card.get("tags"), list) else [],
+                        "pipeline_tag": card.get("pipeline_tag"),
+                        "library_name": card.get("library_name"),
+                        **({"cardData": card} if card else {}),
+                        "lastModified": entry.date,
                     }
                 )
+
+            def refs(self, method, body, kind, repo_id) -> None:
+                repository = self._repository(kind, repo_id)
+                refs = {
+                    "branches": [
+                        {"name": name, "ref": f"refs/heads/{name}", "targetCommit": commit}
+                        for name, commit in sorted(repository.branches.items())
+                    ],
+                    "converts": [],
+                    "tags": [],
+                }
+                if self._flag("include_prs"):
+                    refs["pullRequests"] = [
+                        {"name": str(number), "ref": f"refs/pr/{number}", "targetCommit": commit}
+                        for number, commit in enumerate(repository.pull_requests, 1)
+                    ]
+                self._json(refs)
+
+            def commits(self, method, body, kind, repo_id, revision) -> None:
+                """The history of a revision, newest first (one page: the client follows no `Link` here)."""
+                repository, commit = self._revision(kind, repo_id, revision)
+                history = []
+                while commit is not None:
+                    entry = repository.commits[commit]
+                    history.append(
+                        {
+                            "id": commit,
+                            "title": entry.title,
+                            "message": entry.message,
+                            "authors": [{"user": USER}],
+                            "date": entry.date,
+                        }
+                    )
+                    commit = entry.parent
+                self._json(history)
 
             def tree(self, method, body, kind, repo_id, revision, folder="") -> None:
                 repository, commit = self._revision(kind, repo_id, revision)
                 prefix = folder.strip("/") + "/" if folder.strip("/") else ""
                 entries = [
                     {"type": "file", "oid": git_blob_sha(content), "size": len(content), "path": path}
-                    for path, content in sorted(repository.commits[commit].items())
+                    for path, content in sorted(repository.commits[commit].files.items())
                     if path.startswith(prefix)
                 ]
                 self._json(entries)
 
             def resolve_file(self, method, body, kind, repo_id, revision, path) -> None:
                 repository, commit = self._revision(kind, repo_id, revision)
-                content = repository.commits[commit].get(path)
+                content = repository.commits[commit].files.get(path)
                 if content is None:
                     raise HubError(404, f"{path} does not exist at {revision}", "EntryNotFound", commit)
                 self.send_response(200)
@@ -476,6 +548,8 @@ class LoopbackHub:
             (rf"/api/{repo}/branch/(.+)", "POST", Handler.create_branch),
             (rf"/api/{repo}", "GET", Handler.info),
             (rf"/api/{repo}/revision/(.+)", "GET", Handler.info),
+            (rf"/api/{repo}/refs", "GET", Handler.refs),
+            (rf"/api/{repo}/commits/(.+)", "GET", Handler.commits),
             (rf"/api/{repo}/tree/([^/]+)", "GET", Handler.tree),
             (rf"/api/{repo}/tree/([^/]+)/(.+)", "GET", Handler.tree),
             (

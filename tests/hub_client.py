@@ -3,6 +3,8 @@
     python hub_client.py push REPO OUT_DIR [REVISION]     train a tiny char-BiLSTM-CRF, push it (twice), write its predictions
     python hub_client.py load REPO OUT_FILE [--without-hf-rnn] [REVISION]
     python hub_client.py try-load REPO OUT_FILE             record the exception a load raises
+    python hub_client.py inspect REPO OUT_FILE REVISION     what model_info, list_repo_refs and list_repo_commits say
+    python hub_client.py pull-request REPO OUT_FILE         commit to main, open two pull requests, download from both
 
 With --no-backoff, the client's retry waits are skipped (to test an unreachable Hub quickly).
 """
@@ -113,14 +115,61 @@ def try_load(repo_id: str, out_file: str) -> None:
         json.dump(outcome, handle)
 
 
+def inspect(repo_id: str, out_file: str, revision: str) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    info = api.model_info(repo_id, revision=revision)
+    refs = api.list_repo_refs(repo_id, include_pull_requests=True)
+    commits = api.list_repo_commits(repo_id, revision=revision)
+    seen = {
+        "pipeline_tag": info.pipeline_tag,
+        "library_name": info.library_name,
+        "tags": info.tags,
+        "card_datasets": info.card_data.datasets,
+        "branches": {ref.name: ref.target_commit for ref in refs.branches},
+        "tags_refs": refs.tags,
+        "pull_requests": {ref.ref: ref.target_commit for ref in refs.pull_requests},
+        "commits": [[commit.commit_id, commit.title] for commit in commits],
+    }
+    with open(out_file, "w") as handle:
+        json.dump(seen, handle)
+
+
+def pull_request(repo_id: str, out_file: str) -> None:
+    from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+
+    api = HfApi()
+    api.create_repo(repo_id)
+    api.upload_file(path_or_fileobj=b"v1", path_in_repo="notes.txt", repo_id=repo_id)
+    first = api.upload_file(path_or_fileobj=b"proposed", path_in_repo="notes.txt", repo_id=repo_id, create_pr=True)
+    second = api.create_commit(repo_id, [CommitOperationAdd("extra.txt", b"x")], commit_message="more", create_pr=True)
+    refs = api.list_repo_refs(repo_id, include_pull_requests=True)
+    with open(hf_hub_download(repo_id, "notes.txt", revision=first.pr_revision)) as handle:
+        pr_content = handle.read()
+    with open(hf_hub_download(repo_id, "notes.txt")) as handle:
+        main_content = handle.read()
+    seen = {
+        "first": [first.pr_revision, first.pr_num, first.oid],
+        "second": [second.pr_revision, second.pr_num, second.oid],
+        "pr_content": pr_content,
+        "main_content": main_content,
+        "branches": {ref.name: ref.target_commit for ref in refs.branches},
+        "pull_requests": {ref.ref: ref.target_commit for ref in refs.pull_requests},
+    }
+    with open(out_file, "w") as handle:
+        json.dump(seen, handle)
+
+
 if __name__ == "__main__":
     if "--no-backoff" in sys.argv:
         import time
 
         time.sleep = lambda seconds: None
     command, repo = sys.argv[1], sys.argv[2]
-    if command == "try-load":
-        try_load(repo, sys.argv[3])
+    single_run = {"try-load": try_load, "inspect": inspect, "pull-request": pull_request}
+    if command in single_run:
+        single_run[command](repo, *sys.argv[3:])
         sys.exit(0)
     positional = [a for a in sys.argv[3:] if not a.startswith("--")]
     if command == "push":

@@ -210,6 +210,35 @@ def test_run_tagging_push_to_hub(tmp_path):
         assert len(hub.repository("me/pos-tagger").commits) == 2  # one push, at the end
 
 
+def test_model_info_refs_and_commits_through_the_client(pushed, tmp_path):
+    hub, _ = pushed
+    repository = hub.repository("me/tagger-branch")
+    result = client(hub.url, tmp_path, "inspect", "me/tagger-branch", str(tmp_path / "out.json"), "v2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads((tmp_path / "out.json").read_text())
+    assert seen["pipeline_tag"] == "token-classification" and seen["library_name"] == "transformers"  # from the card
+    assert "bilstm-crf" in seen["tags"] and seen["card_datasets"] == ["hf_rnn-sample-pos"]
+    assert seen["branches"] == repository.branches and seen["tags_refs"] == [] and seen["pull_requests"] == {}
+    creation = repository.branches["main"]
+    assert [commit for commit, _ in seen["commits"]] == [repository.branches["v2"], creation]  # newest first
+    assert seen["commits"][-1][1] == "initial commit"
+
+
+def test_create_pr_opens_a_pull_request_and_leaves_main_alone(tmp_path):
+    with LoopbackHub() as hub:
+        result = client(hub.url, tmp_path, "pull-request", "me/proposals", str(tmp_path / "out.json"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        seen = json.loads((tmp_path / "out.json").read_text())
+        repository = hub.repository("me/proposals")
+        assert seen["first"][:2] == ["refs/pr/1", 1] and seen["second"][:2] == ["refs/pr/2", 2]
+        assert seen["first"][2] == repository.resolve("refs/pr/1") != repository.branches["main"]
+        assert seen["pr_content"] == "proposed" and seen["main_content"] == "v1"
+        assert hub.files("me/proposals", "refs/pr/1")["notes.txt"] == b"proposed"
+        assert hub.files("me/proposals")["notes.txt"] == b"v1" and "extra.txt" not in hub.files("me/proposals")
+        assert seen["pull_requests"] == {"refs/pr/1": seen["first"][2], "refs/pr/2": seen["second"][2]}
+        assert set(seen["branches"]) == {"main"}
+
+
 # --- requests sent byte by byte: every malformed one gets a 4xx with a JSON message, and changes nothing ---------
 
 COMMIT = "/api/models/me/x/commit/main"
@@ -368,6 +397,17 @@ def test_a_commit_on_a_stale_parent_is_refused(small_hub):
     assert status == 412 and "commit has happened since" in answer["error"] and repository.branches["main"] == head
     status, _ = post(small_hub, COMMIT, ndjson(line("header", summary="s", parentCommit=head[:7]), add("n")))
     assert status == 200 and repository.branches["main"] != head  # a short id of the head is fine
+
+
+def test_a_pull_request_starts_from_its_parent_commit(small_hub):
+    repository = small_hub.repository("me/x")
+    head = repository.branches["main"]
+    (creation,) = set(repository.commits) - {head}
+    body = ndjson(line("header", summary="s", parentCommit=creation), add("n"))
+    status, answer = post(small_hub, COMMIT + "?create_pr=1", body)
+    assert status == 200 and answer["pullRequestUrl"] == f"{small_hub.url}/me/x/discussions/1"
+    assert small_hub.files("me/x", "refs/pr/1") == {"n": b"x"} and repository.branches["main"] == head
+    assert repository.commits[answer["commitOid"]].parent == creation
 
 
 def test_invalid_card_yaml_is_refused_with_the_errors_the_client_reads(small_hub):
