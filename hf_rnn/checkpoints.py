@@ -44,31 +44,40 @@ def incomplete(checkpoint: str | Path) -> str | None:
 
 def last_complete_checkpoint(folder: str | Path) -> Path | None:
     """The `checkpoint-N` in `folder` with the highest N that is complete; logs each newer one it skips."""
-    steps = {int(m.group(1)): path for path in Path(folder).iterdir() if (m := _CHECKPOINT.match(path.name))}
-    for step in sorted(steps, reverse=True):
-        reason = incomplete(steps[step])
+    for checkpoint in _checkpoints(folder):
+        reason = incomplete(checkpoint)
         if reason is None:
-            return steps[step]
-        logger.warning("skipping %s, an interrupted save (%s)", steps[step], reason)
+            return checkpoint
+        logger.warning("skipping %s, an interrupted save (%s)", checkpoint, reason)
     return None
 
 
 def resolve_resume(value: str | None, output_dir: str) -> str | None:
     """What `--resume_from_checkpoint` names: True (any case) the last complete checkpoint in output_dir, a folder of
-    `checkpoint-N` folders the last complete one there, a checkpoint that one; an incomplete or absent one is an
-    error, raised before anything is written."""
+    `checkpoint-N` folders the last complete one there, any other folder itself (e.g. `last-checkpoint`). A checkpoint
+    that is absent or incomplete is an error, raised before anything is written."""
     if value is None or value.lower() == "false":
         return None
     folder = Path(output_dir if value.lower() == "true" else value)
     if not folder.is_dir():
         raise ValueError(f"--resume_from_checkpoint {value}: no such folder")
-    if _CHECKPOINT.match(folder.name):
+    if value.lower() != "true" and not _checkpoints(folder):
         reason = incomplete(folder)
         if reason is not None:
-            raise ValueError(f"--resume_from_checkpoint: {folder} is incomplete ({reason}); an interrupted save?")
+            raise ValueError(f"--resume_from_checkpoint {value}: not a complete checkpoint ({reason})")
         return str(folder)
     checkpoint = last_complete_checkpoint(folder)
     if checkpoint is None:
-        found = sorted(path.name for path in folder.iterdir() if _CHECKPOINT.match(path.name))
+        found = [path.name for path in _checkpoints(folder)]
         raise ValueError(f"--resume_from_checkpoint {value}: no complete checkpoint in {folder} (found {found})")
     return str(checkpoint)
+
+
+def _checkpoints(folder: str | Path) -> list[Path]:
+    """The `checkpoint-N` folders in `folder`, newest (highest N) first."""
+    steps = {
+        int(m.group(1)): path
+        for path in Path(folder).iterdir()
+        if (m := _CHECKPOINT.match(path.name)) and path.is_dir()
+    }
+    return [steps[step] for step in sorted(steps, reverse=True)]

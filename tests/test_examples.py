@@ -390,12 +390,13 @@ def test_run_tagging_refuses_a_validation_fraction_next_to_a_validation_file(tmp
 # ---- interrupted training: resume from the last complete checkpoint ------------------------------------------------
 
 
-def _checkpoint(folder: Path) -> Path:
+def _checkpoint(folder: Path, max_shard_size: int | str = "50GB") -> Path:
     """A checkpoint as Trainer._save_checkpoint leaves it: the model's files first, trainer_state.json last."""
     from transformers import TrainerState
 
-    hf_rnn.RnnForCausalLM(hf_rnn.RnnConfig(vocab_size=10, embedding_size=4, hidden_size=4)).save_pretrained(folder)
-    TrainerState(global_step=int(folder.name.split("-")[1])).save_to_json(str(folder / "trainer_state.json"))
+    model = hf_rnn.RnnForCausalLM(hf_rnn.RnnConfig(vocab_size=10, embedding_size=4, hidden_size=4))
+    model.save_pretrained(folder, max_shard_size=max_shard_size)
+    TrainerState().save_to_json(str(folder / "trainer_state.json"))
     return folder
 
 
@@ -424,15 +425,31 @@ def test_the_last_complete_checkpoint_skips_an_interrupted_save(tmp_path, caplog
         assert resolve_resume(value, str(tmp_path)) == str(tmp_path / "checkpoint-10")
 
 
+def test_a_checkpoint_folder_of_any_name_resumes_from_itself(tmp_path):
+    """E.g. the `last-checkpoint` that hub_strategy="checkpoint" keeps; an incomplete one is refused."""
+    _checkpoint(tmp_path / "last-checkpoint")
+    assert resolve_resume(str(tmp_path / "last-checkpoint"), "elsewhere") == str(tmp_path / "last-checkpoint")
+    (tmp_path / "last-checkpoint" / "trainer_state.json").unlink()
+    with pytest.raises(ValueError, match=r"last-checkpoint: not a complete checkpoint \(trainer_state\.json"):
+        resolve_resume(str(tmp_path / "last-checkpoint"), "elsewhere")
+
+
+def test_a_sharded_checkpoint_is_complete_when_every_shard_opens(tmp_path):
+    shards = sorted(_checkpoint(tmp_path / "checkpoint-3", max_shard_size=300).glob("model-*.safetensors"))
+    assert len(shards) > 1 and last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
+    _truncate(shards[-1])
+    assert last_complete_checkpoint(tmp_path) is None
+
+
 def test_resuming_from_an_interrupted_or_absent_checkpoint_is_an_error(tmp_path):
     _truncate(_checkpoint(tmp_path / "checkpoint-2") / "model.safetensors")
-    with pytest.raises(ValueError, match=r"checkpoint-2 is incomplete .*model\.safetensors"):
+    with pytest.raises(ValueError, match=r"checkpoint-2: not a complete checkpoint \(model\.safetensors"):
         resolve_resume(str(tmp_path / "checkpoint-2"), str(tmp_path))
     with pytest.raises(ValueError, match=r"--resume_from_checkpoint True: no complete checkpoint in .*checkpoint-2"):
         resolve_resume("True", str(tmp_path))
     with pytest.raises(ValueError, match=r"--resume_from_checkpoint .*nowhere: no such folder"):
         resolve_resume(str(tmp_path / "nowhere"), str(tmp_path))
-    assert resolve_resume(None, str(tmp_path)) is None
+    assert resolve_resume(None, str(tmp_path)) is None and resolve_resume("False", str(tmp_path)) is None
 
 
 def test_an_interrupted_run_resumes_from_its_last_complete_checkpoint(tmp_path):
