@@ -7,9 +7,13 @@ import argparse
 
 import torch
 from common import compare_ms, device_name
-from torchcrf import CRF
 
 from hf_rnn.crf import LinearChainCRF
+
+try:
+    from torchcrf import CRF
+except ImportError:
+    raise SystemExit("bench/crf.py compares against pytorch-crf: pip install hf_rnn[bench]") from None
 
 SHAPES = [(32, 40, 18), (64, 128, 20), (256, 64, 9)]  # batch, length, tags
 

@@ -88,6 +88,7 @@ class RnnConfig(PreTrainedConfig):
     """
 
     model_type = "hf_rnn"
+    attribute_map = {"num_hidden_layers": "num_layers"}  # transformers' generic name, read by its tools and tests
 
     cell_type: str = "lstm"
     vocab_size: int = 10000
@@ -118,7 +119,7 @@ class RnnConfig(PreTrainedConfig):
     use_cache: bool = True
 
     def __post_init__(self, **kwargs):
-        self._check_label_maps(kwargs.get("num_labels"))  # before the base class fills in or overwrites them
+        self._check_label_maps()  # before the base class fills in or overwrites them
         self._warn_unknown_keys(kwargs)
         if self.embedding_dropout is None:
             self.embedding_dropout = self.dropout
@@ -129,9 +130,10 @@ class RnnConfig(PreTrainedConfig):
             self.label2id = {label: index for index, label in self.id2label.items()}
         self._validate_fields()
 
-    def _check_label_maps(self, num_labels: int | None) -> None:
+    def _check_label_maps(self) -> None:
         """id2label is keyed by the ids 0..C-1 (JSON stores them as strings) and names distinct labels; label2id is its
-        inverse; num_labels agrees with it. The base class would silently rename, re-key or drop them."""
+        inverse. (A `num_labels` that disagrees replaces them with LABEL_0, ...: transformers' way to load a checkpoint
+        with a new head, `from_pretrained(path, num_labels=N)`.)"""
         id2label, label2id = self.id2label, self.label2id
         if id2label is None:
             if label2id is not None:
@@ -152,8 +154,6 @@ class RnnConfig(PreTrainedConfig):
         inverse = {name: key for key, name in zip(keys, names)}
         if label2id is not None and dict(label2id) != inverse:
             raise ValueError(f"RnnConfig.label2id must be the inverse of id2label={id2label!r}, got {label2id!r}")
-        if num_labels is not None and num_labels != len(names):
-            raise ValueError(f"RnnConfig.num_labels={num_labels!r} disagrees with id2label, which names {len(names)}")
 
     def _warn_unknown_keys(self, kwargs: dict) -> None:
         """A misspelt field (`hiden_size=512`) would be stored and never read: say so, with the nearest field."""

@@ -65,6 +65,13 @@ def export_tagger_onnx(model: RnnForTokenClassification, example: dict, path: st
 
     Inputs are named `input_ids`, `attention_mask` (and `char_ids`), outputs `predictions` and `logits`.
     """
+    try:  # torch.onnx imports them lazily, deep inside the export, with no word of the extra that brings them
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"export_tagger_onnx needs onnx and onnxscript: pip install hf_rnn[export] ({error})"
+        ) from None
     torch.onnx.export(
         export_tagger(model, example),
         _example_inputs(model, example),

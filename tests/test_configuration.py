@@ -92,7 +92,6 @@ def test_invalid_json_value_is_reported_on_load(tmp_path):
         (dict(num_labels=-1), "num_labels"),
         (dict(id2label={0: "A", 1: "B"}, label2id={"A": 1, "B": 0}), "label2id"),  # same ids, swapped
         (dict(label2id={"A": 0, "B": 1}), "label2id"),  # the base class would replace it with LABEL_0, LABEL_1
-        (dict(id2label={0: "A", 1: "B"}, num_labels=5), "num_labels"),  # ... or with LABEL_0 .. LABEL_4
     ],
 )
 def test_inconsistent_label_maps_raise_naming_the_field(labels, field):
@@ -132,3 +131,15 @@ def test_a_saved_config_loads_without_warnings(tmp_path, recwarn):
     hf_rnn.RnnForCausalLM.from_pretrained(tmp_path)
     AutoConfig.from_pretrained(tmp_path)
     assert not [w for w in recwarn if "unknown key" in str(w.message)]
+
+
+def test_num_labels_resets_the_label_maps_as_transformers_does(tmp_path):
+    """`from_pretrained(path, num_labels=N)` is how transformers loads a checkpoint with a new head."""
+    tiny_config().save_pretrained(tmp_path)
+    config = AutoConfig.from_pretrained(tmp_path, num_labels=5)
+    assert config.num_labels == 5 and config.id2label == {i: f"LABEL_{i}" for i in range(5)}
+
+
+def test_num_hidden_layers_is_an_alias_of_num_layers():
+    config = hf_rnn.RnnConfig(num_hidden_layers=3)
+    assert config.num_layers == 3 and config.num_hidden_layers == 3

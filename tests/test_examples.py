@@ -486,3 +486,13 @@ def test_run_tagging_without_matplotlib_saves_the_model_and_skips_the_plots(tmp_
     assert "eval_accuracy" in json.loads(result.stdout.strip().splitlines()[-1])
     assert result.stderr.count("plots skipped") == 1 and "hf_rnn[plots]" in result.stderr
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.png"))
+
+
+def test_the_crf_benchmark_without_pytorch_crf_names_the_extra(tmp_path):
+    bench = Path(__file__).parent.parent / "bench"
+    env = {**os.environ, **_without(tmp_path, "torchcrf")}
+    result = subprocess.run(
+        [sys.executable, "crf.py"], cwd=bench, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "pip install hf_rnn[bench]" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,5 +1,7 @@
 """torch.export and ONNX export of the tagger, Viterbi included: the exported graphs answer like the eager model."""
 
+import sys
+
 import pytest
 import torch
 from conftest import tiny_config
@@ -78,3 +80,10 @@ def test_export_explains_a_bad_example():
         export_tagger(model, {k: v[:1] for k, v in inputs.items()})
     with pytest.raises(TypeError, match="RnnForTokenClassification"):
         export_tagger(hf_rnn.RnnModel(tiny_config()), inputs)
+
+
+def test_onnx_export_without_its_extra_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now fails as if not installed
+    model = tagger(use_crf=True, char_encoder=None)
+    with pytest.raises(ImportError, match=r"pip install hf_rnn\[export\]"):
+        export_tagger_onnx(model, batch(model, 2, torch.Generator().manual_seed(0)), tmp_path / "tagger.onnx")
