@@ -89,6 +89,8 @@ class RnnConfig(PreTrainedConfig):
 
     model_type = "hf_rnn"
     attribute_map = {"num_hidden_layers": "num_layers"}  # transformers' generic name, read by its tools and tests
+    # the Trainer's evaluation keeps only `logits` (argmax = the model's tags), as run_ner-style metrics expect
+    keys_to_ignore_at_inference = ["cache", "predictions", "emissions"]
 
     cell_type: str = "lstm"
     vocab_size: int = 10000

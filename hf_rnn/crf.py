@@ -410,6 +410,36 @@ class LinearChainCRF(nn.Module):
             return compaction.restore(probabilities, fill=0.0)
 
     @torch.no_grad()
+    def max_marginals(
+        self, emissions: torch.Tensor, mask: torch.Tensor | None = None, path: torch.LongTensor | None = None
+    ) -> torch.Tensor:
+        """Max-marginal scores (B, T, C): the score of the best allowed path through tag j at position t (-inf where
+        none is allowed), 0 at masked positions. Their argmax at each position is a Viterbi path, so they serve as
+        `logits` that per-token argmax tools (transformers' token-classification pipeline, run_ner-style metrics)
+        read correctly. Given `path` (from `decode`), ties are broken toward it: then the argmax *is* that path.
+        """
+        with torch.autocast(emissions.device.type, enabled=False):
+            compact, compaction = self._prepare(emissions, mask)
+            if compact.numel() == 0:
+                return torch.zeros_like(compact)
+            transitions, start, end = self._scores(float("-inf"))
+            by_time = compact.transpose(0, 1)  # (T, B, C)
+            mirror = compaction.reverse.T.unsqueeze(-1).expand_as(by_time)  # each row reversed within its length
+            forward = _max_product(start + by_time[0], by_time, transitions)  # best prefix ending in j at t
+            mirrored = by_time.gather(0, mirror)
+            backward = _max_product(end + mirrored[0], mirrored, transitions.T).gather(0, mirror)  # ... suffix
+            scores = (forward + backward - by_time).transpose(0, 1)  # (B, T, C): the emission was counted twice
+            if path is not None:
+                on_path = torch.zeros_like(scores, dtype=torch.bool).scatter_(
+                    -1, compaction.compact(path).clamp(min=0).unsqueeze(-1), True
+                )
+                best = scores.amax(-1, keepdim=True)  # (B, T, 1)
+                finfo = torch.finfo(best.dtype)  # one ulp below the best, at least (ONNX has no nextafter)
+                below = best - (best.abs() * finfo.eps + finfo.tiny)
+                scores = torch.where(on_path, best, torch.minimum(scores, below))
+            return compaction.restore(scores, fill=0.0)
+
+    @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.LongTensor:
         """Viterbi: the best tag path, (B, T), -100 at masked positions."""
         paths, _ = self.top_k(emissions, mask, k=1)
@@ -441,6 +471,15 @@ class LinearChainCRF(nn.Module):
 def _all_real(shape: torch.Size, device: torch.device) -> torch.Tensor:
     """The mask of a batch without padding."""
     return torch.ones(shape, dtype=torch.bool, device=device)
+
+
+def _max_product(first: torch.Tensor, by_time: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:
+    """(T, B, C) best scores of the paths ending in each tag at each step: m_0 = first, m_t = max_i(m_{t-1} + A) + E_t.
+    Steps past a row's length hold scores of no use (compact layout: the caller reads real positions only)."""
+    steps = [first]
+    for t in range(1, by_time.size(0)):
+        steps.append((steps[-1].unsqueeze(-1) + transitions).amax(1) + by_time[t])
+    return torch.stack(steps)
 
 
 def _viterbi(emissions, lengths, transitions, start, end, k: int) -> tuple[torch.LongTensor, torch.Tensor]:

@@ -13,6 +13,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .char_encoder import CharEncoder
@@ -87,8 +88,13 @@ class RnnTokenClassifierOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `(1,)`, *optional*): training loss, when `labels` are given.
     logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
-        Per-token scores. With `use_crf` these are the CRF's *emission* scores: their argmax is not the model's
-        answer, which also weighs the transitions. Read `predictions` instead.
+        Per-token scores whose argmax is the model's answer, so that per-token argmax tools (transformers'
+        token-classification pipeline, run_ner-style `compute_metrics`) read it right. Softmax head: the emissions.
+        With `use_crf`: max-marginal scores (the best allowed path through each tag), whose argmax at every real
+        position is the Viterbi path; computed when the model decodes (eval mode or `return_predictions=True`),
+        otherwise None.
+    emissions (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
+        The classifier's per-token scores before any transition: the CRF's emission scores with `use_crf`.
     predictions (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
         The model's tags: the Viterbi path with `use_crf`, the argmax otherwise; -100 at padding. Returned in eval
         mode (or with `return_predictions=True`).
@@ -97,6 +103,7 @@ class RnnTokenClassifierOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    emissions: torch.FloatTensor | None = None
     predictions: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
@@ -456,6 +463,11 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         return RnnCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
 
 
+# The Trainer shifts the labels for `label_smoothing_factor` only for the causal LMs it lists (by model type), and
+# would otherwise smooth position t against token t: list this one, also where it is loaded as remote code.
+MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(RnnConfig.model_type, RnnForCausalLM.__name__)
+
+
 class RnnForTokenClassification(RnnPreTrainedModel):
     """A (bi)RNN tagger: one label per token (POS tagging, NER, chunking), with a softmax or a CRF output layer.
 
@@ -501,32 +513,42 @@ class RnnForTokenClassification(RnnPreTrainedModel):
             use_cache=False,
             output_hidden_states=output_hidden_states,
         )
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
-        mask = _token_mask(logits, attention_mask)  # (B, T)
+        emissions = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
+        mask = _token_mask(emissions, attention_mask)  # (B, T)
         loss = None
         if labels is not None:
-            if labels.shape != logits.shape[:2] or labels.is_floating_point():
+            if labels.shape != emissions.shape[:2] or labels.is_floating_point():
                 raise ValueError(
-                    f"labels must be integer tag ids of shape {tuple(logits.shape[:2])}, got {labels.dtype} {tuple(labels.shape)}"
+                    f"labels must be integer tag ids of shape {tuple(emissions.shape[:2])}, got {labels.dtype} "
+                    f"{tuple(labels.shape)}"
                 )
             check_ids(labels, self.num_labels, "labels", _LABEL_PROBLEM.format("num_labels", self.num_labels), -100)
             scored = labels != -100 if self.crf is None else mask & (labels != -100)  # (B, T)
             count = kwargs.pop("num_items_in_batch", None)
             count = _at_least_one(scored.sum() if count is None else count)  # an unlabelled batch: loss 0, not 0/0
+        elif self.crf is not None and self.training and "num_items_in_batch" in kwargs:
+            raise ValueError(
+                "The Trainer took the labels away from this CRF tagger (label_smoothing_factor or compute_loss_func) "
+                "and would train a cross-entropy on its per-token scores, bypassing the CRF. Set "
+                "label_smoothing_factor=0 and no compute_loss_func: the CRF computes its own loss."
+            )
         if labels is not None and self.crf is None:
             loss = self.loss_function(
-                logits=logits, labels=labels, config=self.config, num_items_in_batch=count, **kwargs
+                logits=emissions, labels=labels, config=self.config, num_items_in_batch=count, **kwargs
             )
         elif labels is not None:
             tags = labels.masked_fill(~scored, 0)
             if self.config.crf_constraints is not None:
                 self._refuse_broken_gold_paths(tags, scored)
-            loss = -self.crf.log_likelihood(logits, tags, scored).sum() / count
+            loss = -self.crf.log_likelihood(emissions, tags, scored).sum() / count
         if return_predictions is None:
             return_predictions = not self.training
-        predictions = self.decode_logits(logits, mask) if return_predictions else None
+        predictions = self.decode(emissions, mask) if return_predictions else None
+        logits = emissions
+        if self.crf is not None:
+            logits = self.crf.max_marginals(emissions, mask, predictions) if return_predictions else None
         return RnnTokenClassifierOutput(
-            loss=loss, logits=logits, predictions=predictions, hidden_states=outputs.hidden_states
+            loss=loss, logits=logits, emissions=emissions, predictions=predictions, hidden_states=outputs.hidden_states
         )
 
     def _refuse_broken_gold_paths(self, tags: torch.LongTensor, scored: torch.Tensor) -> None:
@@ -551,19 +573,19 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         )
 
     @torch.no_grad()
-    def decode_logits(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
-        """The tags the model predicts from its per-token scores: Viterbi with the CRF, argmax otherwise."""
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
+        """The tags the model predicts from its emission scores: Viterbi with the CRF, argmax otherwise."""
         if self.crf is not None:
-            return self.crf.decode(logits, mask)
-        return logits.argmax(-1).masked_fill(~mask, -100)
+            return self.crf.decode(emissions, mask)
+        return emissions.argmax(-1).masked_fill(~mask, -100)
 
     @torch.no_grad()
-    def tag_probabilities(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def tag_probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, C) per-token tag probabilities, zero at padding: the CRF's posterior marginals (forward-backward),
-        which weigh the transitions like the Viterbi tags do, or the softmax of the logits."""
+        which weigh the transitions like the Viterbi tags do, or the softmax of the emissions."""
         if self.crf is not None:
-            return self.crf.marginals(logits, mask)
-        return logits.float().softmax(-1) * mask.unsqueeze(-1)
+            return self.crf.marginals(emissions, mask)
+        return emissions.float().softmax(-1) * mask.unsqueeze(-1)
 
     @torch.no_grad()
     def tag(
@@ -573,11 +595,11 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         char_ids: torch.LongTensor | None = None,
     ) -> tuple[torch.LongTensor, torch.Tensor]:
         """Predicted tags (B, T), -100 at padding, and their per-token probabilities (B, T, C)."""
-        logits = self(
+        emissions = self(
             input_ids=input_ids, attention_mask=attention_mask, char_ids=char_ids, return_predictions=False
-        ).logits
-        mask = _token_mask(logits, attention_mask)
-        return self.decode_logits(logits, mask), self.tag_probabilities(logits, mask)
+        ).emissions
+        mask = _token_mask(emissions, attention_mask)
+        return self.decode(emissions, mask), self.tag_probabilities(emissions, mask)
 
 
 _LABEL_PROBLEM = (

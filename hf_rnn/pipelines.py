@@ -1,8 +1,9 @@
 """A token-classification pipeline that reports the model's own decision: Viterbi paths and CRF marginals.
 
-transformers' `TokenClassificationPipeline` takes the argmax of softmax(logits); for a BiLSTM-CRF those logits are
-emission scores, whose argmax ignores the transitions. This subclass asks the model instead (`decode_logits`,
-`tag_probabilities`) and otherwise keeps the parent's behaviour: word input, offsets, B-/I- span grouping.
+transformers' `TokenClassificationPipeline` takes the argmax of softmax(logits); for a BiLSTM-CRF the logits are
+max-marginal scores, so its tags are the Viterbi path too, but its scores are a softmax over those. This subclass
+reports the posterior marginals (`tag_probabilities`) as scores instead, and otherwise keeps the parent's behaviour:
+word input, offsets, B-/I- span grouping.
 """
 
 import numpy as np
@@ -11,6 +12,8 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.token_classification import AggregationStrategy
 
 TASK = "rnn-token-classification"
+# what the parent's preprocess adds besides the model inputs, passed through to postprocess
+_PIPELINE_KEYS = ("special_tokens_mask", "offset_mapping", "sentence", "is_last", "word_ids", "word_to_chars_map")
 
 
 class RnnTokenClassificationPipeline(TokenClassificationPipeline):
@@ -34,11 +37,17 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
             yield model_inputs
 
     def _forward(self, model_inputs):
-        outputs = super()._forward(model_inputs)
-        logits, mask = outputs["logits"], outputs["attention_mask"].bool()
-        outputs["predictions"] = self.model.decode_logits(logits, mask)
-        outputs["probabilities"] = self.model.tag_probabilities(logits, mask)
-        return outputs
+        """One eval forward: it decodes (once) and returns the emissions, from which the marginals come."""
+        kept = {key: model_inputs.pop(key, None) for key in _PIPELINE_KEYS}
+        output = self.model(**model_inputs)
+        probabilities = self.model.tag_probabilities(output.emissions, model_inputs["attention_mask"].bool())
+        return {
+            "logits": output.logits,
+            "predictions": output.predictions,
+            "probabilities": probabilities,
+            **kept,
+            **model_inputs,
+        }
 
     def postprocess(self, all_outputs, aggregation_strategy=AggregationStrategy.NONE, ignore_labels=None):
         ignore_labels = ["O"] if ignore_labels is None else ignore_labels

@@ -357,7 +357,12 @@ def test_non_finite_emissions_raise_instead_of_giving_a_confident_path(bad):
     crf = random_crf(3, dtype=torch.float32)
     emissions = torch.randn(2, 4, 3)
     emissions[1, 2, 0] = bad
-    for call in (crf.decode, crf.marginals, crf.log_partition, lambda e: crf.log_likelihood(e, torch.zeros(2, 4).long())):
+    for call in (
+        crf.decode,
+        crf.marginals,
+        crf.log_partition,
+        lambda e: crf.log_likelihood(e, torch.zeros(2, 4).long()),
+    ):
         with pytest.raises(ValueError, match=r"emissions\[1, 2\]"):
             call(emissions)
     mask = torch.ones(2, 4, dtype=torch.bool)
@@ -389,3 +394,29 @@ def test_tags_outside_the_tag_set_name_the_value(bad):
         crf.log_likelihood(torch.randn(1, 3, 3), tags)
     mask = torch.tensor([[True, False, True]])  # at a masked position any value is ignored
     assert torch.isfinite(crf.log_likelihood(torch.randn(1, 3, 3), tags, mask)).all()
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(mask_rows=masks, num_tags=st.integers(1, 3), seed=st.integers(0, 10_000), constrained=st.booleans())
+def test_max_marginals_are_the_best_path_scores_through_each_tag(mask_rows, num_tags, seed, constrained):
+    """Against enumeration: max over the allowed paths through (t, j); with ties broken toward the Viterbi path,
+    the per-position argmax is exactly that path."""
+    labels = ["O", "B-X", "I-X"][:num_tags]
+    constraints = scheme_constraints(labels, "BIO") if constrained and num_tags == 3 else None
+    crf = random_crf(num_tags, constraints, seed=seed)
+    mask = torch.tensor(mask_rows, dtype=torch.bool)
+    emissions = torch.randn(
+        mask.size(0), 4, num_tags, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
+    path = crf.decode(emissions, mask)
+    plain, nudged = crf.max_marginals(emissions, mask), crf.max_marginals(emissions, mask, path)
+    for row, scores in enumerate(brute_force(crf, emissions, mask)):
+        kept = int(mask[row].sum())
+        expected = torch.full((kept, num_tags), float("-inf"), dtype=torch.float64)
+        for p, score in scores.items():
+            for position, tag in enumerate(p):
+                expected[position, tag] = max(expected[position, tag], score)
+        torch.testing.assert_close(plain[row][mask[row]], expected)
+        assert torch.equal(nudged[row][mask[row]].argmax(-1), path[row][mask[row]])
+        assert torch.all(nudged[row][~mask[row]] == 0)
+    torch.testing.assert_close(nudged, plain)  # the nudge moves ties by one ulp, nothing else

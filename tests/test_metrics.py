@@ -60,19 +60,18 @@ def test_span_f1_equals_seqeval_on_real_data(path):
     assert_like_seqeval(predicted, gold)
 
 
-def test_tagging_metrics_read_predictions_and_skip_ignored_positions():
+def test_tagging_metrics_read_the_argmax_of_the_logits_and_skip_ignored_positions():
+    """The model's `logits` argmax is its decision (max-marginals with a CRF), as run_ner.py reads it."""
     names = ["O", "B-X", "I-X"]
     labels = np.array([[1, 2, 0, -100], [0, 1, -100, -100]])
-    logits = np.zeros((2, 4, 3))
-    logits[..., 0] = 1.0  # argmax would say O everywhere
-    predictions = np.array([[1, 2, 0, 0], [0, 2, -100, -100]])  # the model's (Viterbi) decision
-    results = TaggingMetrics(names)(EvalPrediction(predictions=(logits, predictions), label_ids=labels))
-    assert results["accuracy"] == pytest.approx(4 / 5)
-    # gold spans: (0, X, 0-1), (1, X, 1); predicted: (0, X, 0-1), (1, X, 1) via a lone I-X -> both right
-    assert results["f1"] == pytest.approx(1.0)
-    pos = TaggingMetrics(["NOUN", "VERB"])(
-        EvalPrediction(predictions=(logits[..., :2], predictions.clip(0, 1)), label_ids=labels.clip(-100, 1))
-    )
+    decision = np.array([[1, 2, 0, 0], [0, 2, 0, 0]])  # the model's (Viterbi) tags
+    logits = np.eye(3)[decision] * 5.0 - 2.0
+    for predictions in (logits, (logits, decision)):  # a bare array, or logits first in a tuple
+        results = TaggingMetrics(names)(EvalPrediction(predictions=predictions, label_ids=labels))
+        assert results["accuracy"] == pytest.approx(4 / 5)
+        # gold spans: (0, X, 0-1), (1, X, 1); predicted: (0, X, 0-1), (1, X, 1) via a lone I-X -> both right
+        assert results["f1"] == pytest.approx(1.0)
+    pos = TaggingMetrics(["NOUN", "VERB"])(EvalPrediction(predictions=logits[..., :2], label_ids=labels.clip(-100, 1)))
     assert "f1" not in pos
 
 

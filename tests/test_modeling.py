@@ -188,8 +188,9 @@ def test_return_dict_false_gives_tuples():
     model = hf_rnn.RnnForTokenClassification(tiny_config()).eval()
     ids = torch.randint(1, 37, (2, 4))
     labels = torch.randint(0, 3, (2, 4))
-    loss, logits, predictions = model(ids, labels=labels, return_dict=False)
+    loss, logits, emissions, predictions = model(ids, labels=labels, return_dict=False)
     torch.testing.assert_close(logits, model(ids).logits)
+    assert emissions is logits  # the softmax head's scores are its emissions
     assert torch.equal(predictions, logits.argmax(-1))
     assert loss.ndim == 0
 

@@ -38,8 +38,8 @@ def model_tags(model, tokenizer, sentence: str):
     inputs = tokenizer(sentence, return_tensors="pt")
     with torch.no_grad():
         output = model(**inputs)
-    probabilities = model.tag_probabilities(output.logits, inputs["attention_mask"].bool())
-    return output.predictions[0].tolist(), output.logits[0].argmax(-1).tolist(), probabilities[0]
+    probabilities = model.tag_probabilities(output.emissions, inputs["attention_mask"].bool())
+    return output.predictions[0].tolist(), output.emissions[0].argmax(-1).tolist(), probabilities[0]
 
 
 def test_crf_pipeline_equals_viterbi_and_marginals():
@@ -102,3 +102,15 @@ def test_softmax_tagger_matches_transformers_own_pipeline():
         a, b = ours(sentence, ignore_labels=[]), theirs(sentence, ignore_labels=[])
         assert [(e["entity"], e["start"], e["end"]) for e in a] == [(e["entity"], e["start"], e["end"]) for e in b]
         assert [e["score"] for e in a] == pytest.approx([e["score"] for e in b], rel=1e-5)
+
+
+def test_transformers_own_pipeline_gives_the_viterbi_tags_of_a_crf_tagger():
+    """The standard task reads `logits`: for a CRF those are max-marginals, whose argmax is the Viterbi path."""
+    model, tokenizer = make(use_crf=True)
+    theirs = pipeline("token-classification", model=model, tokenizer=tokenizer)
+    differs = False
+    for sentence in SENTENCES:
+        tags, argmax, _ = model_tags(model, tokenizer, sentence)
+        assert [e["entity"] for e in theirs(sentence, ignore_labels=[])] == [LABELS[i] for i in tags]
+        differs |= tags != argmax
+    assert differs, "emission argmax never differed from Viterbi: the test would not catch an argmax of emissions"

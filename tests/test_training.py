@@ -38,12 +38,12 @@ def test_crf_loss_is_the_summed_sequence_nll_per_labelled_token():
     out = model(ids, attention_mask=mask, labels=labels)
     scored = (mask == 1) & (labels != -100)
     nll = -sum(
-        model.crf.log_likelihood(out.logits[row : row + 1, scored[row]], labels[row : row + 1, scored[row]]).sum()
+        model.crf.log_likelihood(out.emissions[row : row + 1, scored[row]], labels[row : row + 1, scored[row]]).sum()
         for row in range(3)
     )
     torch.testing.assert_close(out.loss, nll / scored.sum())
     torch.testing.assert_close(model(ids, attention_mask=mask, labels=labels, num_items_in_batch=20).loss, nll / 20)
-    assert torch.equal(out.predictions, model.crf.decode(out.logits, mask.bool()))
+    assert torch.equal(out.predictions, model.crf.decode(out.emissions, mask.bool()))
 
 
 def _weights(path: Path) -> dict:

@@ -1,5 +1,5 @@
 """Metrics as local `evaluate` modules shipped with hf_rnn (no network), and `compute_metrics` helpers for the
-Trainer that score the model's own predictions (Viterbi paths with a CRF)."""
+Trainer that score the model's own predictions (Viterbi paths with a CRF, through its max-marginal `logits`)."""
 
 from importlib import resources
 
@@ -17,14 +17,15 @@ def load_metric(name: str, **kwargs) -> evaluate.EvaluationModule:
 
 
 def predicted_tags(eval_prediction) -> np.ndarray:
-    """(N, T) tags from an `EvalPrediction`.
+    """(N, T) tags from an `EvalPrediction`: the argmax of the logits, as run_ner.py takes it.
 
-    `RnnForTokenClassification` returns `(logits, predictions)` in eval mode; `predictions` is the Viterbi path when
-    the model has a CRF, so it is used whenever present. A bare logits array (another model) falls back to argmax.
+    For `RnnForTokenClassification` that is the model's answer in both heads: with a CRF its `logits` are max-marginal
+    scores, whose argmax is the Viterbi path. (With `eval_do_concat_batches` off or extra outputs kept, the logits
+    come first in a tuple.)
     """
     outputs = eval_prediction.predictions
     if isinstance(outputs, (tuple, list)):
-        return np.asarray(outputs[1])
+        outputs = outputs[0]
     return np.asarray(outputs).argmax(-1)
 
 
