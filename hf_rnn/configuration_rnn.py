@@ -69,9 +69,10 @@ class RnnConfig(PreTrainedConfig):
         word_dropout (`float`, defaults to 0.0):
             Probability of zeroing a token's whole input vector (word embedding and character features) in training,
             without rescaling (flair's word dropout, 0.05 in its taggers).
-        initializer_range (`float`, defaults to 0.1):
+        initializer_range (`float`, *optional*):
             Every weight is drawn from U[-initializer_range, initializer_range] (Zaremba et al. 2014 use 0.1 for
-            small and 0.05 for medium models); biases start at zero.
+            small and 0.05 for medium models); biases start at zero. `None` (the default) scales each layer by
+            1/sqrt(fan-in), PyTorch's choice for its recurrent cells.
         forget_bias (`float`, defaults to 1.0): initial bias of the LSTM forget gate (Jozefowicz et al. 2015).
         classifier_pooling (`str`, defaults to `"last"`):
             How [`RnnForSequenceClassification`] summarises a sequence: `"last"` (final state of each direction),
@@ -109,7 +110,7 @@ class RnnConfig(PreTrainedConfig):
     output_dropout: float | None = None
     locked_dropout: bool = False
     word_dropout: float = 0.0
-    initializer_range: float = 0.1
+    initializer_range: float | None = None
     forget_bias: float = 1.0
     classifier_pooling: str = "last"
     use_crf: bool = False
@@ -226,8 +227,10 @@ class RnnConfig(PreTrainedConfig):
                 fail(field, "a number in [0, 1)")
         for field in ("initializer_range", "forget_bias"):
             value = getattr(self, field)
+            if field == "initializer_range" and value is None:
+                continue  # 1/sqrt(fan-in)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                fail(field, "a finite number")
+                fail(field, "a finite number" if field == "forget_bias" else "None or a finite number")
         if self.char_kernel_size % 2 == 0:
             fail("char_kernel_size", "odd (the filters are centred on each character)")
         if self.char_encoder is not None and (
@@ -236,7 +239,7 @@ class RnnConfig(PreTrainedConfig):
             or self.char_vocab_size < 3
         ):
             fail("char_vocab_size", "an integer >= 3 (padding, unknown and one character) when char_encoder is set")
-        if self.initializer_range <= 0:
+        if self.initializer_range is not None and self.initializer_range <= 0:
             fail("initializer_range", "positive")
         for field in ("bidirectional", "locked_dropout", "use_crf", "tie_word_embeddings", "use_cache"):
             if not isinstance(getattr(self, field), bool):

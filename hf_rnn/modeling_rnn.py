@@ -197,10 +197,32 @@ class RnnPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["RnnLayer"]
 
+    def init_range(self, module: nn.Module) -> float | None:
+        """r of the U[-r, r] a module's weights start from: `config.initializer_range`, or by default 1/sqrt(fan-in)
+        (PyTorch's scale for its recurrent cells: the hidden size; the input width of a linear or convolution layer,
+        the width of an embedding, the number of tags of a CRF). A fixed 0.1 starves narrow models: a 2-layer GRU LM of
+        width 32 could not learn a 19-token cycle in 600 Adam steps; Zaremba et al.'s recipes set 0.1 / 0.05."""
+        if self.config.initializer_range is not None:
+            return self.config.initializer_range
+        if isinstance(module, nn.RNNBase):
+            fan_in = module.hidden_size
+        elif isinstance(module, nn.Linear):
+            fan_in = module.in_features
+        elif isinstance(module, nn.Conv1d):
+            fan_in = module.in_channels * module.kernel_size[0]
+        elif isinstance(module, nn.Embedding):
+            fan_in = module.embedding_dim
+        elif isinstance(module, LinearChainCRF):
+            fan_in = module.num_tags
+        else:
+            return None  # no weights of its own to initialise
+        return fan_in**-0.5
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """U[-r, r] for every weight, zero biases, LSTM forget-gate bias = `forget_bias`, zero padding embedding."""
-        r = self.config.initializer_range
+        """U[-r, r] for every weight (r from `init_range`), zero biases, LSTM forget-gate bias = `forget_bias`, zero
+        padding embedding."""
+        r = self.init_range(module)
         if isinstance(module, (nn.RNN, nn.GRU, nn.LSTM)):
             for name, param in module.named_parameters():
                 if name.startswith("weight"):

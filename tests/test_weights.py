@@ -12,22 +12,38 @@ HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenc
 
 
 def check_init_rule(model: hf_rnn.RnnPreTrainedModel) -> None:
-    """Every parameter as `_init_weights` promises: weights in U[-r, r], biases 0 except the LSTM forget gate."""
+    """Every parameter as `_init_weights` promises: weights in U[-r, r], biases 0 except the LSTM forget gate; r is
+    `initializer_range`, or 1/sqrt(fan-in) when it is None."""
     config = model.config
-    r = config.initializer_range
-    for name, param in model.named_parameters():
-        assert torch.isfinite(param).all(), name
-        if "bias_ih" in name and config.cell_type == "lstm":
-            size = config.hidden_size
-            expected = torch.zeros_like(param)
-            expected[size : 2 * size] = config.forget_bias
-            assert torch.equal(param, expected), name
-        elif "bias" in name:
-            assert torch.all(param == 0), name
-        else:
-            assert param.abs().max() <= r and param.std() > r / 4, name
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            check_parameter(config, f"{module_name}.{param_name}", param, model.init_range(module))
     embeddings = model.get_input_embeddings().weight
     assert torch.all(embeddings[config.pad_token_id] == 0)
+
+
+def check_parameter(config, name: str, param: torch.Tensor, r: float) -> None:
+    assert torch.isfinite(param).all(), name
+    if config.initializer_range is not None:
+        assert r == config.initializer_range
+    if "bias_ih" in name and config.cell_type == "lstm":
+        size = param.size(0) // 4  # gates (input, forget, cell, output)
+        expected = torch.zeros_like(param)
+        expected[size : 2 * size] = config.forget_bias
+        assert torch.equal(param, expected), name
+    elif "bias" in name:
+        assert torch.all(param == 0), name
+    else:
+        assert param.abs().max() <= r and param.std() > r / 4, name
+
+
+def test_the_default_init_scale_is_one_over_the_square_root_of_the_fan_in():
+    model = hf_rnn.RnnForTokenClassification(tiny_config(hidden_size=16, embedding_size=9, use_crf=True, **BIO_LABELS))
+    assert model.config.initializer_range is None
+    lstm, classifier = model.model.layers[0].directions[0], model.classifier
+    assert model.init_range(lstm) == 16**-0.5 and model.init_range(classifier) == 16**-0.5
+    assert model.init_range(model.model.embeddings) == 9**-0.5 and model.init_range(model.crf) == 3**-0.5
+    assert 0.8 * 16**-0.5 < lstm.weight_hh_l0.abs().max() <= 16**-0.5
 
 
 BIO_LABELS = {"id2label": {0: "O", 1: "B-X", 2: "I-X"}, "label2id": {"O": 0, "B-X": 1, "I-X": 2}}
@@ -36,11 +52,12 @@ CRF = dict(use_crf=True, crf_constraints="BIO", **BIO_LABELS)
 
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("cell_type", CELLS)
-def test_meta_device_init_equals_init(head, cell_type):
+@pytest.mark.parametrize("initializer_range", [0.05, None])
+def test_meta_device_init_equals_init(head, cell_type, initializer_range):
     """A model built on the meta device and initialised by `init_weights` obeys the same rule as `__init__`:
     no parameter escapes `_init_weights` (each starts as NaN here)."""
     extra = CRF if head is hf_rnn.RnnForTokenClassification else {}
-    config = tiny_config(cell_type=cell_type, initializer_range=0.05, forget_bias=2.0, **extra)
+    config = tiny_config(cell_type=cell_type, initializer_range=initializer_range, forget_bias=2.0, **extra)
     check_init_rule(head(config))
     with torch.device("meta"):
         model = head(config)
@@ -87,7 +104,7 @@ def test_loading_a_base_checkpoint_into_a_head_keeps_loaded_weights(tmp_path):
     for name, param in base.state_dict().items():
         assert torch.equal(tagger.model.state_dict()[name], param), name
     assert torch.all(tagger.classifier.bias == 0)
-    assert tagger.classifier.weight.abs().max() <= tagger.config.initializer_range
+    assert tagger.classifier.weight.abs().max() <= tagger.init_range(tagger.classifier)
 
 
 @pytest.mark.parametrize("embedding_size, hidden_size", [(6, 6), (6, 9)])
