@@ -610,18 +610,37 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         return emissions.float().softmax(-1) * mask.unsqueeze(-1)
 
     @torch.no_grad()
-    def tag(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        char_ids: torch.LongTensor | None = None,
-    ) -> tuple[torch.LongTensor, torch.Tensor]:
-        """Predicted tags (B, T), -100 at padding, and their per-token probabilities (B, T, C)."""
-        emissions = self(
-            input_ids=input_ids, attention_mask=attention_mask, char_ids=char_ids, return_predictions=False
-        ).emissions
-        mask = _token_mask(emissions, attention_mask)
-        return self.decode(emissions, mask), self.tag_probabilities(emissions, mask)
+    def tag(self, text: str | list[str] | list[list[str]], tokenizer) -> list:
+        """Tag raw text, a pre-split sentence (a list of words) or a list of sentences with the model's tokenizer.
+
+        Returns, per sentence, `(word, tag, probability)` for each word: the model's tag (Viterbi with the CRF) and
+        its probability (the posterior marginal with the CRF, the softmax otherwise). One sentence in, one list out.
+        """
+        single = isinstance(text, str) or (isinstance(text, list) and bool(text) and isinstance(text[0], str))
+        batch = [text] if single else list(text)
+        pre_split = not isinstance(batch[0], str) if batch else True
+        encoding = tokenizer(batch, is_split_into_words=pre_split, padding=True, return_tensors="pt")
+        was_training = self.training
+        output = self.eval()(**{name: tensor.to(self.device) for name, tensor in encoding.items()})
+        self.train(was_training)
+        probabilities = self.tag_probabilities(output.emissions, output.predictions != -100)
+        results = []
+        for row, sentence in enumerate(batch):
+            words: dict[int, tuple[str, str, float]] = {}  # a word's first piece carries its tag
+            for position, word in enumerate(encoding.word_ids(row)):
+                if word is None or word in words:
+                    continue
+                label = int(output.predictions[row, position])
+                start, end = encoding.token_to_chars(row, position) if not pre_split else (None, None)
+                surface = sentence[word] if pre_split else sentence[start:end]
+                words[word] = (surface, self.config.id2label[label], float(probabilities[row, position, label]))
+            if pre_split and len(words) != len(sentence):
+                missing = next(i for i in range(len(sentence)) if i not in words)
+                raise ValueError(
+                    f"word {missing} of sentence {row} ({sentence[missing]!r}) gives the tokenizer no token"
+                )
+            results.append([words[index] for index in sorted(words)])
+        return results[0] if single else results
 
 
 _LABEL_PROBLEM = (

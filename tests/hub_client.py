@@ -91,6 +91,11 @@ def load(repo_id: str, out_file: str, with_hf_rnn: bool, revision: str | None) -
         "module": type(model).__module__,
         "tokenizer": type(tokenizer).__module__,
     }
+    # no task: the factory reads the card's pipeline_tag from the Hub; the CRF's max-marginal logits give Viterbi tags
+    standard = pipeline(model=repo_id, revision=revision, trust_remote_code=not with_hf_rnn)
+    result["standard_pipeline"] = [
+        [e["entity"] for e in standard([words], is_split_into_words=True, ignore_labels=[])[0]] for words in SENTENCES
+    ]
     if with_hf_rnn:
         tagger = pipeline("rnn-token-classification", model=repo_id, revision=revision)
         result["pipeline"] = [

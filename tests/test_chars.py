@@ -183,13 +183,17 @@ def test_save_load_and_pipeline_with_characters(tokenizer, encoder, tmp_path):
     loaded = hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path).eval()
     batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
     torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
-    tags, probabilities = model.tag(**batch)
+    output = model.eval()(**batch)
+    tags, probabilities = output.predictions, model.tag_probabilities(output.emissions, batch["attention_mask"].bool())
     tagger = pipeline("rnn-token-classification", model=str(tmp_path))
     for row, sentence in enumerate(SENTENCES):
         entities = tagger([sentence], is_split_into_words=True, ignore_labels=[])[0]
         assert [e["entity"] for e in entities] == [model.config.id2label[t] for t in tags[row].tolist() if t != -100]
         expected = probabilities[row, : len(sentence)].gather(1, tags[row, : len(sentence), None]).squeeze(1)
         torch.testing.assert_close(torch.tensor([float(e["score"]) for e in entities]), expected)
+        tagged = model.tag(sentence, tokenizer)  # words in, (word, tag, probability) out
+        assert [(w, t) for w, t, _ in tagged] == [(w, e["entity"]) for w, e in zip(sentence, entities)]
+        assert [p for _, _, p in tagged] == pytest.approx([float(e["score"]) for e in entities], rel=1e-5)
 
 
 LOADER = textwrap.dedent(

@@ -114,3 +114,19 @@ def test_transformers_own_pipeline_gives_the_viterbi_tags_of_a_crf_tagger():
         assert [e["entity"] for e in theirs(sentence, ignore_labels=[])] == [LABELS[i] for i in tags]
         differs |= tags != argmax
     assert differs, "emission argmax never differed from Viterbi: the test would not catch an argmax of emissions"
+
+
+def test_tag_takes_words_raw_text_or_a_batch_and_answers_like_the_model():
+    model, tokenizer = make(use_crf=True)
+    words = SENTENCES[0].split()
+    tags, _, probabilities = model_tags(model, tokenizer, SENTENCES[0])
+    expected = [
+        (w, LABELS[t], pytest.approx(probabilities[i, t].item(), rel=1e-5))
+        for i, (w, t) in enumerate(zip(words, tags))
+    ]
+    assert model.tag(words, tokenizer) == expected
+    assert model.tag(SENTENCES[0], tokenizer) == expected
+    batch = model.tag([words, SENTENCES[1].split()], tokenizer)
+    assert batch[0] == expected and len(batch[1]) == len(SENTENCES[1].split())
+    with pytest.raises(ValueError, match="word 1 of sentence 0"):
+        model.tag(["Jean", "", "Paris"], tokenizer)
