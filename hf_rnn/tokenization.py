@@ -2,9 +2,29 @@
 
 Recurrent taggers and language models read whole words. The result is a `PreTrainedTokenizerFast` (an
 `RnnTokenizerFast`, which adds `char_ids`, when a character vocabulary is asked for), so it saves with
-`save_pretrained`, loads with `AutoTokenizer`, and supports `is_split_into_words=True` and `word_ids()`.
+`save_pretrained`, loads with `AutoTokenizer`, and supports `is_split_into_words=True` and `word_ids()`. The splitting
+below lives in tokenizer.json, so it travels with a checkpoint and works without hf_rnn.
+
+Splitting raw text, the way CoNLL, UD and the Penn Treebank tokenize their words:
+
+- whitespace (any Unicode whitespace, no-break spaces too) separates words;
+- punctuation and symbols at a word's start or end become tokens of their own, one per run of a repeated character:
+  `"(Paris)."` -> `(`, `Paris`, `)`, `.`; `"wait..."` -> `wait`, `...`; `"$10"` -> `$`, `10`. Inside a word they stay:
+  `U.S.-led`, `3.5`, `e-mail`, `O'Neill`;
+- the English clitics n't 's 're 've 'm 'll 'd end a word as tokens of their own (PTB and UD EWT): `"don't"` -> `do`,
+  `n't`; `"John's"` -> `John`, `'s`; standing alone (`"John 's"`) they are one token;
+- a vocabulary word those rules would split stays whole: with `U.S.` and `Mr.` in the training words, `"Mr. Smith
+  left the U.S."` keeps both;
+- special tokens (`<eos>`, `<unk>`...) are matched first, wherever they stand.
+
+Punctuation is split off only in a text that contains whitespace. The tokenizer sees each word of
+`is_split_into_words=True` input on its own, so a pre-split word (`U.S.`, `Paris.`) is never split further and every
+given word is one token with its tag; the price is that a one-word raw text (`"Paris."`) is not split either. Offsets
+always point into the raw text. Tokenizers saved before this splitting (whitespace only) keep their own
+tokenizer.json and behave as they did.
 """
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -16,9 +36,51 @@ from .tokenization_rnn import RnnTokenizerFast
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 
+# Oniguruma patterns (the `tokenizers` regex engine). Every repetition is bounded and runs are atomic, so that the work
+# per position is bounded: splitting stays linear, and no input makes the engine give up (a panic).
+_LONGEST = 64  # characters of a word, or of a run of punctuation, the rules look across
+_PUNCT = r"[\p{P}\p{S}]"
+_LEAD = rf"(?<=(?:\A|\s){_PUNCT}{{1,16}})"  # what precedes it back to the word's start is punctuation
+_BORDER = r"(?<![^\s\p{P}\p{S}])"  # after whitespace or punctuation: where a word, or what is left of it, starts
+_END = rf"(?={_PUNCT}{{0,{_LONGEST}}}(?!\S))"  # what follows it up to the word's end is punctuation
+_SPACED = rf"(?:(?=\S{{0,{_LONGEST}}}\s)|(?<=\s\S{{0,{_LONGEST}}}))"  # the text holds whitespace: not a pre-split word
+_CLITIC = r"(?i:n['’]t|['’](?:s|re|ve|m|ll|d))"
+
+
+def _splitter(keep: Iterable[str]) -> pre_tokenizers.PreTokenizer:
+    """The pre-tokenizer of the module docstring; the words in `keep` are not split."""
+    rules = [
+        rf"(?<![^\s\p{{L}}\p{{N}}]){_CLITIC}{_END}",
+        rf"(?<lead>{_PUNCT})(?>\k<lead>{{0,{_LONGEST}}}){_LEAD}",
+        rf"(?<trail>{_PUNCT})(?>\k<trail>{{0,{_LONGEST}}}){_END}",
+    ]
+    if keep := _one_of(keep):
+        rules.insert(0, rf"{_BORDER}{keep}{_END}")
+    split = pre_tokenizers.Split(Regex(rf"(?:{'|'.join(rules)}){_SPACED}"), behavior="isolated")
+    return pre_tokenizers.Sequence([split, pre_tokenizers.WhitespaceSplit()])
+
+
+def _one_of(words: Iterable[str]) -> str:
+    """A pattern matching any of `words`: their prefix tree, which the regex engine walks once instead of trying word
+    after word, with the longer words first at each branch, so that a word is not cut at a shorter one it starts with.
+    """
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for c in word:
+            node = node.setdefault(c, {})
+        node[""] = {}
+
+    def pattern(node: dict) -> str:
+        branches = [re.escape(c) + pattern(child) for c, child in sorted(node.items()) if c]
+        branches += [""] if "" in node else []
+        return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+
+    return pattern(tree) if tree else ""
+
 
 def build_word_tokenizer(
-    sentences: Iterable[Sequence[str]],
+    sentences: Iterable[Sequence[str] | str],
     min_frequency: int = 1,
     max_vocab_size: int | None = None,
     lowercase: bool = False,
@@ -27,11 +89,14 @@ def build_word_tokenizer(
     char_min_frequency: int | None = None,
     max_word_length: int = 24,
 ) -> PreTrainedTokenizerFast:
-    """Vocabulary from pre-split `sentences`: words seen `min_frequency` times or more, most frequent first.
+    """Vocabulary from `sentences`: tokens seen `min_frequency` times or more, most frequent first.
 
-    `<pad>` gets id 0 (the models' default `pad_token_id`), `<unk>` id 1. With `normalize_digits` every digit becomes
-    `0`, so numbers share a few entries. With `char_min_frequency` the result is an [`RnnTokenizerFast`] whose
-    character vocabulary holds the raw (unnormalised) characters seen that often, for `config.char_encoder`.
+    A sentence is a list of pre-split words (as `is_split_into_words=True` encodes them) or a raw text (as a plain
+    call encodes it); the vocabulary counts the tokens the tokenizer will then produce, so a word holding whitespace
+    (a CoNLL-U FORM "New York") counts as its pieces. `<pad>` gets id 0 (the models' default `pad_token_id`), `<unk>`
+    id 1. With `normalize_digits` every digit becomes `0`, so numbers share a few entries. With `char_min_frequency`
+    the result is an [`RnnTokenizerFast`] whose character vocabulary holds the raw (unnormalised) characters seen that
+    often, for `config.char_encoder`.
     """
     if min_frequency < 1:
         raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
@@ -41,10 +106,18 @@ def build_word_tokenizer(
         [normalizers.Replace(Regex(r"\d"), "0")] if normalize_digits else []
     )
     normalizer = normalizers.Sequence(steps) if steps else None
-    sentences = [list(sentence) for sentence in sentences]  # read twice when characters are counted too
-    counts = Counter(
-        normalizer.normalize_str(word) if normalizer else word for sentence in sentences for word in sentence
-    )
+    sentences = [[sentence] if isinstance(sentence, str) else list(sentence) for sentence in sentences]
+    split = _splitter(())
+    specials = re.compile("|".join(map(re.escape, special_tokens)))
+
+    def pieces(text: str) -> Iterable[str]:
+        """`text`'s tokens as the tokenizer makes them: special tokens out first, then normalised and split."""
+        for part in specials.split(text):
+            yield from (
+                piece for piece, _ in split.pre_tokenize_str(normalizer.normalize_str(part) if normalizer else part)
+            )
+
+    counts = Counter(piece for sentence in sentences for text in sentence for piece in pieces(text))
     words = [w for w, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if n >= min_frequency]
     words = [w for w in words if w not in special_tokens]
     if max_vocab_size is not None:
@@ -54,13 +127,16 @@ def build_word_tokenizer(
     tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
     if normalizer is not None:
         tokenizer.normalizer = normalizer
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.pre_tokenizer = _splitter(
+        w for w in words if len(w) <= _LONGEST and len(split.pre_tokenize_str(w + " ")) > 1
+    )
+    tokenizer.add_special_tokens(list(special_tokens))  # all of them matched whole in raw text, not split
     kwargs = dict(tokenizer_object=tokenizer, pad_token=PAD, unk_token=UNK, eos_token=EOS if EOS in vocab else None)
     if char_min_frequency is None:
         return PreTrainedTokenizerFast(**kwargs, model_input_names=["input_ids", "attention_mask"])
     if char_min_frequency < 1:
         raise ValueError(f"char_min_frequency must be None or >= 1, got {char_min_frequency}")
-    chars = Counter(c for sentence in sentences for word in sentence for c in word)
+    chars = Counter(c for sentence in sentences for text in sentence for c in text if not c.isspace())
     char_vocab = [c for c, n in sorted(chars.items(), key=lambda item: (-item[1], item[0])) if n >= char_min_frequency]
     tokenizer = RnnTokenizerFast(**kwargs, char_vocab=char_vocab, max_word_length=max_word_length)
     tokenizer.char_vocab  # noqa: B018  (validates the character settings now rather than at first use)

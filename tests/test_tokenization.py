@@ -1,0 +1,95 @@
+"""The word tokenizer: raw text split like CoNLL/UD with offsets, pre-split words kept whole, and a vocabulary of the
+tokens encoding makes, through transformers' own pipelines."""
+
+import pytest
+from conftest import tiny_config
+from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, pipeline
+
+import hf_rnn
+from hf_rnn.tokenization import EOS, PAD, UNK, build_word_tokenizer
+
+# pre-split as in a CoNLL / UD EWT file
+SENTENCES = [
+    ["Jean", "went", "to", "Paris", "."],
+    ["I", "do", "n't", "know", ",", "(", "really", ")", "!"],
+    ["John", "'s", "car", "costs", "$", "10", "in", "the", "U.S.", "-", "wait", "..."],
+    ["Mr.", "Smith", "left", "U.S.-led", "talks", "e.g.", ","],
+]
+RAW = {
+    "Jean went to Paris.": ["Jean", "went", "to", "Paris", "."],
+    "I don't know, (really)!": ["I", "do", "n't", "know", ",", "(", "really", ")", "!"],
+    "John's car costs $10 - wait...": ["John", "'s", "car", "costs", "$", "10", "-", "wait", "..."],
+    "Mr. Smith left U.S.-led talks, e.g., in the U.S.": ["Mr.", "Smith", "left", "U.S.-led", "talks", ","]
+    + ["e.g.", ",", "in", "the", "U.S."],
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_word_tokenizer(SENTENCES)
+
+
+def test_raw_text_is_split_like_the_training_files_with_offsets_into_it(tokenizer):
+    """Punctuation and clitics come off words; vocabulary words such as `U.S.` and `Mr.` stay whole."""
+    for text, expected in RAW.items():
+        encoding = tokenizer(text, return_offsets_mapping=True)
+        assert encoding.tokens() == expected
+        assert [text[start:end] for start, end in encoding["offset_mapping"]] == expected
+        assert tokenizer.unk_token_id not in encoding["input_ids"]
+
+
+def test_tagger_pipeline_tags_the_word_and_its_full_stop_apart(tokenizer):
+    model = hf_rnn.RnnForTokenClassification(tiny_config(vocab_size=len(tokenizer), bidirectional=True)).eval()
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer)
+    sentence = "Jean went to Paris."
+    entities = tagger(sentence, ignore_labels=[])
+    assert [e["word"] for e in entities] == ["Jean", "went", "to", "Paris", "."]
+    assert all(sentence[e["start"] : e["end"]] == e["word"] for e in entities)
+
+
+def test_pre_split_words_are_never_split_further(tokenizer):
+    """The tokenizer sees each given word alone; one without whitespace is one token with one word id, and its tag."""
+    words = ["U.S.", "Paris.", "don't", "(", "e.g.,"]
+    encoding = tokenizer([words], is_split_into_words=True, return_offsets_mapping=True)
+    assert encoding.word_ids(0) == [0, 1, 2, 3, 4]
+    assert encoding["offset_mapping"][0] == [(0, len(word)) for word in words]
+    assert tokenizer("Paris.", return_offsets_mapping=True)["offset_mapping"] == [(0, 6)]  # one raw word: not split
+    model = hf_rnn.RnnForTokenClassification(tiny_config(vocab_size=len(tokenizer), bidirectional=True)).eval()
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer)
+    assert [e["word"] for e in tagger([words], is_split_into_words=True, ignore_labels=[])[0]] == words
+
+
+@pytest.mark.parametrize("text", ["." * 50_000, "x " + "-" * 50_000, "(" * 50_000 + " x", "我爱北京。" * 20_000])
+def test_long_runs_of_punctuation_never_stall_the_splitting(tokenizer, text):
+    """The splitting regex looks a bounded way around each character: no input makes the regex engine give up."""
+    assert tokenizer(text)["input_ids"]
+
+
+def test_the_vocabulary_holds_the_tokens_that_encoding_makes():
+    """A pre-split word with whitespace inside counts as its pieces; a raw text counts as it is split."""
+    split = build_word_tokenizer([["New York", "has", "10\u00a0000", "cabs"]], char_min_frequency=1)
+    vocab = split.get_vocab()
+    assert {"New", "York", "10", "000"} <= set(vocab) and not {"New York", "10\u00a0000"} & set(vocab)
+    encoding = split([["New York", "has", "cabs"]], is_split_into_words=True)
+    assert encoding.word_ids(0) == [0, 0, 1, 2] and split.unk_token_id not in encoding["input_ids"][0]
+    assert " " not in split.char_vocab and "\u00a0" not in split.char_vocab  # no token spells whitespace
+
+    raw = build_word_tokenizer(["I loved it.", "Loved it, <eos> really!"])
+    assert set(raw.get_vocab()) == {PAD, UNK, EOS, "I", "loved", "Loved", "it", ".", ",", "really", "!"}
+    assert raw.unk_token_id not in raw("Loved it. I loved it, really!")["input_ids"]
+
+
+def test_a_tokenizer_saved_before_keeps_its_whitespace_splitting(tmp_path):
+    """tokenizer.json as build_word_tokenizer wrote it before punctuation splitting: no pre-tokenizer rules, no
+    decoder."""
+    backend = Tokenizer(WordLevel({PAD: 0, UNK: 1, EOS: 2, "Jean": 3, "Paris.": 4}, unk_token=UNK))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, eos_token=EOS).save_pretrained(
+        tmp_path
+    )
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    encoding = loaded("Jean  Paris. Paris")
+    assert encoding.tokens() == ["Jean", "Paris.", UNK]
+    assert loaded.decode(encoding["input_ids"]) == "Jean Paris. <unk>"
