@@ -3,7 +3,8 @@
 Recurrent taggers and language models read whole words. The result is a `PreTrainedTokenizerFast` (an
 `RnnTokenizerFast`, which adds `char_ids`, when a character vocabulary is asked for), so it saves with
 `save_pretrained`, loads with `AutoTokenizer`, and supports `is_split_into_words=True` and `word_ids()`. The splitting
-below lives in tokenizer.json, so it travels with a checkpoint and works without hf_rnn.
+and decoding below, and the `<eos>` a language-model tokenizer puts before each text (see `build_word_tokenizer`),
+live in tokenizer.json, so they travel with a checkpoint and work without hf_rnn.
 
 Splitting raw text, the way CoNLL, UD and the Penn Treebank tokenize their words:
 
@@ -20,15 +21,23 @@ Splitting raw text, the way CoNLL, UD and the Penn Treebank tokenize their words
 Punctuation is split off only in a text that contains whitespace. The tokenizer sees each word of
 `is_split_into_words=True` input on its own, so a pre-split word (`U.S.`, `Paris.`) is never split further and every
 given word is one token with its tag; the price is that a one-word raw text (`"Paris."`) is not split either. Offsets
-always point into the raw text. Tokenizers saved before this splitting (whitespace only) keep their own
+always point into the raw text. Tokenizers saved before this splitting (whitespace only, no decoder) keep their own
 tokenizer.json and behave as they did.
+
+Decoding puts one space between tokens, except before closing punctuation (`. , ; : ! ? ) ] } %` and closing quotes)
+and the clitics, and after opening brackets, opening quotes and currency signs, so `decode(encode(text))` gives back
+text written with single spaces and standard punctuation (`"Jean went to Paris."`, `"I don't know (really)!"`).
+Straight quotes `"` and `'` cannot tell opening from closing and keep a space on both sides.
+
+`model_max_length` stays transformers' "no limit" (`int(1e30)`): a recurrent network reads any length, and a finite
+value would make `truncation=True`, which the token-classification pipeline passes, cut long sentences.
 """
 
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
@@ -45,6 +54,8 @@ _BORDER = r"(?<![^\s\p{P}\p{S}])"  # after whitespace or punctuation: where a wo
 _END = rf"(?={_PUNCT}{{0,{_LONGEST}}}(?!\S))"  # what follows it up to the word's end is punctuation
 _SPACED = rf"(?:(?=\S{{0,{_LONGEST}}}\s)|(?<=\s\S{{0,{_LONGEST}}}))"  # the text holds whitespace: not a pre-split word
 _CLITIC = r"(?i:n['’]t|['’](?:s|re|ve|m|ll|d))"
+_CLOSING = r"[.,;:!?)\]}%…»”’]+"  # tokens decoded without a space before them
+_OPENING = r"[(\[{«“‘$£€¥#]"  # tokens decoded without a space after them
 
 
 def _splitter(keep: Iterable[str]) -> pre_tokenizers.PreTokenizer:
@@ -79,6 +90,21 @@ def _one_of(words: Iterable[str]) -> str:
     return pattern(tree) if tree else ""
 
 
+def _decoder(marker: str | None) -> decoders.Decoder:
+    """Spaces back between words (see the module docstring). Decoding drops the space before the first word, or,
+    with a sentence `marker` (a language model's), only the marker at the start of the text and the space after it:
+    the new words of a generation then decode with the space that separates them from the prompt."""
+    start = rf"\A {re.escape(marker)} ?" if marker else r"\A "
+    return decoders.Sequence(
+        [
+            decoders.Replace(Regex(rf"\A(?!(?:{_CLOSING}|{_CLITIC})\z)"), " "),
+            decoders.Fuse(),
+            decoders.Replace(Regex(rf"(?<=(?:\A|\s){_OPENING}) "), ""),
+            decoders.Replace(Regex(start), ""),
+        ]
+    )
+
+
 def build_word_tokenizer(
     sentences: Iterable[Sequence[str] | str],
     min_frequency: int = 1,
@@ -88,6 +114,7 @@ def build_word_tokenizer(
     special_tokens: Sequence[str] = (PAD, UNK, EOS),
     char_min_frequency: int | None = None,
     max_word_length: int = 24,
+    language_model: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Vocabulary from `sentences`: tokens seen `min_frequency` times or more, most frequent first.
 
@@ -97,11 +124,19 @@ def build_word_tokenizer(
     id 1. With `normalize_digits` every digit becomes `0`, so numbers share a few entries. With `char_min_frequency`
     the result is an [`RnnTokenizerFast`] whose character vocabulary holds the raw (unnormalised) characters seen that
     often, for `config.char_encoder`.
+
+    With `language_model`, every encoded text starts with `<eos>` (also the `bos_token`): a word LM trained on an
+    `<eos>`-separated stream, as PTB is, sees it before each sentence, and a prompt then starts a sentence rather than
+    ending one. Nothing is appended, so generation continues the prompt. Decoding keeps the space before the first word
+    of ids that do not start with `<eos>`, so transformers' text-generation pipeline, which appends the decoded new
+    words to the prompt, keeps them apart.
     """
     if min_frequency < 1:
         raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
     if list(special_tokens[:2]) != [PAD, UNK]:
         raise ValueError(f"special_tokens must start with {PAD!r}, {UNK!r}, got {list(special_tokens)}")
+    if language_model and EOS not in special_tokens:
+        raise ValueError(f"language_model needs {EOS!r} in special_tokens, got {list(special_tokens)}")
     steps = ([normalizers.Lowercase()] if lowercase else []) + (
         [normalizers.Replace(Regex(r"\d"), "0")] if normalize_digits else []
     )
@@ -130,8 +165,14 @@ def build_word_tokenizer(
     tokenizer.pre_tokenizer = _splitter(
         w for w in words if len(w) <= _LONGEST and len(split.pre_tokenize_str(w + " ")) > 1
     )
+    tokenizer.decoder = _decoder(EOS if language_model else None)
     tokenizer.add_special_tokens(list(special_tokens))  # all of them matched whole in raw text, not split
     kwargs = dict(tokenizer_object=tokenizer, pad_token=PAD, unk_token=UNK, eos_token=EOS if EOS in vocab else None)
+    if language_model:  # in tokenizer.json, which transformers 5 trusts over an `add_bos_token` it does not save
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{EOS} $A", pair=f"{EOS} $A {EOS}:1 $B:1", special_tokens=[(EOS, vocab[EOS])]
+        )
+        kwargs.update(bos_token=EOS)
     if char_min_frequency is None:
         return PreTrainedTokenizerFast(**kwargs, model_input_names=["input_ids", "attention_mask"])
     if char_min_frequency < 1:

@@ -1,7 +1,8 @@
-"""The word tokenizer: raw text split like CoNLL/UD with offsets, pre-split words kept whole, and a vocabulary of the
-tokens encoding makes, through transformers' own pipelines."""
+"""The word tokenizer: raw text split like CoNLL/UD with offsets, pre-split words kept whole, a vocabulary of the
+tokens encoding makes, decoding with spaces, and the language-model settings, through transformers' own pipelines."""
 
 import pytest
+import torch
 from conftest import tiny_config
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
@@ -93,3 +94,62 @@ def test_a_tokenizer_saved_before_keeps_its_whitespace_splitting(tmp_path):
     encoding = loaded("Jean  Paris. Paris")
     assert encoding.tokens() == ["Jean", "Paris.", UNK]
     assert loaded.decode(encoding["input_ids"]) == "Jean Paris. <unk>"
+
+
+@pytest.mark.parametrize("char_min_frequency", [None, 1])
+def test_decode_puts_the_spaces_back_and_survives_saving(char_min_frequency, tmp_path):
+    texts = [*RAW, "The old teacher likes that heavy quiet"]
+    tokenizer = build_word_tokenizer(texts, char_min_frequency=char_min_frequency)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(loaded) is type(tokenizer)
+    for text in texts:
+        for tok in (tokenizer, loaded):
+            ids = tok(text)["input_ids"]
+            assert tok.unk_token_id not in ids and tok.decode(ids) == text
+    assert loaded.convert_tokens_to_string(["Marie", "Curie"]) == "Marie Curie"  # the pipelines' entity words
+    assert Tokenizer.from_file(str(tmp_path / "tokenizer.json")).decode(
+        tokenizer("Jean went to Paris.")["input_ids"]
+    ) == ("Jean went to Paris.")  # the decoder travels in tokenizer.json
+
+
+LINES = [
+    ["the", "old", "teacher", "likes", "that", "heavy", "quiet", "river", EOS],
+    ["a", "dog", "runs", "near", "the", "river", EOS],
+]
+
+
+def test_text_generation_pipeline_keeps_the_new_words_apart():
+    tokenizer = build_word_tokenizer(LINES, language_model=True)
+    config = tiny_config(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id)
+    model = hf_rnn.RnnForCausalLM(config).eval()
+    generate = dict(max_new_tokens=5, do_sample=False, suppress_tokens=[0, 1, 2])  # words only, no early stop
+    prompt = "the old teacher"
+    inputs = tokenizer(prompt, return_tensors="pt")
+    with torch.no_grad():
+        ids = model.generate(**inputs, **generate)[0, inputs["input_ids"].shape[1] :]
+    new_words = tokenizer.convert_ids_to_tokens(ids.tolist())
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    assert generator(prompt, **generate)[0]["generated_text"] == " ".join([prompt, *new_words])
+    assert generator(prompt, return_full_text=False, **generate)[0]["generated_text"] == " " + " ".join(new_words)
+
+
+def test_a_language_model_tokenizer_starts_every_text_with_eos(tmp_path):
+    """`<eos>` before each text is the sentence boundary the LM saw in training; the text still round-trips."""
+    tokenizer = build_word_tokenizer(LINES, language_model=True)
+    tokenizer.save_pretrained(tmp_path)
+    text = "the old teacher likes the river"
+    for tok in (tokenizer, AutoTokenizer.from_pretrained(tmp_path)):
+        ids = tok(text)["input_ids"]
+        assert ids[0] == tok.eos_token_id == tok.bos_token_id and tok.unk_token_id not in ids
+        assert tok.decode(ids) == text
+        assert tok.decode(ids, skip_special_tokens=True) == " " + text  # decoded as a continuation
+        assert tok("")["input_ids"] == [tok.eos_token_id]  # an empty prompt starts a sentence
+    assert build_word_tokenizer(LINES)(text)["input_ids"][0] != tokenizer.eos_token_id  # taggers get no <eos>
+    with pytest.raises(ValueError, match="language_model"):
+        build_word_tokenizer(LINES, special_tokens=(PAD, UNK), language_model=True)
+
+
+def test_no_length_limit_truncates_a_long_sentence(tokenizer):
+    """A recurrent network reads any length: `truncation=True` (the token-classification pipeline's) cuts nothing."""
+    assert len(tokenizer(["Paris"] * 3000, is_split_into_words=True, truncation=True)["input_ids"]) == 3000
