@@ -8,15 +8,19 @@ row continues the previous batch's row. The recurrent state is carried from batc
 at the window), reset at every epoch start and for evaluation. Under several processes each process owns its own
 rows, so the carry stays exact.
 
-`--zaremba` sets the paper's recipe: the loss summed over the unrolled steps and averaged over the batch (the model's
-per-token mean times `bptt`), plain SGD at lr 1, gradient-norm clipping at 5, U[-init, init] weights, and the lr
-divided by `lr_decay` every epoch after `decay_start` epochs. With a per-token mean loss the same lr trains ~35x
-slower, which is why the scale matters (../shared/docs/DESIGN.md).
+By default the model trains with the paper's recipe (`--zaremba`): the loss summed over the unrolled steps and averaged
+over the batch (the model's per-token mean times `bptt`), plain SGD at lr 1, gradient-norm clipping at 5,
+U[-init, init] weights, and the lr divided by `lr_decay` every epoch after `decay_start` epochs. With a per-token mean
+loss the same lr trains ~35x slower, which is why the scale matters (../shared/docs/DESIGN.md). `--no_zaremba` trains
+on the per-token mean with the Trainer's AdamW and linear decay, from lr 2e-3. Every flag can be set, the recipe's
+included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, and torch uses
+one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 
 Checkpoints do not hold the carried state: a run resumed mid-epoch restarts its rows from a zero state, as at an
 epoch start.
 """
 
+import argparse
 import logging
 import math
 import sys
@@ -31,9 +35,12 @@ import hf_rnn
 from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import read_text
 from hf_rnn.hub import push_trained
+from hf_rnn.launch import TRAINING_DEFAULTS, parse_args
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
+# Zaremba et al.'s optimiser; their schedule (constant, then decayed per epoch) is added by the script
+ZAREMBA = {"optim": "sgd", "learning_rate": 1.0, "max_grad_norm": 5.0, "lr_scheduler_type": "constant"}
 
 
 @dataclass
@@ -51,7 +58,9 @@ class LmArguments:
     )
     tie_word_embeddings: bool = False
     init_range: float = field(default=0.1, metadata={"help": "U[-init_range, init_range] for every weight."})
-    zaremba: bool = field(default=False, metadata={"help": "Sum the loss over the window (see the module doc)."})
+    zaremba: bool = field(
+        default=True, metadata={"help": "Zaremba et al.'s recipe (module doc); --no_zaremba: AdamW."}
+    )
     decay_start: int = field(default=4, metadata={"help": "--zaremba: epochs at the initial lr."})
     lr_decay: float = field(default=2.0, metadata={"help": "--zaremba: divide the lr by this every later epoch."})
 
@@ -142,10 +151,27 @@ class _ZarembaDecay(TrainerCallback):
             group["lr"] = lr
 
 
-def main() -> None:
+def defaults(first: argparse.Namespace) -> dict:
+    """The recipe's optimiser, or with --no_zaremba the other scripts' AdamW at 2e-3."""
+    return {**TRAINING_DEFAULTS, **(ZAREMBA if first.zaremba else {})}
+
+
+def parse(args: list[str] | None = None) -> tuple[LmArguments, TrainingArguments]:
+    """The flags (hf_rnn.launch's defaults, and the recipe's unless --no_zaremba); contradictions are usage errors."""
     parser = HfArgumentParser((LmArguments, TrainingArguments))
-    lm_args, training_args = parser.parse_args_into_dataclasses()
+    lm_args, training_args = parse_args(parser, defaults, args)
+    if lm_args.zaremba and (training_args.lr_scheduler_type != "constant" or training_args.warmup_steps):
+        parser.error(
+            f"--lr_scheduler_type {training_args.lr_scheduler_type.value} --warmup_steps {training_args.warmup_steps}:"
+            " --zaremba decays the lr its own way (--decay_start, --lr_decay); pass --no_zaremba for the Trainer's"
+            " schedules"
+        )
+    return lm_args, training_args
+
+
+def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lm_args, training_args = parse()
     set_seed(training_args.seed)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
@@ -155,10 +181,6 @@ def main() -> None:
     training_args.remove_unused_columns = False
     training_args.label_names = ["shift_labels"]
     training_args.prediction_loss_only = True
-    if lm_args.zaremba:
-        training_args.optim = "sgd"
-        training_args.lr_scheduler_type = "constant"
-        training_args.weight_decay = 0.0
 
     train_lines = read_text(lm_args.train_file)
     tokenizer = build_word_tokenizer(train_lines)
@@ -215,6 +237,7 @@ def main() -> None:
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
+    trainer.save_state()  # trainer_state.json: the logged losses, for plots
     if validation is not None:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)

@@ -4,7 +4,9 @@
         --output_dir runs/pos --use_crf --num_train_epochs 10
     accelerate launch examples/run_tagging.py ...        # several processes / GPUs
 
-Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...).
+Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...). The
+defaults differ from the Trainer's where those do not train an RNN from scratch: lr 2e-3, a
+loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 `--resume_from_checkpoint True` (or a folder of checkpoints) resumes from the last complete checkpoint in it, skipping
 one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
 that one.
@@ -32,6 +34,7 @@ from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, standardize_tagging_dataset, tagging_dataset
 from hf_rnn.embeddings import load_word_vectors
 from hf_rnn.hub import push_trained
+from hf_rnn.launch import TRAINING_DEFAULTS, parse_args
 from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
 from hf_rnn.tokenization import build_word_tokenizer
 
@@ -144,15 +147,10 @@ def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
         plot_transitions(model.crf, labels, folder / "crf_transitions.png")
 
 
-def main() -> None:
+def parse(args: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainingArguments]:
+    """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions are usage errors."""
     parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
-    data_args, model_args, training_args = parser.parse_args_into_dataclasses()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(training_args.seed)
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
-    push, training_args.push_to_hub = training_args.push_to_hub, False
-
+    data_args, model_args, training_args = parse_args(parser, TRAINING_DEFAULTS, args)
     if (data_args.train_file is None) == (data_args.dataset_name is None):
         parser.error("pass exactly one of --train_file and --dataset_name")
     if not 0 <= data_args.validation_fraction < 1:
@@ -161,6 +159,17 @@ def main() -> None:
         parser.error(
             "--validation_fraction splits --train_file; it would be ignored with --validation_file or --dataset_name"
         )
+    return data_args, model_args, training_args
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_args, model_args, training_args = parse()
+    set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+
     if data_args.dataset_name:
         raw = standardize_tagging_dataset(
             load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column

@@ -15,6 +15,7 @@ import torch
 import hf_rnn
 from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
 from hf_rnn.data import read_conll
+from hf_rnn.launch import set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -74,92 +75,87 @@ def test_tbptt_evaluation_equals_one_pass_over_each_row(tmp_path):
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(whole.item()), rel=1e-5)
 
 
-def _run(script: str, *args: str, launcher: tuple = (), env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run an example script on the CPU without logging integrations; `launcher` prefixes e.g. torchrun."""
-    env = {**os.environ, "OMP_NUM_THREADS": "2", **(env or {})}
-    command = [
-        *(launcher or (sys.executable,)),
-        str(ROOT / "examples" / script),
-        *args,
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--use_cpu",
-        "true",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+QUIET = ("--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true")
+
+
+def _run(
+    script: str,
+    *args: str,
+    launcher: tuple = (),
+    env: dict | None = None,
+    flags: tuple = QUIET,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
+    """Run an example script, by default on the CPU without logging integrations; `launcher` prefixes e.g. torchrun.
+    OMP_NUM_THREADS is left to `env`, so that the scripts' own default (one thread) applies."""
+    env = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, **(env or {})}
+    command = [*(launcher or (sys.executable,)), str(ROOT / "examples" / script), *args, *flags]
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
-def test_run_lm_trains_and_reports_perplexity(tmp_path):
-    lines = [" ".join(s.tokens) for s in read_conll(SAMPLE / "sample_pos.train.tsv")]
-    (tmp_path / "train.txt").write_text("\n".join(lines[:500]) + "\n")
-    (tmp_path / "valid.txt").write_text("\n".join(lines[500:]) + "\n")
-    result = _run(
-        "run_lm.py",
-        "--train_file",
-        str(tmp_path / "train.txt"),
-        "--validation_file",
-        str(tmp_path / "valid.txt"),
-        "--output_dir",
-        str(tmp_path / "out"),
-        "--per_device_train_batch_size",
-        "8",
-        "--per_device_eval_batch_size",
-        "8",
-        "--bptt",
-        "20",
-        "--hidden_size",
-        "64",
-        "--embedding_size",
-        "64",
-        "--num_train_epochs",
-        "3",
-        "--zaremba",
-        "--learning_rate",
-        "1",
-        "--max_grad_norm",
-        "5",
-        "--save_strategy",
-        "no",
-    )
-    perplexity = float(result.stdout.strip().split()[-1])
-    assert perplexity < 25  # the vocabulary has ~60 words: a uniform guess scores ~60
-    model = hf_rnn.RnnForCausalLM.from_pretrained(tmp_path / "out")
-    assert model.config.num_layers == 2
+def _logged_losses(output_dir: Path) -> list[float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
 
 
-@pytest.mark.parametrize("use_crf, char_encoder", [(False, None), (True, "lstm")])
-def test_run_tagging_end_to_end(tmp_path, use_crf, char_encoder):
+# ---- the scripts' defaults train: only the required flags, on the bundled sample -----------------------------------
+
+
+def test_run_tagging_trains_with_its_defaults(tmp_path):
+    """At the Trainer's lr 5e-5 this run ends at 30 % accuracy and logs no loss (every 500 of its 225 steps)."""
     result = _run(
         "run_tagging.py",
         "--train_file",
         str(SAMPLE / "sample_pos.train.tsv"),
         "--validation_file",
         str(SAMPLE / "sample_pos.dev.tsv"),
-        "--output_dir",
-        str(tmp_path),
-        "--num_train_epochs",
-        "3",
-        *TINY_TAGGER,
-        *(["--use_crf"] if use_crf else []),
-        *(["--char_encoder", char_encoder] if char_encoder else []),
+        flags=(),
+        cwd=tmp_path,
     )
-    metrics = json.loads(result.stdout.strip().splitlines()[-1])
-    assert metrics["eval_accuracy"] > 0.8
+    assert json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"] >= 0.9
+    out = tmp_path / "trainer_output"  # the Trainer's default output_dir
+    assert len(_logged_losses(out)) == 45  # every 5th of its 225 steps (2 %, rounded up)
+    assert "torch uses 1 CPU thread" in result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["use_crf"] is False and config["char_encoder"] is None
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "TokenizersBackend"
+    plots = {"learning_curves.png", "confusion_matrix.png"}
+    assert {p.name for p in out.glob("*.png")} == plots
+    assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in plots)
+
+
+def test_run_tagging_with_a_crf_and_characters_end_to_end(tmp_path):
+    train, dev = str(SAMPLE / "sample_pos.train.tsv"), str(SAMPLE / "sample_pos.dev.tsv")
+    args = ("--train_file", train, "--validation_file", dev, "--output_dir", str(tmp_path), "--num_train_epochs", "3")
+    result = _run("run_tagging.py", *args, *TINY_TAGGER, "--use_crf", "--char_encoder", "lstm")
+    assert json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"] > 0.8
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["use_crf"] is use_crf and config["char_encoder"] == char_encoder
-    tokenizer = json.loads((tmp_path / "tokenizer_config.json").read_text())
-    assert tokenizer["tokenizer_class"] == ("RnnTokenizerFast" if char_encoder else "TokenizersBackend")
-    plots = {"learning_curves.png", "confusion_matrix.png"} | ({"crf_transitions.png"} if use_crf else set())
+    assert config["use_crf"] is True and config["char_encoder"] == "lstm"
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["tokenizer_class"] == "RnnTokenizerFast"
+    plots = {"learning_curves.png", "confusion_matrix.png", "crf_transitions.png"}
     assert {p.name for p in tmp_path.glob("*.png")} == plots
     assert all((tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in plots)
 
 
-def test_run_classification_end_to_end(tmp_path):
-    """A toy task read from CSV: does the sentence join two clauses (contains 'and'/'but')?"""
+def test_run_lm_trains_with_its_defaults(tmp_path):
+    """At the Trainer's AdamW lr 5e-5 this run ends at a perplexity of ~70, its vocabulary's size."""
+    lines = [" ".join(s.tokens) for s in read_conll(SAMPLE / "sample_pos.train.tsv")]
+    (tmp_path / "train.txt").write_text("\n".join(lines[:500]) + "\n")
+    (tmp_path / "valid.txt").write_text("\n".join(lines[500:]) + "\n")
+    args = ("--train_file", str(tmp_path / "train.txt"), "--validation_file", str(tmp_path / "valid.txt"))
+    result = _run("run_lm.py", *args, flags=(), cwd=tmp_path)
+    perplexity = float(result.stdout.strip().split()[-1])
+    config = json.loads((tmp_path / "trainer_output" / "config.json").read_text())
+    assert config["num_layers"] == 2 and config["vocab_size"] > 70
+    assert perplexity < 0.4 * config["vocab_size"]  # measured 20.7; a uniform guess scores the vocabulary size
+    assert len(_logged_losses(tmp_path / "trainer_output")) == 27  # every 2nd of its 54 steps (2 %, rounded up)
+
+
+def test_run_classification_trains_with_its_defaults(tmp_path):
+    """A toy task read from CSV: does the sentence join two clauses (contains 'and'/'but')? 73 % of the dev sentences
+    do not: the Trainer's lr 5e-5 ends there, predicting the majority class."""
     import csv
 
     sentences = read_conll(SAMPLE / "sample_pos.train.tsv")
@@ -169,34 +165,65 @@ def test_run_classification_end_to_end(tmp_path):
             writer.writerow(["text", "label"])
             for s in part:
                 writer.writerow([" ".join(s.tokens), "two" if "CCONJ" in s.tags else "one"])
-    result = _run(
-        "run_classification.py",
-        "--train_file",
-        str(tmp_path / "train.csv"),
-        "--validation_file",
-        str(tmp_path / "dev.csv"),
-        "--output_dir",
-        str(tmp_path / "out"),
-        "--num_train_epochs",
-        "4",
-        "--learning_rate",
-        "0.01",
-        "--per_device_train_batch_size",
-        "16",
-        "--embedding_size",
-        "32",
-        "--hidden_size",
-        "32",
-        "--pooling",
-        "max",
-        "--save_strategy",
-        "no",
-    )
+    args = ("--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"))
+    result = _run("run_classification.py", *args, flags=(), cwd=tmp_path)
     assert json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"] > 0.9
-    assert hf_rnn.RnnForSequenceClassification.from_pretrained(tmp_path / "out").config.id2label == {
-        0: "one",
-        1: "two",
-    }
+    model = hf_rnn.RnnForSequenceClassification.from_pretrained(tmp_path / "trainer_output")
+    assert model.config.id2label == {0: "one", 1: "two"}
+
+
+DEFAULTS = {  # script -> (its required flags, {TrainingArguments field: default})
+    "run_tagging": (
+        ["--train_file", "x.tsv"],
+        {"learning_rate": 2e-3, "logging_steps": 0.02, "optim": "adamw_torch_fused"},
+    ),
+    "run_classification": (["--train_file", "x.csv"], {"learning_rate": 2e-3, "logging_steps": 0.02}),
+    "run_lm": (
+        ["--train_file", "x.txt"],
+        {
+            "learning_rate": 1.0,
+            "optim": "sgd",
+            "max_grad_norm": 5.0,
+            "lr_scheduler_type": "constant",
+            "logging_steps": 0.02,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("script", DEFAULTS)
+def test_the_defaults_give_way_to_the_flags(tmp_path, script):
+    required, defaults = DEFAULTS[script]
+    training_args = importlib.import_module(script).parse([*required, "--output_dir", str(tmp_path)])[-1]
+    assert {name: getattr(training_args, name) for name in defaults} == defaults
+    given = {"learning_rate": 5e-05, "logging_steps": 500, "optim": "adafactor", "max_grad_norm": 1.0}
+    flags = [item for name, value in given.items() for item in (f"--{name}", str(value))]
+    training_args = importlib.import_module(script).parse([*required, *flags, "--output_dir", str(tmp_path)])[-1]
+    assert {name: getattr(training_args, name) for name in given} == given
+
+
+def test_run_lm_without_the_recipe_trains_with_adamw(tmp_path):
+    lm_args, training_args = importlib.import_module("run_lm").parse(["--train_file", "x", "--no_zaremba"])
+    assert not lm_args.zaremba and training_args.optim == "adamw_torch_fused" and training_args.learning_rate == 2e-3
+    assert training_args.max_grad_norm == 1.0 and training_args.lr_scheduler_type == "linear"
+
+
+@pytest.mark.parametrize("flag", [("--lr_scheduler_type", "cosine"), ("--warmup_steps", "10")])
+def test_run_lm_refuses_a_schedule_that_the_recipe_would_replace(tmp_path, monkeypatch, capsys, flag):
+    message = _refused(monkeypatch, capsys, "run_lm", "--train_file", "x.txt", *flag, output_dir=tmp_path / "out")
+    assert f"{flag[0]} {flag[1]}" in message and "--no_zaremba" in message
+
+
+def test_one_cpu_thread_unless_omp_num_threads_says_otherwise():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        set_threads({"OMP_NUM_THREADS": "2"})
+        assert torch.get_num_threads() == 2
+        set_threads({})
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
