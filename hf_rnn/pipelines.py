@@ -66,7 +66,10 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
                 word_to_chars_map=first.get("word_to_chars_map"),
             )
             tags = outputs["predictions"][0].tolist()
-            tagged = [self._token_entity(pre, tags[pre["index"]]) for pre in pre_entities]
+            # hf_rnn's tokenizers are word-level: in raw text every token is a word ("Paris", "."), where the parent
+            # would guess from the spacing that "." continues "Paris"; pre-split input says it with word ids
+            pre_split = outputs.get("word_ids") is not None
+            tagged = [self._token_entity(pre, tags[pre["index"]], pre_split) for pre in pre_entities]
             if aggregation_strategy in (
                 AggregationStrategy.FIRST,
                 AggregationStrategy.AVERAGE,
@@ -79,7 +82,7 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
             entities += [e for e in public if e.get("entity", e.get("entity_group")) not in ignore_labels]
         return self.aggregate_overlapping_entities(entities) if len(all_outputs) > 1 else entities
 
-    def _token_entity(self, pre_entity: dict, tag: int) -> dict:
+    def _token_entity(self, pre_entity: dict, tag: int, pre_split: bool) -> dict:
         """One token's entity; keys starting with "_" are for word merging and are dropped from the output."""
         return {
             "entity": self.model.config.id2label[tag],
@@ -88,7 +91,7 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
             "word": pre_entity["word"],
             "start": pre_entity["start"],
             "end": pre_entity["end"],
-            "_is_subword": pre_entity["is_subword"],
+            "_is_subword": pre_split and pre_entity["is_subword"],
             "_tag": tag,
             "_scores": pre_entity["scores"],
         }

@@ -16,9 +16,9 @@ SENTENCES = [
 ]
 
 
-def make(use_crf: bool, seed: int = 0):
+def make(use_crf: bool, seed: int = 0, extra_words: tuple[str, ...] = ()):
     torch.manual_seed(seed)
-    tokenizer = build_word_tokenizer([s.split() for s in SENTENCES])
+    tokenizer = build_word_tokenizer([s.split() for s in SENTENCES] + [list(extra_words)])
     config = hf_rnn.RnnConfig(
         vocab_size=tokenizer.vocab_size,
         embedding_size=8,
@@ -121,3 +121,28 @@ def test_tag_takes_words_raw_text_or_a_batch_and_answers_like_the_model():
     assert batch[0] == expected and len(batch[1]) == len(SENTENCES[1].split())
     with pytest.raises(ValueError, match="word 1 of sentence 0"):
         model.tag(["Jean", "", "Paris"], tokenizer)
+
+
+def test_word_aggregation_of_raw_text_keeps_punctuation_a_word_of_its_own():
+    """The tokenizer splits "Paris." like the training files; the parent pipeline would glue "." to "Paris" by its
+    spacing, and the merged word would keep only Paris's tag and score."""
+    model, tokenizer = make(use_crf=True, extra_words=(".",))  # a known "." (an unknown one is never merged)
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer)
+    for sentence in SENTENCES:
+        text = sentence + "."
+        words = model.tag(text, tokenizer)
+        assert words[-1][0] == "."
+        # the last group holds the last words; its score is the mean over its words, "." included
+        last = tagger(text, aggregation_strategy="first", ignore_labels=[])[-1]
+        members = [p for (w, _, p), start in zip(words, _starts(text, words)) if start >= last["start"]]
+        assert last["score"] == pytest.approx(sum(members) / len(members), rel=1e-5)
+
+
+def _starts(text: str, words: list) -> list[int]:
+    """Character offset of each tagged word in `text`."""
+    starts, position = [], 0
+    for word, _, _ in words:
+        position = text.index(word, position)
+        starts.append(position)
+        position += len(word)
+    return starts
