@@ -148,7 +148,7 @@ def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
 
 
 def parse(args: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainingArguments]:
-    """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions are usage errors."""
+    """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
     data_args, model_args, training_args = parse_args(parser, TRAINING_DEFAULTS, args)
     if (data_args.train_file is None) == (data_args.dataset_name is None):

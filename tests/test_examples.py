@@ -15,7 +15,7 @@ import torch
 import hf_rnn
 from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
 from hf_rnn.data import read_conll
-from hf_rnn.launch import set_threads
+from hf_rnn.launch import check_processes, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -224,6 +224,45 @@ def test_one_cpu_thread_unless_omp_num_threads_says_otherwise():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+# ---- a launch that does not start the processes asked for --------------------------------------------------------
+
+
+def _accelerate_environment(tmp_path: Path, *flags: str) -> dict:
+    """The environment `accelerate launch FLAGS` gives the script it starts."""
+    (tmp_path / "env.py").write_text("import json, os\nprint(json.dumps(dict(os.environ)))\n")
+    command = [sys.executable, "-m", "accelerate.commands.launch", *flags, str(tmp_path / "env.py")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_accelerate_launching_one_process_of_several_is_a_loud_warning(tmp_path, caplog):
+    check_processes(1, _accelerate_environment(tmp_path, "--cpu", "--num_processes", "2"))
+    assert "ONE PROCESS" in caplog.text and "ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N" in caplog.text
+    caplog.clear()
+    check_processes(1, _accelerate_environment(tmp_path, "--cpu", "--num_processes", "1"))
+    assert not caplog.text
+
+
+def test_the_example_scripts_check_their_launch(tmp_path, monkeypatch, caplog):
+    """What `accelerate launch --cpu --num_processes 2` sets (the test above reads it from accelerate)."""
+    for name, value in {
+        "ACCELERATE_MIXED_PRECISION": "no",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+    }.items():
+        monkeypatch.setenv(name, value)
+    importlib.import_module("run_tagging").parse(["--train_file", "x.tsv", "--output_dir", str(tmp_path)])
+    assert "ONE PROCESS" in caplog.text
+
+
+def test_processes_that_would_each_train_alone_are_refused():
+    """torchrun --nproc_per_node 2 without --use_cpu on a machine without GPUs: WORLD_SIZE 2, a world of 1 in each."""
+    with pytest.raises(ValueError, match=r"started 2 processes .* each one trains alone .* pass --use_cpu true"):
+        check_processes(1, {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost"})
+    check_processes(2, {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost"})
+    check_processes(1, {})
 
 
 def test_run_tagging_from_a_dataset_folder_with_two_processes(tmp_path):
