@@ -8,7 +8,6 @@ batch 20; on a CPU, no slower.
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import torch
@@ -16,11 +15,10 @@ from common import alternate_runs, device_name, quiet_training_args
 
 import hf_rnn
 from hf_rnn.data import read_text
+from hf_rnn.tbptt import BpttWindows, TbpttTrainer
 from hf_rnn.tokenization import build_word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from run_lm import BpttWindows, TbpttTrainer  # noqa: E402
 
 SMALL = dict(hidden_size=200, embedding_size=200, bptt=20, dropout=0.0, init_range=0.1)  # Zaremba small
 MEDIUM = dict(hidden_size=650, embedding_size=650, bptt=35, dropout=0.5, init_range=0.05)  # Zaremba medium

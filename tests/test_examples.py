@@ -1,8 +1,8 @@
-"""The example scripts: TBPTT batching and state carrying, tagging end to end, checkpoint resumption."""
+"""The example scripts: their defaults, their launch checks, each end to end, bad input, checkpoint resumption."""
 
-import importlib
+import functools
+import importlib.util
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -18,8 +18,6 @@ from hf_rnn.data import read_conll
 from hf_rnn.launch import check_processes, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from run_lm import BpttWindows, TbpttTrainer  # noqa: E402
 
 SAMPLE = ROOT / "hf_rnn" / "samples"
 # a small, fast tagger for the end-to-end runs of the example scripts
@@ -27,52 +25,13 @@ TINY_TAGGER = ["--learning_rate", "0.01", "--per_device_train_batch_size", "16",
 TINY_TAGGER += ["--hidden_size", "32", "--save_strategy", "no"]
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_bptt_batches_continue_each_row(processes):
-    """Concatenating one process's batches row by row gives back contiguous slices of the stream."""
-    ids = torch.arange(1000)
-    data = BpttWindows(ids, batch_size=3, processes=processes, bptt=7)
-    rows = 3 * processes
-    global_batches = [[data[g * 3 + i] for i in range(3)] for g in range(len(data) // 3)]
-    for process in range(processes):
-        mine = global_batches[process::processes]  # what accelerate gives this process
-        for i in range(3):
-            row = torch.cat([batch[i]["input_ids"] for batch in mine])
-            targets = torch.cat([batch[i]["shift_labels"] for batch in mine])
-            start = row[0].item()
-            assert torch.equal(row, torch.arange(start, start + len(row)))
-            assert torch.equal(targets, row + 1)
-    starts = {batch[i]["input_ids"][0].item() for batch in global_batches[:processes] for i in range(3)}
-    assert len(starts) == rows  # every row is owned by exactly one process and one batch slot
-
-
-def test_tbptt_evaluation_equals_one_pass_over_each_row(tmp_path):
-    """Carried state: evaluating window by window gives the loss of one long forward over every row."""
-    from transformers import TrainingArguments
-
-    torch.manual_seed(0)
-    config = hf_rnn.RnnConfig(vocab_size=50, embedding_size=8, hidden_size=8, num_layers=2, cell_type="lstm")
-    model = hf_rnn.RnnForCausalLM(config).eval()
-    ids = torch.randint(1, 50, (600,))
-    data = BpttWindows(ids, batch_size=4, processes=1, bptt=10)
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_eval_batch_size=4,
-        report_to="none",
-        use_cpu=True,
-        train_sampling_strategy="sequential",
-        remove_unused_columns=False,
-        label_names=["shift_labels"],
-        prediction_loss_only=True,
-        disable_tqdm=True,
-    )
-    trainer = TbpttTrainer(model=model, args=args, eval_dataset=data)
-    metrics = trainer.evaluate()
-    with torch.no_grad():
-        span = slice(0, data.windows * 10)
-        whole = model(data.inputs[:, span].contiguous(), shift_labels=data.targets[:, span].contiguous()).loss
-    assert metrics["eval_loss"] == pytest.approx(whole.item(), rel=1e-5)
-    assert metrics["eval_perplexity"] == pytest.approx(math.exp(whole.item()), rel=1e-5)
+@functools.cache
+def _script(name: str):
+    """An example script as a module (the scripts are files, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 QUIET = ("--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true")
@@ -194,16 +153,16 @@ DEFAULTS = {  # script -> (its required flags, {TrainingArguments field: default
 @pytest.mark.parametrize("script", DEFAULTS)
 def test_the_defaults_give_way_to_the_flags(tmp_path, script):
     required, defaults = DEFAULTS[script]
-    training_args = importlib.import_module(script).parse([*required, "--output_dir", str(tmp_path)])[-1]
+    training_args = _script(script).parse([*required, "--output_dir", str(tmp_path)])[-1]
     assert {name: getattr(training_args, name) for name in defaults} == defaults
     given = {"learning_rate": 5e-05, "logging_steps": 500, "optim": "adafactor", "max_grad_norm": 1.0}
     flags = [item for name, value in given.items() for item in (f"--{name}", str(value))]
-    training_args = importlib.import_module(script).parse([*required, *flags, "--output_dir", str(tmp_path)])[-1]
+    training_args = _script(script).parse([*required, *flags, "--output_dir", str(tmp_path)])[-1]
     assert {name: getattr(training_args, name) for name in given} == given
 
 
 def test_run_lm_without_the_recipe_trains_with_adamw(tmp_path):
-    lm_args, training_args = importlib.import_module("run_lm").parse(["--train_file", "x", "--no_zaremba"])
+    lm_args, training_args = _script("run_lm").parse(["--train_file", "x", "--no_zaremba"])
     assert not lm_args.zaremba and training_args.optim == "adamw_torch_fused" and training_args.learning_rate == 2e-3
     assert training_args.max_grad_norm == 1.0 and training_args.lr_scheduler_type == "linear"
 
@@ -253,7 +212,7 @@ def test_the_example_scripts_check_their_launch(tmp_path, monkeypatch, caplog):
         "MASTER_PORT": "29500",
     }.items():
         monkeypatch.setenv(name, value)
-    importlib.import_module("run_tagging").parse(["--train_file", "x.tsv", "--output_dir", str(tmp_path)])
+    _script("run_tagging").parse(["--train_file", "x.tsv", "--output_dir", str(tmp_path)])
     assert "ONE PROCESS" in caplog.text
 
 
@@ -337,7 +296,7 @@ def _refused(monkeypatch, capsys, script: str, *args: str, output_dir: Path) -> 
     the error (a parser error's message, or the ValueError's), once sure that output_dir was not created."""
     monkeypatch.setattr(sys, "argv", [script, *args, "--output_dir", str(output_dir), "--use_cpu", "true"])
     with pytest.raises((ValueError, SystemExit)) as caught:
-        importlib.import_module(script).main()
+        _script(script).main()
     assert not output_dir.exists()
     if caught.type is SystemExit:
         assert caught.value.code == 2  # argparse's usage error
