@@ -100,7 +100,9 @@ def model_card(
     lines += [
         "## Usage",
         "",
-        "With hf_rnn installed (`pip install hf_rnn`):",
+        "With hf_rnn installed (it is not on PyPI: `pip install -e .` in a clone of its repository, or"
+        ' `pip install "hf_rnn @ git+<its repository URL>"`); import it before loading, since transformers learns'
+        " the hf_rnn classes only when the import registers them (otherwise it asks for `trust_remote_code`):",
         "",
         "```python",
         "import hf_rnn  # registers the model classes and the rnn-token-classification pipeline",
@@ -109,9 +111,10 @@ def model_card(
         f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
         "```",
         "",
-        "Without hf_rnn, the model code stored in this repository is used:",
+        "Without hf_rnn (only transformers and torch installed), the model code stored in this repository is used:",
         "",
         "```python",
+        f"from transformers import AutoTokenizer, {auto}",
         f'model = {auto}.from_pretrained("{repo_id}", trust_remote_code=True)',
         f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)',
         "```",
@@ -122,6 +125,7 @@ def model_card(
             "Tagging with the model's own decision (Viterbi paths and CRF marginals with a CRF):",
             "",
             "```python",
+            "import hf_rnn  # the rnn-token-classification task is hf_rnn's",
             "from transformers import pipeline",
             f'tagger = pipeline("rnn-token-classification", model="{repo_id}", aggregation_strategy="simple")',
             'tagger("Jean went to Paris")',

@@ -1,16 +1,32 @@
 """A loopback Hugging Face Hub for offline tests: push and load models through the real `huggingface_hub` client.
 
     from hf_rnn.testing import LoopbackHub
-    with LoopbackHub() as hub:                 # serves http://127.0.0.1:<port>
-        os.environ["HF_ENDPOINT"] = hub.url    # before huggingface_hub is imported, or in a subprocess
+    with LoopbackHub() as hub:                 # serves http://127.0.0.1:<port>; this process's client goes there
         model.push_to_hub("me/tagger")
+        model = AutoModelForTokenClassification.from_pretrained("me/tagger")
+        hub.files("me/tagger")                 # what was pushed: {path: bytes}
 
-It speaks the part of the Hub HTTP API that `create_repo`, `upload_folder`/`push_to_hub` (with `create_pr`),
-`create_branch`, `repo_info`/`model_info`, `list_repo_files`, `list_repo_refs`, `list_repo_commits`, `hf_hub_download`
-and `snapshot_download` use: repositories with branches, pull requests (`refs/pr/N`) and commits kept in memory, every
-file stored as a regular git blob (so no Xet or LFS is involved), the card's metadata in the repository info, the
-headers that downloads need, and the error codes that make the client raise its own clear exceptions. Standard
-library and PyYAML (which huggingface_hub needs) only.
+Inside the `with` (between `start()` and `stop()`), the client in this process talks to the loopback hub and to
+nothing else: `huggingface_hub` reads `HF_ENDPOINT` once, when it is imported, into `huggingface_hub.constants`
+(`ENDPOINT`, `HUGGINGFACE_CO_URL_TEMPLATE`) and into the `HfApi` instances made then (huggingface_hub's module-level
+one behind `create_repo`, `upload_folder`, ..., and transformers' shared one behind `push_to_hub`/`from_pretrained`),
+so setting the variable later changes nothing. `start()` sets those to the hub's URL instead, turns the client's
+offline mode (`HF_HUB_OFFLINE`) off, and points the download cache (`HF_HUB_CACHE`) at a temporary folder, so that
+nothing the loopback hub serves is mixed with the real Hub's files in the cache; `stop()` puts every value back and
+deletes that folder. `datasets.config.HF_ENDPOINT` is redirected too when datasets was imported before. These are
+process-wide settings: nest hubs (the inner one wins until it stops), do not interleave their lifetimes, and do not
+use the real Hub from another thread meanwhile. `LoopbackHub(redirect_client=False)` leaves this process alone.
+
+A client in another process reads the environment instead: start it with `HF_ENDPOINT=hub.url` and without
+`HF_HUB_OFFLINE`/`TRANSFORMERS_OFFLINE`, e.g. `env={**os.environ, "HF_ENDPOINT": hub.url}` minus those two, and an
+empty `HF_HOME` so that its cache starts empty (what tests/test_hub.py does).
+
+It speaks the part of the Hub HTTP API that `create_repo`, `upload_folder`/`push_to_hub` (with `create_pr`, which
+opens `refs/pr/N`), `create_branch`, `repo_info`/`model_info` (with the card's `pipeline_tag`, `library_name`, `tags`
+and `cardData`), `list_repo_files`, `list_repo_refs`, `list_repo_commits`, `hf_hub_download` and `snapshot_download`
+use: repositories with branches, pull requests and commits kept in memory, every file stored as a regular git blob
+(so no Xet or LFS is involved), the headers that downloads need, and the error codes that make the client raise its
+own clear exceptions. The server is standard library and PyYAML (which huggingface_hub needs) only.
 
 A request the real Hub would refuse gets the 4xx it would send, with a JSON message: bodies that are not what their
 headers say, JSON or NDJSON that does not parse or has unknown fields, base64 that does not decode, and commit paths
@@ -25,6 +41,9 @@ import hashlib
 import itertools
 import json
 import re
+import shutil
+import sys
+import tempfile
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -185,6 +204,50 @@ def hub_date() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def redirect_client(url: str) -> list[tuple[object, str, object]]:
+    """Point this process's Hub client at `url` (see the module docstring); returns what `restore` puts back."""
+    import huggingface_hub.constants as constants
+    import huggingface_hub.hf_api as hf_api
+
+    try:
+        import transformers.utils.hub as transformers_hub
+    except ImportError:
+        transformers_hub = None
+    saved: list[tuple[object, str, object]] = []
+
+    def put(owner, name: str, value) -> None:
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    cache = tempfile.mkdtemp(prefix="hf_rnn_loopback_cache_")
+    put(constants, "ENDPOINT", url)
+    put(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    put(constants, "HF_URL_HOSTS", constants.HF_URL_HOSTS | {urlsplit(url).hostname})
+    put(constants, "HF_HUB_OFFLINE", False)
+    put(constants, "HF_HUB_CACHE", cache)
+    put(hf_api.api, "endpoint", url)
+    if transformers_hub is not None and getattr(transformers_hub, "_hf_api", None) is not None:
+        put(transformers_hub._hf_api, "endpoint", url)
+    if (datasets_config := sys.modules.get("datasets.config")) is not None:
+        put(datasets_config, "HF_ENDPOINT", url)
+        put(datasets_config, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    saved.append((None, cache, None))  # the temporary cache, deleted by `restore`
+    return saved
+
+
+def restore(saved: list[tuple[object, str, object]]) -> None:
+    """Undo `redirect_client`, last change first, and delete its temporary cache."""
+    for owner, name, value in reversed(saved):
+        if owner is None:
+            shutil.rmtree(name, ignore_errors=True)
+        else:
+            setattr(owner, name, value)
+    transformers_hub = sys.modules.get("transformers.utils.hub")
+    api = getattr(transformers_hub, "_hf_api", None)
+    if api is not None and not any(owner is api for owner, _, _ in saved):
+        transformers_hub._hf_api = None  # made inside the `with` with the loopback URL: made afresh on next use
+
+
 @dataclass
 class Commit:
     files: dict[str, bytes]  # path -> content, the whole tree
@@ -221,7 +284,7 @@ class Repository:
 class LoopbackHub:
     """An in-memory Hub on 127.0.0.1 (a free port), served from a daemon thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, redirect_client: bool = True):
         self.repositories: dict[str, Repository] = {}  # "kind:namespace/name" -> repository
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for tests
         self._lock = threading.Lock()
@@ -230,6 +293,8 @@ class LoopbackHub:
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._redirect_client = redirect_client
+        self._saved: list[tuple[object, str, object]] | None = None  # what `redirect_client` changed, while serving
 
     @property
     def url(self) -> str:
@@ -237,11 +302,17 @@ class LoopbackHub:
         return f"http://{host}:{port}"
 
     def start(self) -> "LoopbackHub":
+        """Serve, and (with `redirect_client`) point this process's Hub client here until `stop()`."""
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+        if self._redirect_client:
+            self._saved = redirect_client(self.url)
         return self
 
     def stop(self) -> None:
+        if self._saved is not None:
+            saved, self._saved = self._saved, None
+            restore(saved)
         self._server.shutdown()
         self._server.server_close()
 

@@ -429,3 +429,51 @@ def test_a_server_bug_answers_500_with_a_message(small_hub, monkeypatch, capsys)
     assert "boom" in capsys.readouterr().err  # the traceback is for whoever debugs the hub
     monkeypatch.undo()
     assert post(small_hub, COMMIT, commit_of(add("n")))[0] == 200
+
+
+# --- the client in this process, pointed at the hub inside the `with` ------------------------------------------
+
+
+def test_in_process_client_pushes_and_loads_inside_the_with_and_is_restored_after(tmp_path):
+    import huggingface_hub.constants as constants
+    import huggingface_hub.hf_api as hf_api
+    import transformers.utils.hub as transformers_hub
+    from huggingface_hub import list_repo_commits, model_info
+    from transformers import AutoModelForTokenClassification
+
+    import hf_rnn
+    from hf_rnn.hub import push_model
+
+    names = ("ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE", "HF_URL_HOSTS", "HF_HUB_OFFLINE", "HF_HUB_CACHE")
+    before = {name: getattr(constants, name) for name in names}
+    before_api = hf_api.api.endpoint, transformers_hub._hf_api
+    # (conftest makes the test process offline; a module-scoped fixture's hub may be serving already: nested)
+    model = hf_rnn.RnnForTokenClassification(hf_rnn.RnnConfig(vocab_size=20, hidden_size=4, embedding_size=4))
+    with LoopbackHub() as hub:
+        assert constants.ENDPOINT == hub.url and not constants.HF_HUB_OFFLINE
+        cache = Path(constants.HF_HUB_CACHE)
+        model.push_to_hub("me/in-process")  # transformers' push, through its shared HfApi
+        push_model(model, None, "me/in-process")  # huggingface_hub's HfApi(), made inside the `with`
+        loaded = AutoModelForTokenClassification.from_pretrained("me/in-process")
+        assert type(loaded).__module__ == "hf_rnn.modeling_rnn"
+        assert model_info("me/in-process").pipeline_tag == "token-classification"  # module-level api
+        assert len(list_repo_commits("me/in-process")) == 3
+        assert any(cache.glob("models--me--in-process"))  # downloads went to the temporary cache
+        with LoopbackHub() as inner:  # nested: the inner one wins until it stops
+            assert constants.ENDPOINT == inner.url
+            model.push_to_hub("me/inner")
+        assert constants.ENDPOINT == hub.url and "me/inner" not in {k.split(":")[1] for k in hub.repositories}
+        assert "model:me/inner" in inner.repositories
+    assert {name: getattr(constants, name) for name in names} == before
+    assert hf_api.api.endpoint == before_api[0]
+    assert transformers_hub._hf_api is before_api[1] or transformers_hub._hf_api is None
+    assert not cache.exists()
+    assert ("POST", "/api/models/me/in-process/commit/main") in hub.requests
+
+
+def test_redirect_client_false_leaves_the_process_alone():
+    import huggingface_hub.constants as constants
+
+    endpoint = constants.ENDPOINT
+    with LoopbackHub(redirect_client=False) as hub:
+        assert constants.ENDPOINT == endpoint != hub.url
