@@ -91,8 +91,10 @@ def load(repo_id: str, out_file: str, with_hf_rnn: bool, revision: str | None) -
         "module": type(model).__module__,
         "tokenizer": type(tokenizer).__module__,
     }
-    # no task: the factory reads the card's pipeline_tag from the Hub; the CRF's max-marginal logits give Viterbi tags
-    standard = pipeline(model=repo_id, revision=revision, trust_remote_code=not with_hf_rnn)
+    # transformers' own task, by default read from the card's pipeline_tag (the Hub's model_info reads main's card,
+    # so a branch names it); the CRF's max-marginal logits give the Viterbi tags
+    task = None if revision is None else "token-classification"
+    standard = pipeline(task, model=repo_id, revision=revision, trust_remote_code=not with_hf_rnn)
     result["standard_pipeline"] = [
         [e["entity"] for e in standard([words], is_split_into_words=True, ignore_labels=[])[0]] for words in SENTENCES
     ]

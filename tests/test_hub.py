@@ -95,9 +95,11 @@ def test_fresh_process_loads_the_same_model(pushed, tmp_path, with_hf_rnn):
     assert loaded["predictions"] == info["predictions"]
     assert loaded["module"].startswith("hf_rnn.") == with_hf_rnn
     assert loaded["tokenizer"].startswith("hf_rnn.") == with_hf_rnn  # the char tokenizer travels as code too
-    if with_hf_rnn:  # the pipeline from the repo id gives the same Viterbi tags
-        labels = json.loads(hub.files("me/tagger")["config.json"])["id2label"]
-        assert loaded["pipeline"] == [[labels[str(t)] for t in row if t != -100] for row in info["predictions"]]
+    labels = json.loads(hub.files("me/tagger")["config.json"])["id2label"]
+    tags = [[labels[str(t)] for t in row if t != -100] for row in info["predictions"]]
+    assert loaded["standard_pipeline"] == tags  # pipeline(model=repo_id), no task: Viterbi tags, with or without hf_rnn
+    if with_hf_rnn:  # hf_rnn's pipeline from the repo id gives the same Viterbi tags
+        assert loaded["pipeline"] == tags
 
 
 def test_branch_push_and_load(pushed, tmp_path):
