@@ -13,7 +13,9 @@ from hf_rnn.crf import LinearChainCRF
 try:
     from torchcrf import CRF
 except ImportError:
-    raise SystemExit("bench/crf.py compares against pytorch-crf: pip install hf_rnn[bench]") from None
+    raise SystemExit(
+        'bench/crf.py compares against pytorch-crf: the bench extra, pip install -e ".[bench]" in a clone'
+    ) from None
 
 SHAPES = [(32, 40, 18), (64, 128, 20), (256, 64, 9)]  # batch, length, tags
 
@@ -22,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 = the setting docs/ANCHORS.md used)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 = the setting of the README's table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

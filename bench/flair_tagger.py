@@ -5,7 +5,7 @@
 flair 0.15 needs transformers < 5 and hf_rnn needs transformers >= 5, so the two cannot share a process: this script
 times hf_rnn in its own process and flair in a subprocess of the flair environment, alternating rounds so both meet
 the same machine load, each on one torch thread, and prints the ratios. The model is flair's UD recipe
-(docs/ANCHORS.md): one-hot word embeddings 300-d (min frequency 3) + a character BiLSTM 25/25, BiLSTM 256, CRF, word
+(flair's UD POS setup): one-hot word embeddings 300-d (min frequency 3) + a character BiLSTM 25/25, BiLSTM 256, CRF, word
 dropout 0.05 and locked dropout 0.5 before the BiLSTM, locked dropout 0.5 after it (hf_rnn also drops character
 embeddings), SGD lr 0.1, batch 32; the data is UD English EWT (../shared/data), whose first `--sentences` training
 sentences are written once to a two-column file that both sides read.

@@ -20,7 +20,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     labels = ["O"] + [f"{p}-{t}" for t in ("PER", "LOC", "ORG", "MISC", "GPE", "DATE", "NUM", "EVT") for p in "BI"]
-    labels.append("X")  # 18 tags, as in docs/ANCHORS.md
+    labels.append("X")  # 18 tags, the shape of the peer measurements (BiLSTM 100/256, B32 T40)
     print(
         f"device: {device_name(device)}; torch {torch.__version__}; BiLSTM emb 100, hidden 256, {len(labels)} tags, "
         "batch 32, T 40 (lengths in [20, 40]), forward + backward + Adam step"

@@ -61,7 +61,7 @@ def export_tagger(model: RnnForTokenClassification, example: dict) -> torch.expo
 
 
 def export_tagger_onnx(model: RnnForTokenClassification, example: dict, path: str | Path) -> Path:
-    """Write the tagger as an ONNX model (needs the `onnx` and `onnxscript` packages: `pip install hf_rnn[export]`).
+    """Write the tagger as an ONNX model (needs the `onnx` and `onnxscript` packages: the `export` extra, `pip install -e ".[export]"` in a clone).
 
     Inputs are named `input_ids`, `attention_mask` (and `char_ids`), outputs `predictions` and `logits`.
     """
@@ -70,7 +70,7 @@ def export_tagger_onnx(model: RnnForTokenClassification, example: dict, path: st
         import onnxscript  # noqa: F401
     except ImportError as error:
         raise ImportError(
-            f"export_tagger_onnx needs onnx and onnxscript: pip install hf_rnn[export] ({error})"
+            f'export_tagger_onnx needs onnx and onnxscript: the export extra, pip install -e ".[export]" in a clone ({error})'
         ) from None
     torch.onnx.export(
         export_tagger(model, example),

@@ -1,6 +1,6 @@
 """PNG plots of a finished run: learning curves, a tagging confusion matrix, the CRF transition matrix.
 
-Needs matplotlib (`pip install hf_rnn[plots]`); it is imported only when a plot is drawn.
+Needs matplotlib (the `plots` extra: `pip install -e ".[plots]"` in a clone); it is imported only when a plot is drawn.
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,9 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as error:
-        raise ImportError(f"hf_rnn.plots needs matplotlib (pip install hf_rnn[plots]): {error}") from error
+        raise ImportError(
+            f'hf_rnn.plots needs matplotlib (the plots extra: pip install -e ".[plots]" in a clone): {error}'
+        ) from error
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt

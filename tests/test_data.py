@@ -109,7 +109,7 @@ def test_real_wnut17_file_reads_with_tab_only_separators():
 
 def test_quickstart_main_job_end_to_end(tmp_path):
     """What `make demo` runs (the char-BiLSTM-CRF), on fewer epochs."""
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     demo = ["--use_crf", "--char_encoder", "lstm", "--epochs", "2"]
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--output_dir", str(tmp_path), *demo],

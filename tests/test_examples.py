@@ -15,7 +15,7 @@ import torch
 import hf_rnn
 from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
 from hf_rnn.data import read_conll
-from hf_rnn.launch import check_processes, set_threads
+from hf_rnn.launch import check_processes, load_pretrained, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -509,7 +509,7 @@ def test_run_tagging_without_matplotlib_saves_the_model_and_skips_the_plots(tmp_
     args = ("--train_file", train, "--validation_file", dev, "--output_dir", str(out), "--max_steps", "2")
     result = _run("run_tagging.py", *args, *TINY_TAGGER, env=_without(tmp_path, "matplotlib"))
     assert "eval_accuracy" in json.loads(result.stdout.strip().splitlines()[-1])
-    assert result.stderr.count("plots skipped") == 1 and "hf_rnn[plots]" in result.stderr
+    assert result.stderr.count("plots skipped") == 1 and 'pip install -e ".[plots]"' in result.stderr
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.png"))
 
 
@@ -519,5 +519,187 @@ def test_the_crf_benchmark_without_pytorch_crf_names_the_extra(tmp_path):
     result = subprocess.run(
         [sys.executable, "crf.py"], cwd=bench, env=env, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode != 0 and "pip install hf_rnn[bench]" in result.stderr
+    assert result.returncode != 0 and 'pip install -e ".[bench]"' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- run_ner.py's flags: --model_name_or_path, --do_train/--do_eval/--do_predict, --test_file, --max_*_samples -----
+
+
+def _main(monkeypatch, script: str, *args: str) -> None:
+    """Run an example script's `main()` in this process: a subprocess would spend most of its time importing."""
+    quiet = ["--use_cpu", "true", "--disable_tqdm", "true", "--save_strategy", "no", "--report_to", "none"]
+    monkeypatch.setattr(sys, "argv", [script, *args, *quiet])
+    _script(script).main()
+
+
+def _conll_sentences(path: Path) -> list[list[list[str]]]:
+    return [[line.split("\t") for line in block.splitlines()] for block in path.read_text().strip().split("\n\n")]
+
+
+def test_run_tagging_predicts_and_its_checkpoint_predicts_the_same(tmp_path, monkeypatch):
+    """Trained from a JSON-lines file (run_ner.py's layout) on its first 300 sentences; predictions.conll holds the
+    test file's words and gold tags and scores what predict_results.json says; the saved model, reloaded, tags the
+    same."""
+    sentences = read_conll(SAMPLE / "sample_pos.train.tsv")
+    rows = [json.dumps({"tokens": s.tokens, "ner_tags": s.tags}) for s in sentences]
+    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
+    test = ["--test_file", str(SAMPLE / "sample_pos.dev.tsv"), "--max_predict_samples", "20", "--no_plots"]
+    out, again = tmp_path / "out", tmp_path / "again"
+    train = ["--train_file", str(tmp_path / "train.jsonl"), "--max_train_samples", "300", "--num_train_epochs", "2"]
+    _main(monkeypatch, "run_tagging", *train, *TINY_TAGGER, "--output_dir", str(out), *test)
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 38  # 2 epochs of 300 / 16 batches
+
+    predicted = _conll_sentences(out / "predictions.conll")
+    gold = read_conll(SAMPLE / "sample_pos.dev.tsv")[:20]
+    assert [[word for word, _, _ in s] for s in predicted] == [s.tokens for s in gold]
+    assert [[tag for _, tag, _ in s] for s in predicted] == [s.tags for s in gold]
+    pairs = [(tag, guess) for s in predicted for _, tag, guess in s]
+    metrics = json.loads((out / "predict_results.json").read_text())
+    assert metrics["predict_accuracy"] == pytest.approx(sum(t == g for t, g in pairs) / len(pairs))
+
+    _main(
+        monkeypatch,
+        "run_tagging",
+        "--model_name_or_path",
+        str(out),
+        "--do_train",
+        "false",
+        "--output_dir",
+        str(again),
+        *test,
+    )
+    assert (again / "predictions.conll").read_text() == (out / "predictions.conll").read_text()
+    assert not (again / "model.safetensors").exists()  # nothing trained, nothing saved
+
+
+def test_a_json_or_csv_tagging_file_reads_as_its_conll_file(tmp_path):
+    sentences = read_conll(SAMPLE / "sample_pos.dev.tsv")
+    (tmp_path / "dev.jsonl").write_text(
+        "".join(json.dumps({"words": s.tokens, "pos": s.tags}) + "\n" for s in sentences)
+    )
+    lines = ["words,pos", *(f"{' '.join(s.tokens)},{' '.join(s.tags)}" for s in sentences)]
+    (tmp_path / "dev.csv").write_text("\n".join(lines) + "\n")
+    read_table = _script("run_tagging").read_table
+    for name in ("dev.jsonl", "dev.csv"):
+        table = read_table(str(tmp_path / name), "words", "pos")
+        assert [(s.tokens, s.tags) for s in table] == [(s.tokens, s.tags) for s in sentences]
+    (tmp_path / "bad.jsonl").write_text('{"words": ["a", "b"], "pos": ["X"]}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: 2 words but 1 tags"):
+        read_table(str(tmp_path / "bad.jsonl"), "words", "pos")
+
+
+def test_run_classification_predicts_and_its_checkpoint_predicts_the_same(tmp_path, monkeypatch, capsys):
+    import csv
+
+    sentences = read_conll(SAMPLE / "sample_pos.train.tsv")
+    with open(tmp_path / "all.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows([" ".join(s.tokens), "two" if "CCONJ" in s.tags else "one"] for s in sentences)
+    test = ["--test_file", str(tmp_path / "all.csv"), "--max_predict_samples", "30"]
+    out, again = tmp_path / "out", tmp_path / "again"
+    tiny = ["--embedding_size", "16", "--hidden_size", "16", "--max_train_samples", "200", "--num_train_epochs", "1"]
+    _main(
+        monkeypatch,
+        "run_classification",
+        "--train_file",
+        str(tmp_path / "all.csv"),
+        *tiny,
+        "--output_dir",
+        str(out),
+        *test,
+    )
+    with open(out / "predictions.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    with open(tmp_path / "all.csv", newline="") as handle:
+        assert [row[:2] for row in rows] == list(csv.reader(handle))[:31]  # the header, then the first 30 rows
+    metrics = json.loads((out / "predict_results.json").read_text())
+    assert metrics["predict_accuracy"] == pytest.approx(sum(row[1] == row[2] for row in rows[1:]) / 30)
+
+    _main(
+        monkeypatch,
+        "run_classification",
+        "--model_name_or_path",
+        str(out),
+        "--do_train",
+        "false",
+        "--output_dir",
+        str(again),
+        *test,
+    )
+    assert (again / "predictions.csv").read_text() == (out / "predictions.csv").read_text()
+
+    (tmp_path / "new.csv").write_text("text,label\nhello world,three\n")
+    args = ("--model_name_or_path", str(out), "--train_file", str(tmp_path / "new.csv"))
+    message = _refused(monkeypatch, capsys, "run_classification", *args, output_dir=tmp_path / "refused")
+    assert "the data has labels ['three'] that the model does not know" in message
+
+
+def test_run_lm_scores_a_test_file_and_its_checkpoint_scores_the_same(tmp_path, monkeypatch, capsys):
+    lines = [" ".join(s.tokens) for s in read_conll(SAMPLE / "sample_pos.train.tsv")]
+    (tmp_path / "train.txt").write_text("\n".join(lines[:500]) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(lines[500:]) + "\n")
+    test = ["--test_file", str(tmp_path / "test.txt"), "--bptt", "10", "--per_device_eval_batch_size", "4"]
+    out, again = tmp_path / "out", tmp_path / "again"
+    tiny = ["--hidden_size", "16", "--embedding_size", "16", "--max_train_samples", "160", "--num_train_epochs", "1"]
+    _main(monkeypatch, "run_lm", "--train_file", str(tmp_path / "train.txt"), *tiny, "--output_dir", str(out), *test)
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 20  # 160 windows in rows of 8
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    assert first.startswith("test perplexity ")
+    _main(
+        monkeypatch,
+        "run_lm",
+        "--model_name_or_path",
+        str(out),
+        "--do_train",
+        "false",
+        "--output_dir",
+        str(again),
+        *test,
+    )
+    assert capsys.readouterr().out.strip().splitlines()[-1] == first
+    assert json.loads((again / "predict_results.json").read_text())["predict_perplexity"] == pytest.approx(
+        float(first.split()[-1]), abs=0.005
+    )
+
+
+def test_a_checkpoint_of_another_head_is_refused(tmp_path):
+    hf_rnn.RnnForCausalLM(hf_rnn.RnnConfig(vocab_size=10, embedding_size=4, hidden_size=4)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"a checkpoint of RnnForCausalLM, not of RnnForTokenClassification"):
+        load_pretrained(str(tmp_path), hf_rnn.RnnForTokenClassification)
+
+
+BAD_STEPS = {  # script, flags -> the usage error
+    "nothing to evaluate": ("run_tagging", ["--do_train", "false", "--test_file", "t.tsv"], "--do_train false: pass"),
+    "eval without data": ("run_tagging", ["--train_file", "t.tsv", "--do_eval", "true"], "--do_eval needs --valid"),
+    "predict without data": ("run_classification", ["--train_file", "t.csv", "--do_predict"], "--do_predict needs"),
+    "train without data": ("run_lm", ["--model_name_or_path", "m", "--do_train"], "--do_train needs --train_file"),
+    "fixed architecture": (
+        "run_tagging",
+        ["--model_name_or_path", "m", "--train_file", "t.tsv", "--use_crf", "--lowercase"],
+        "--use_crf --lowercase: the model and its tokenizer come from --model_name_or_path m",
+    ),
+    "fixed size": (
+        "run_lm",
+        ["--model_name_or_path", "m", "--train_file", "t", "--hidden_size", "8"],
+        "--hidden_size:",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_STEPS)
+def test_steps_without_their_data_or_flags_a_checkpoint_fixes_are_refused(tmp_path, monkeypatch, capsys, case):
+    script, args, error = BAD_STEPS[case]
+    assert error in _refused(monkeypatch, capsys, script, *args, output_dir=tmp_path / "out")
+
+
+@pytest.mark.parametrize("script", ["run_tagging", "run_classification", "run_lm"])
+def test_the_steps_default_to_what_the_data_asks_for(tmp_path, script):
+    parse = _script(script).parse
+    train = ["--train_file", "t", "--output_dir", str(tmp_path)]
+    steps = ("do_train", "do_eval", "do_predict")
+    assert [getattr(parse(train)[-1], step) for step in steps] == [True, False, False]
+    both = [*train, "--validation_file", "v", "--test_file", "t"]
+    assert [getattr(parse(both)[-1], step) for step in steps] == [True, True, True]
+    assert not parse([*both, "--do_eval", "false"])[-1].do_eval

@@ -85,5 +85,5 @@ def test_export_explains_a_bad_example():
 def test_onnx_export_without_its_extra_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now fails as if not installed
     model = tagger(use_crf=True, char_encoder=None)
-    with pytest.raises(ImportError, match=r"pip install hf_rnn\[export\]"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[export\]"'):
         export_tagger_onnx(model, batch(model, 2, torch.Generator().manual_seed(0)), tmp_path / "tagger.onnx")
