@@ -6,13 +6,17 @@
 Labels are read as the strings in the file and mapped to ids sorted by name (a label seen only in validation is an
 error that names it). Texts are split on whitespace by a word-level tokenizer built from the training texts. An empty
 cell, a missing column or a table without rows is refused before training, naming the file and the line (JSON: row).
+As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
+evaluate when a validation file is given, predict when a test file is), `--max_{train,eval,predict}_samples` keep the
+first rows of a file, and `--model_name_or_path` continues from an hf_rnn classifier (its architecture, tokenizer and
+labels). `--do_predict` writes the test metrics (predict_results.json) and predictions.csv (text, label, predicted).
 Every `TrainingArguments` flag works; the defaults differ from the Trainer's where those do not train an RNN from
 scratch: lr 2e-3, a loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS
 is set (hf_rnn.launch).
 """
 
+import argparse
 import csv
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -26,18 +30,41 @@ import hf_rnn
 from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import DataFormatError
 from hf_rnn.hub import push_trained
-from hf_rnn.launch import TRAINING_DEFAULTS, parse_args
+from hf_rnn.launch import (
+    TRAINING_DEFAULTS,
+    check_labels,
+    check_steps,
+    default_steps,
+    first,
+    load_pretrained,
+    parse_args,
+    print_metrics,
+    refuse_fixed,
+)
 from hf_rnn.metrics import load_metric
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 FORMATS = {".csv": ",", ".tsv": "\t", ".json": None, ".jsonl": None}  # the delimiter; None: JSON (lines)
+# what a checkpoint fixes: its architecture and tokenizer
+ARCHITECTURE = ("lowercase", "min_frequency", "cell_type", "embedding_size", "hidden_size", "num_layers")
+ARCHITECTURE += ("unidirectional", "dropout", "pooling")
 
 
 @dataclass
 class ClassificationArguments:
-    train_file: str = field(metadata={"help": "CSV, TSV or JSON lines with a text and a label column."})
+    train_file: str | None = field(default=None, metadata={"help": "CSV, TSV or JSON lines: text and label columns."})
     validation_file: str | None = None
+    test_file: str | None = field(default=None, metadata={"help": "--do_predict: classify it and score the labels."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue from an hf_rnn classifier (folder or Hub id): its architecture, tokenizer, labels."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N rows."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Predict the first N rows."})
     text_column: str = "text"
     label_column: str = "label"
     lowercase: bool = True
@@ -102,39 +129,27 @@ def _json_rows(path: str) -> tuple[list[str], list[tuple[str, dict]]]:
     return table.column_names, [(f"{path}: row {index}", row) for index, row in enumerate(table, 1)]
 
 
+def defaults(given: argparse.Namespace) -> dict:
+    return {**TRAINING_DEFAULTS, **default_steps(bool(given.validation_file), bool(given.test_file))}
+
+
 def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, TrainingArguments]:
-    """The flags, with hf_rnn.launch's defaults where the Trainer's do not train an RNN."""
-    return parse_args(HfArgumentParser((ClassificationArguments, TrainingArguments)), TRAINING_DEFAULTS, args)
+    """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
+    parser = HfArgumentParser((ClassificationArguments, TrainingArguments))
+    arguments, training_args = parse_args(parser, defaults, args)
+    data = {"train": arguments.train_file, "eval": arguments.validation_file, "predict": arguments.test_file}
+    flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
+    check_steps(parser, training_args, arguments.model_name_or_path, data, flags)
+    refuse_fixed(parser, arguments.model_name_or_path, (arguments, ARCHITECTURE))
+    return arguments, training_args
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args, training_args = parse()
-    set_seed(training_args.seed)
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
-    push, training_args.push_to_hub = training_args.push_to_hub, False
-
-    splits = {"train": load_table(args.train_file, args.text_column, args.label_column)}
-    labels = sorted(set(splits["train"][args.label_column]))
-    label_ids = {label: index for index, label in enumerate(labels)}
-    if args.validation_file:
-        splits["validation"] = load_table(args.validation_file, args.text_column, args.label_column)
-        unknown = sorted(set(splits["validation"][args.label_column]) - set(label_ids))
-        if unknown:
-            raise ValueError(
-                f"{args.validation_file}: labels {unknown} do not occur in the training file {args.train_file}"
-            )
+def build_model(args: ClassificationArguments, train: Dataset):
+    """A new classifier and its word tokenizer, for the training file's words and labels (sorted)."""
+    labels = sorted(set(train[args.label_column]))
     tokenizer = build_word_tokenizer(
-        (text.split() for text in splits["train"][args.text_column]), args.min_frequency, lowercase=args.lowercase
+        (text.split() for text in train[args.text_column]), args.min_frequency, lowercase=args.lowercase
     )
-
-    def encode(batch: dict) -> dict:
-        encoding = tokenizer(batch[args.text_column], truncation=True, max_length=args.max_length)
-        encoding["labels"] = [label_ids[label] for label in batch[args.label_column]]
-        return encoding
-
-    data = {name: split.map(encode, batched=True, remove_columns=split.column_names) for name, split in splits.items()}
     config = hf_rnn.RnnConfig(
         cell_type=args.cell_type,
         vocab_size=tokenizer.vocab_size,
@@ -147,9 +162,44 @@ def main() -> None:
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         id2label=dict(enumerate(labels)),
-        label2id=label_ids,
+        label2id={label: index for index, label in enumerate(labels)},
     )
-    model = hf_rnn.RnnForSequenceClassification(config)
+    return hf_rnn.RnnForSequenceClassification(config), tokenizer
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args, training_args = parse()
+    set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    splits = {split: load_table(path, args.text_column, args.label_column) for split, path in files.items() if path}
+    if args.model_name_or_path:
+        model, tokenizer = load_pretrained(args.model_name_or_path, hf_rnn.RnnForSequenceClassification)
+        seen = {label for part in splits.values() for label in part[args.label_column]}
+        check_labels(args.model_name_or_path, model.config.label2id, seen)
+    else:
+        model, tokenizer = build_model(args, splits["train"])
+        for split, part in splits.items():  # the training file's labels are the model's
+            unknown = sorted(set(part[args.label_column]) - set(model.config.label2id))
+            if unknown:
+                raise ValueError(
+                    f"{files[split]}: labels {unknown} do not occur in the training file {args.train_file}"
+                )
+    label_ids, labels = model.config.label2id, model.config.id2label
+    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples, "test": args.max_predict_samples}
+    splits = {split: first(part, limits[split]) for split, part in splits.items() if steps[split]}
+
+    def encode(batch: dict) -> dict:
+        encoding = tokenizer(batch[args.text_column], truncation=True, max_length=args.max_length)
+        encoding["labels"] = [label_ids[label] for label in batch[args.label_column]]
+        return encoding
+
+    data = {name: split.map(encode, batched=True, remove_columns=split.column_names) for name, split in splits.items()}
     accuracy = load_metric("token_accuracy")
 
     def compute_metrics(prediction) -> dict:
@@ -159,25 +209,39 @@ def main() -> None:
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=data["train"],
+        train_dataset=data.get("train"),
         eval_dataset=data.get("validation"),
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_state()  # trainer_state.json: the logged losses, for plots
-    if "validation" in data:
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_state()  # trainer_state.json: the logged losses, for plots
+    metrics = None
+    if training_args.do_eval:
         metrics = trainer.evaluate()
         trainer.save_metrics("eval", metrics)
+        print_metrics(trainer, metrics)
+    if training_args.do_predict:
+        output = trainer.predict(data["test"], metric_key_prefix="predict")
+        trainer.log_metrics("predict", output.metrics)
+        trainer.save_metrics("predict", output.metrics)
+        print_metrics(trainer, output.metrics)
         if trainer.is_world_process_zero():
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+            predicted = np.asarray(output.predictions).argmax(-1)
+            with open(Path(training_args.output_dir) / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow([args.text_column, args.label_column, "predicted"])
+                for text, label, guess in zip(
+                    splits["test"][args.text_column], splits["test"][args.label_column], predicted
+                ):
+                    writer.writerow([text, label, labels[int(guess)]])
     if push:
-        push_trained(
-            trainer, metrics if "validation" in data else None, dataset=Path(args.train_file).parent.name or None
-        )
+        dataset = Path(args.train_file).parent.name if args.train_file else None
+        push_trained(trainer, metrics, dataset=dataset or None)
     trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 

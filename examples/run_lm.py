@@ -16,6 +16,11 @@ on the per-token mean with the Trainer's AdamW and linear decay, from lr 2e-3. E
 included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, and torch uses
 one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 
+As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
+evaluate when a validation file is given, report the test perplexity when a test file is; predict_results.json),
+`--max_{train,eval,predict}_samples N` keep the first N windows of a file (N x bptt tokens), and
+`--model_name_or_path` continues from an hf_rnn language model (its architecture and vocabulary).
+
 Checkpoints do not hold the carried state: a run resumed mid-epoch restarts its rows from a zero state, as at an
 epoch start.
 """
@@ -33,19 +38,38 @@ import hf_rnn
 from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import read_text
 from hf_rnn.hub import push_trained
-from hf_rnn.launch import TRAINING_DEFAULTS, parse_args
+from hf_rnn.launch import (
+    TRAINING_DEFAULTS,
+    check_steps,
+    default_steps,
+    load_pretrained,
+    parse_args,
+    refuse_fixed,
+)
 from hf_rnn.tbptt import TbpttTrainer, bptt_windows
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 # Zaremba et al.'s optimiser; their schedule (constant, then decayed per epoch) is TbpttTrainer's decay_start
 ZAREMBA = {"optim": "sgd", "learning_rate": 1.0, "max_grad_norm": 5.0, "lr_scheduler_type": "constant"}
+# what a checkpoint fixes
+ARCHITECTURE = ("cell_type", "embedding_size", "hidden_size", "num_layers", "dropout", "locked_dropout")
+ARCHITECTURE += ("tie_word_embeddings", "init_range")
 
 
 @dataclass
 class LmArguments:
-    train_file: str = field(metadata={"help": "Plain text, one sentence per line (an <eos> is appended to each)."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Plain text, one sentence per line (an <eos> is appended to each)."}
+    )
     validation_file: str | None = None
+    test_file: str | None = field(default=None, metadata={"help": "--do_predict: its perplexity."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue from an hf_rnn language model (folder or Hub id), its vocabulary."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N windows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N windows."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Score the first N windows."})
     bptt: int = field(default=35, metadata={"help": "Unrolled steps per window."})
     cell_type: str = "lstm"
     embedding_size: int = 200
@@ -64,9 +88,10 @@ class LmArguments:
     lr_decay: float = field(default=2.0, metadata={"help": "--zaremba: divide the lr by this every later epoch."})
 
 
-def defaults(first: argparse.Namespace) -> dict:
+def defaults(given: argparse.Namespace) -> dict:
     """The recipe's optimiser, or with --no_zaremba the other scripts' AdamW at 2e-3."""
-    return {**TRAINING_DEFAULTS, **(ZAREMBA if first.zaremba else {})}
+    steps = default_steps(bool(given.validation_file), bool(given.test_file))
+    return {**TRAINING_DEFAULTS, **(ZAREMBA if given.zaremba else {}), **steps}
 
 
 def parse(args: list[str] | None = None) -> tuple[LmArguments, TrainingArguments]:
@@ -79,6 +104,10 @@ def parse(args: list[str] | None = None) -> tuple[LmArguments, TrainingArguments
             " --zaremba decays the lr its own way (--decay_start, --lr_decay); pass --no_zaremba for the Trainer's"
             " schedules"
         )
+    data = {"train": lm_args.train_file, "eval": lm_args.validation_file, "predict": lm_args.test_file}
+    flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
+    check_steps(parser, training_args, lm_args.model_name_or_path, data, flags)
+    refuse_fixed(parser, lm_args.model_name_or_path, (lm_args, ARCHITECTURE))
     return lm_args, training_args
 
 
@@ -94,72 +123,72 @@ def main() -> None:
     training_args.remove_unused_columns = False
     training_args.prediction_loss_only = True
 
-    train_lines = read_text(lm_args.train_file)
-    tokenizer = build_word_tokenizer(train_lines)
-    vocab = tokenizer.get_vocab()
-
-    def stream(lines: list[list[str]]) -> torch.Tensor:
-        return torch.tensor([vocab.get(word, tokenizer.unk_token_id) for line in lines for word in line])
-
-    processes = training_args.world_size
-    train = bptt_windows(
-        lm_args.train_file, stream(train_lines), training_args.per_device_train_batch_size, processes, lm_args.bptt
-    )
-    validation = None
-    if lm_args.validation_file:
-        validation = bptt_windows(
-            lm_args.validation_file,
-            stream(read_text(lm_args.validation_file)),
-            training_args.per_device_eval_batch_size,
-            processes,
-            lm_args.bptt,
+    files = {"train": lm_args.train_file, "validation": lm_args.validation_file, "test": lm_args.test_file}
+    steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    lines = {split: read_text(path) for split, path in files.items() if path and steps[split]}
+    if lm_args.model_name_or_path:
+        model, tokenizer = load_pretrained(lm_args.model_name_or_path, hf_rnn.RnnForCausalLM)
+    else:
+        tokenizer = build_word_tokenizer(lines["train"])
+        config = hf_rnn.RnnConfig(
+            cell_type=lm_args.cell_type,
+            vocab_size=tokenizer.vocab_size,
+            embedding_size=lm_args.embedding_size,
+            hidden_size=lm_args.hidden_size,
+            num_layers=lm_args.num_layers,
+            dropout=lm_args.dropout,
+            locked_dropout=lm_args.locked_dropout,
+            tie_word_embeddings=lm_args.tie_word_embeddings,
+            initializer_range=lm_args.init_range,
+            forget_bias=0.0 if lm_args.zaremba else 1.0,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
-    config = hf_rnn.RnnConfig(
-        cell_type=lm_args.cell_type,
-        vocab_size=tokenizer.vocab_size,
-        embedding_size=lm_args.embedding_size,
-        hidden_size=lm_args.hidden_size,
-        num_layers=lm_args.num_layers,
-        dropout=lm_args.dropout,
-        locked_dropout=lm_args.locked_dropout,
-        tie_word_embeddings=lm_args.tie_word_embeddings,
-        initializer_range=lm_args.init_range,
-        forget_bias=0.0 if lm_args.zaremba else 1.0,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = hf_rnn.RnnForCausalLM(config)
+        model = hf_rnn.RnnForCausalLM(config)
+    vocab = tokenizer.get_vocab()
+    batch_sizes = {"train": training_args.per_device_train_batch_size}
+    batch_sizes["validation"] = batch_sizes["test"] = training_args.per_device_eval_batch_size
+    limits = {"train": lm_args.max_train_samples, "validation": lm_args.max_eval_samples}
+    limits["test"] = lm_args.max_predict_samples
+    windows = {}
+    for split, text in lines.items():
+        ids = torch.tensor([vocab.get(word, tokenizer.unk_token_id) for line in text for word in line])
+        if limits[split] is not None:
+            ids = ids[: limits[split] * lm_args.bptt + 1]
+        windows[split] = bptt_windows(files[split], ids, batch_sizes[split], training_args.world_size, lm_args.bptt)
     logger.info(
-        "%d parameters; vocabulary %d; %d training windows of %d",
+        "%d parameters; vocabulary %d; windows of %d: %s",
         model.num_parameters(),
         tokenizer.vocab_size,
-        train.windows,
         lm_args.bptt,
+        ", ".join(f"{part.windows} {split}" for split, part in windows.items()),
     )
     trainer = TbpttTrainer(
         model=model,
         args=training_args,
-        train_dataset=train,
-        eval_dataset=validation,
+        train_dataset=windows.get("train"),
+        eval_dataset=windows.get("validation"),
         processing_class=tokenizer,
         loss_scale=lm_args.bptt if lm_args.zaremba else 1.0,
         decay_start=lm_args.decay_start if lm_args.zaremba else None,
         lr_decay=lm_args.lr_decay,
     )
-    result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_state()  # trainer_state.json: the logged losses, for plots
-    if validation is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-        if trainer.is_world_process_zero():
-            print(f"validation perplexity {metrics['eval_perplexity']:.2f}")
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_state()  # trainer_state.json: the logged losses, for plots
+    scores = {}
+    for split, prefix in (("validation", "eval"), ("test", "predict")):
+        if split in windows:  # asked for (parse() checked that it is given)
+            scores[prefix] = trainer.evaluate(windows[split], metric_key_prefix=prefix)
+            trainer.log_metrics(prefix, scores[prefix])
+            trainer.save_metrics(prefix, scores[prefix])
+            if trainer.is_world_process_zero():
+                print(f"{split} perplexity {scores[prefix][f'{prefix}_perplexity']:.2f}")
     if push:
-        push_trained(
-            trainer, metrics if validation is not None else None, dataset=Path(lm_args.train_file).parent.name or None
-        )
+        dataset = Path(lm_args.train_file).parent.name if lm_args.train_file else None
+        push_trained(trainer, scores.get("eval"), dataset=dataset or None)
     trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 

@@ -2,6 +2,7 @@
 
     python examples/run_tagging.py --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
         --output_dir runs/pos --use_crf --num_train_epochs 10
+    python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file test.conllu
     accelerate launch examples/run_tagging.py ...        # several processes / GPUs
 
 Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...). The
@@ -11,16 +12,23 @@ loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS is set
 one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
 that one.
 Evaluation reports token accuracy and, for BIO/IOB1/BIOES labels, span precision/recall/F1 (conlleval rules).
+
+As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
+`--do_eval`, `--do_predict` choose the steps (by default: train, evaluate when evaluation data is named, predict when
+a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, and `--model_name_or_path`
+continues from an hf_rnn tagger (its architecture, tokenizer and labels). `--do_predict` writes the test metrics
+(predict_results.json) and predictions.conll: token, gold and predicted tag (- for a word cut by --max_length),
+TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it).
 """
 
-import json
+import argparse
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from datasets import load_dataset
+from datasets import ClassLabel, DatasetDict, Features, List, Value, load_dataset
 from transformers import (
     DataCollatorForTokenClassification,
     HfArgumentParser,
@@ -31,25 +39,51 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.checkpoints import resolve_resume
-from hf_rnn.data import encode_for_tagging, read_conll, read_conllu, standardize_tagging_dataset, tagging_dataset
+from hf_rnn.data import (
+    TaggedSentence,
+    encode_for_tagging,
+    read_conll,
+    read_conllu,
+    standardize_tagging_dataset,
+    tagging_dataset,
+)
 from hf_rnn.embeddings import load_word_vectors
 from hf_rnn.hub import push_trained
-from hf_rnn.launch import TRAINING_DEFAULTS, parse_args
+from hf_rnn.launch import (
+    TRAINING_DEFAULTS,
+    check_labels,
+    check_steps,
+    default_steps,
+    first,
+    load_pretrained,
+    parse_args,
+    print_metrics,
+    refuse_fixed,
+)
 from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
 from hf_rnn.tokenization import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
+TABLES = (".json", ".jsonl", ".csv")  # read as run_ner.py reads them, the other files as CoNLL(-U)
+# what a checkpoint fixes besides ModelArguments: its tokenizer
+TOKENIZER_FLAGS = ("lowercase", "normalize_digits", "min_frequency", "char_min_frequency", "max_word_length")
 
 
 @dataclass
 class DataArguments:
-    train_file: str | None = field(default=None, metadata={"help": "CoNLL (token ... tag) or CoNLL-U (.conllu) file."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "CoNLL (token ... tag), CoNLL-U (.conllu), JSON (lines) or CSV file."}
+    )
     dataset_name: str | None = field(
         default=None, metadata={"help": "Instead of files: a Hub dataset (e.g. wnut_17) or a local dataset folder."}
     )
-    tokens_column: str = field(default="tokens", metadata={"help": "With --dataset_name: the words' column."})
-    tags_column: str = field(default="ner_tags", metadata={"help": "With --dataset_name: the tags' column."})
+    tokens_column: str = field(default="tokens", metadata={"help": "JSON/CSV, --dataset_name: the words' column."})
+    tags_column: str = field(default="ner_tags", metadata={"help": "JSON/CSV, --dataset_name: the tags' column."})
     validation_file: str | None = field(default=None, metadata={"help": "Evaluation file; see validation_fraction."})
+    test_file: str | None = field(default=None, metadata={"help": "--do_predict: tag it and score the tags."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N sentences."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Predict the first N sentences."})
     validation_fraction: float = field(
         default=0.0, metadata={"help": "Without a validation file, hold out this share of training sentences."}
     )
@@ -74,6 +108,12 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue from an hf_rnn tagger (folder or Hub id): its architecture, tokenizer and labels."
+        },
+    )
     cell_type: str = field(default="lstm", metadata={"help": "rnn, gru or lstm."})
     embedding_size: int = 100
     hidden_size: int = 256
@@ -99,17 +139,45 @@ class ModelArguments:
     freeze_embeddings: bool = field(default=False, metadata={"help": "Keep the (pretrained) embeddings fixed."})
 
 
-def read_split(path: str, data: DataArguments):
+def read_split(path: str, data: DataArguments) -> list[TaggedSentence]:
     if path.endswith(".conllu"):
         return read_conllu(path, data.tag_field)
+    if path.endswith(TABLES):
+        return read_table(path, data.tokens_column, data.tags_column)
     return read_conll(path, data.token_column, data.tag_column)
 
 
-def read_files(data_args: DataArguments, seed: int):
-    splits = {"train": read_split(data_args.train_file, data_args)}
-    if data_args.validation_file:
-        splits["validation"] = read_split(data_args.validation_file, data_args)
-    elif data_args.validation_fraction > 0:
+def read_table(path: str, tokens_column: str, tags_column: str) -> list[TaggedSentence]:
+    """One sentence per JSON record (lists of words and of tags, names or ids) or CSV row (cells of space-separated
+    words and tags). Errors name the file and the line (JSON lines; CSV rows of one line)."""
+    table = load_dataset("csv" if path.endswith(".csv") else "json", data_files=path, split="train")
+    missing = [column for column in (tokens_column, tags_column) if column not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: no column {missing} (--tokens_column, --tags_column); it has {table.column_names}")
+    sentences = []
+    for row, (tokens, tags) in enumerate(zip(table[tokens_column], table[tags_column]), start=1):
+        line = row + 1 if path.endswith(".csv") else row  # below the CSV header
+        if isinstance(tokens, str) and isinstance(tags, str):
+            tokens, tags = tokens.split(), tags.split()
+        if not isinstance(tokens, list) or not all(isinstance(token, str) and token.strip() for token in tokens):
+            raise ValueError(f"{path}:{line}: {tokens_column!r} must be a list of words, got {tokens!r}")
+        if not isinstance(tags, list) or not tokens or not all(map(_is_tag, tags)):
+            raise ValueError(f"{path}:{line}: {tags_column!r} must be a list of tags, got {tags!r}")
+        if len(tags) != len(tokens):
+            raise ValueError(f"{path}:{line}: {len(tokens)} words but {len(tags)} tags")
+        sentences.append(TaggedSentence(tokens, [str(tag) for tag in tags], path, [line] * len(tokens)))
+    return sentences
+
+
+def _is_tag(tag: object) -> bool:
+    return (isinstance(tag, str) and bool(tag.strip())) or (isinstance(tag, int) and not isinstance(tag, bool))
+
+
+def read_files(data_args: DataArguments, seed: int, label_names: list[str] | None) -> DatasetDict:
+    """The files named, as splits; the labels are `label_names` (a checkpoint's), else the training file's."""
+    files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+    splits = {split: read_split(path, data_args) for split, path in files.items() if path}
+    if data_args.validation_fraction > 0:
         sentences, fraction = len(splits["train"]), data_args.validation_fraction
         held_out = max(1, int(sentences * fraction))
         if held_out == sentences:
@@ -120,10 +188,41 @@ def read_files(data_args: DataArguments, seed: int):
         order = torch.randperm(sentences, generator=torch.Generator().manual_seed(seed)).tolist()
         splits["validation"] = [splits["train"][i] for i in order[:held_out]]
         splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
-    # a dev split carved from the training file shares its label set (rare tags may fall on either side)
-    carved = data_args.validation_file is None and "validation" in splits
-    label_names = sorted({t for part in splits.values() for s in part for t in s.tags}) if carved else None
+        # a dev split carved from the training file shares its label set (rare tags may fall on either side)
+        if label_names is None:
+            label_names = sorted({t for split in ("train", "validation") for s in splits[split] for t in s.tags})
     return tagging_dataset(splits, label_names=label_names, unknown_tag=data_args.unknown_tag)
+
+
+def relabel(raw: DatasetDict, labels: list[str], checkpoint: str) -> DatasetDict:
+    """A dataset's tags as ids of a checkpoint's `labels`; a tag the checkpoint lacks is an error."""
+    names = raw["train"].features["tags"].feature.names  # every split has the same (standardize_tagging_dataset)
+    check_labels(checkpoint, labels, names)
+    index = [labels.index(name) for name in names]
+    features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=labels))})
+    return raw.map(
+        lambda batch: {"tags": [[index[tag] for tag in tags] for tags in batch["tags"]]},
+        batched=True,
+        features=features,
+    )
+
+
+def load_splits(data_args: DataArguments, seed: int, label_names: list[str] | None, checkpoint: str | None):
+    """train/validation/test as `tokens` and `tags` (a ClassLabel sequence), each cut to its --max_*_samples."""
+    if data_args.dataset_name:
+        raw = standardize_tagging_dataset(
+            load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column
+        )
+        if label_names is not None:
+            raw = relabel(raw, label_names, checkpoint)
+    else:
+        raw = read_files(data_args, seed, label_names)
+    limits = {
+        "train": data_args.max_train_samples,
+        "validation": data_args.max_eval_samples,
+        "test": data_args.max_predict_samples,
+    }
+    return DatasetDict({split: first(part, limits.get(split)) for split, part in raw.items()})
 
 
 def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
@@ -147,35 +246,44 @@ def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
         plot_transitions(model.crf, labels, folder / "crf_transitions.png")
 
 
+def defaults(given: argparse.Namespace) -> dict:
+    evaluation = bool(given.validation_file or given.validation_fraction or given.dataset_name)
+    return {**TRAINING_DEFAULTS, **default_steps(evaluation, bool(given.test_file))}
+
+
 def parse(args: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
-    data_args, model_args, training_args = parse_args(parser, TRAINING_DEFAULTS, args)
-    if (data_args.train_file is None) == (data_args.dataset_name is None):
-        parser.error("pass exactly one of --train_file and --dataset_name")
+    data_args, model_args, training_args = parse_args(parser, defaults, args)
+    files = data_args.train_file or data_args.validation_file or data_args.test_file
+    if data_args.dataset_name and files:
+        parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
+    data = {
+        "train": data_args.train_file or data_args.dataset_name,
+        "eval": data_args.validation_file or data_args.validation_fraction or data_args.dataset_name,
+        "predict": data_args.test_file or data_args.dataset_name,
+    }
+    flags = {
+        "train": "--train_file or --dataset_name",
+        "eval": "--validation_file, --validation_fraction or --dataset_name",
+        "predict": "--test_file or --dataset_name (its 'test' split)",
+    }
+    check_steps(parser, training_args, model_args.model_name_or_path, data, flags)
     if not 0 <= data_args.validation_fraction < 1:
         parser.error(f"--validation_fraction {data_args.validation_fraction}: give a share in [0, 1)")
     if data_args.validation_fraction and (data_args.validation_file or data_args.dataset_name):
         parser.error(
             "--validation_fraction splits --train_file; it would be ignored with --validation_file or --dataset_name"
         )
+    if data_args.validation_fraction and not data_args.train_file:
+        parser.error("--validation_fraction splits --train_file: pass one")
+    architecture = [f.name for f in fields(ModelArguments) if f.name != "model_name_or_path"]
+    refuse_fixed(parser, model_args.model_name_or_path, (model_args, architecture), (data_args, TOKENIZER_FLAGS))
     return data_args, model_args, training_args
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    data_args, model_args, training_args = parse()
-    set_seed(training_args.seed)
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
-    push, training_args.push_to_hub = training_args.push_to_hub, False
-
-    if data_args.dataset_name:
-        raw = standardize_tagging_dataset(
-            load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column
-        )
-    else:
-        raw = read_files(data_args, training_args.seed)
+def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict):
+    """A new tagger and its word tokenizer, for the training split's words and labels."""
     labels = raw["train"].features["tags"].feature.names
     tokenizer = build_word_tokenizer(
         raw["train"]["tokens"],
@@ -185,8 +293,6 @@ def main() -> None:
         char_min_frequency=data_args.char_min_frequency if model_args.char_encoder else None,
         max_word_length=data_args.max_word_length,
     )
-    data = encode_for_tagging(raw, tokenizer, max_length=data_args.max_length)
-
     constraints = model_args.crf_constraints
     if constraints == "auto":
         constraints = "BIO" if is_chunk_scheme(labels) else None
@@ -222,40 +328,86 @@ def main() -> None:
             100 * stats.coverage,
             stats.missing,
         )
+    return model, tokenizer
+
+
+def write_predictions(trainer: Trainer, raw_test, test, labels: list[str]) -> dict:
+    """Tag the test split: its metrics (predict_results.json, as run_ner.py) and predictions.conll."""
+    output = trainer.predict(test, metric_key_prefix="predict")
+    trainer.log_metrics("predict", output.metrics)
+    trainer.save_metrics("predict", output.metrics)
+    if trainer.is_world_process_zero():
+        predicted, scored = predicted_tags(output), output.label_ids != -100
+        with open(Path(trainer.args.output_dir) / "predictions.conll", "w", encoding="utf-8") as handle:
+            for row, (tokens, gold) in enumerate(zip(raw_test["tokens"], raw_test["tags"])):
+                tags = predicted[row][scored[row]]  # one per word, but for words cut by --max_length
+                for position, (token, tag) in enumerate(zip(tokens, gold)):
+                    guess = labels[tags[position]] if position < len(tags) else "-"
+                    handle.write(f"{token}\t{labels[tag]}\t{guess}\n")
+                handle.write("\n")
+    return output.metrics
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_args, model_args, training_args = parse()
+    set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+
+    checkpoint = model_args.model_name_or_path
+    if checkpoint:
+        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification)
+        labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
+        raw = load_splits(data_args, training_args.seed, labels, checkpoint)
+    else:
+        raw = load_splits(data_args, training_args.seed, None, None)
+        model, tokenizer = build_model(model_args, data_args, raw)
+        labels = raw["train"].features["tags"].feature.names
+    steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    for split, wanted in steps.items():
+        if wanted and split not in raw:  # only a dataset can lack one: parse() checked the files
+            raise ValueError(f"{data_args.dataset_name} has no {split!r} split (it has {list(raw)})")
+    raw = DatasetDict({split: part for split, part in raw.items() if steps.get(split)})
+    data = encode_for_tagging(raw, tokenizer, max_length=data_args.max_length)
     logger.info(
-        "%s: %d parameters, %d words in the vocabulary, %d tags, %d training sentences",
+        "%s: %d parameters, %d words in the vocabulary, %d tags, %s",
         type(model).__name__,
         model.num_parameters(),
         tokenizer.vocab_size,
         len(labels),
-        len(data["train"]),
+        ", ".join(f"{len(part)} {split} sentences" for split, part in data.items()),
     )
 
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=data["train"],
+        train_dataset=data.get("train"),
         eval_dataset=data.get("validation"),
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
         compute_metrics=TaggingMetrics(labels),
     )
-    result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
-    if "validation" in data:
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+    metrics = None
+    if training_args.do_eval:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
-        if trainer.is_world_process_zero():
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+        print_metrics(trainer, metrics)
         if not data_args.no_plots:
             save_plots(trainer, data["validation"], labels)
+    if training_args.do_predict:
+        print_metrics(trainer, write_predictions(trainer, raw["test"], data["test"], labels))
     if push:
-        dataset = data_args.dataset_name or Path(data_args.train_file).parent.name or None
-        push_trained(trainer, metrics if "validation" in data else None, dataset=dataset)
+        dataset = data_args.dataset_name or (Path(data_args.train_file).parent.name if data_args.train_file else None)
+        push_trained(trainer, metrics, dataset=dataset or None)
     trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 

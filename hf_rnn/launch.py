@@ -1,6 +1,6 @@
-"""What the example scripts (`examples/run_*.py`) do before they train: parse their flags with defaults that train an
-RNN from scratch, keep torch to one CPU thread unless told otherwise, and catch a launch that does not start the
-processes asked for.
+"""What the example scripts (`examples/run_*.py`) share: parsing their flags with defaults that train an RNN from
+scratch, keeping torch to one CPU thread unless told otherwise, catching a launch that does not start the processes
+asked for, and starting from a checkpoint (`--model_name_or_path`).
 
 `TrainingArguments`' defaults are meant for fine-tuning a pretrained transformer: at lr 5e-5 a tagger trained from
 scratch is at 25-35 % accuracy after 3 epochs of the bundled sample, and a language model stays at a perplexity close
@@ -8,12 +8,23 @@ to its vocabulary size; with logging every 500 steps a short run logs nothing to
 """
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments
+from datasets import Dataset
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    HfArgumentParser,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +96,74 @@ def check_processes(world_size: int, environ: Mapping[str, str] = os.environ, sc
             " with --cpu, or without --multi_gpu): this run trains alone. %s",
             CPU_PROCESSES.format(script=script),
         )
+
+
+def load_pretrained(path: str, model_class: type[PreTrainedModel]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """`--model_name_or_path`: the model and the tokenizer saved with it, from a folder or a Hub id. A checkpoint of
+    another head is refused: `from_pretrained` would start that head from random weights (and default labels)."""
+    architectures = AutoConfig.from_pretrained(path).architectures or []
+    if model_class.__name__ not in architectures:
+        raise ValueError(
+            f"--model_name_or_path {path}: a checkpoint of {', '.join(architectures) or 'no known head'}, not of"
+            f" {model_class.__name__}; start from one of those, or train from scratch without --model_name_or_path"
+        )
+    return model_class.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def check_labels(path: str, model_labels: Iterable[str], data_labels: Iterable[str]) -> None:
+    """Refuse data with labels the checkpoint's head has no output for (a new label set needs a new head)."""
+    missing = sorted(set(data_labels) - set(model_labels))
+    if missing:
+        raise ValueError(
+            f"--model_name_or_path {path}: the data has labels {missing} that the model does not know (its labels:"
+            f" {sorted(model_labels)}); train a new model without --model_name_or_path for another label set"
+        )
+
+
+def refuse_fixed(parser: HfArgumentParser, checkpoint: str | None, *groups: tuple[object, Iterable[str]]) -> None:
+    """With `--model_name_or_path` the checkpoint fixes the architecture and the tokenizer: the flags among each
+    group's (dataclass instance, field names) set to other than their defaults are a usage error, not ignored."""
+    if checkpoint is None:
+        return
+    fixed = []
+    for arguments, names in groups:
+        defaults = {field.name: field.default for field in dataclasses.fields(arguments)}
+        fixed += [f"--{name}" for name in names if getattr(arguments, name) != defaults[name]]
+    if fixed:
+        parser.error(
+            f"{' '.join(fixed)}: the model and its tokenizer come from --model_name_or_path {checkpoint}; drop these"
+            " flags"
+        )
+
+
+def print_metrics(trainer: Trainer, metrics: Mapping[str, object]) -> None:
+    """One JSON line on stdout (the main process's), floats rounded: what a caller of the script parses."""
+    if trainer.is_world_process_zero():
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+
+
+def first(dataset: Dataset, count: int | None) -> Dataset:
+    """The first `count` rows (`--max_train_samples` and co.; None: all)."""
+    return dataset if count is None else dataset.select(range(min(count, len(dataset))))
+
+
+def default_steps(evaluation: bool, test: bool) -> dict[str, bool]:
+    """run_ner.py's --do_train/--do_eval/--do_predict, by default the steps the data given asks for: train, evaluate
+    when evaluation data is named, predict when test data is (run_ner.py does nothing unless asked)."""
+    return {"do_train": True, "do_eval": evaluation, "do_predict": test}
+
+
+def check_steps(
+    parser: HfArgumentParser,
+    training_args: TrainingArguments,
+    checkpoint: str | None,
+    data: Mapping[str, object],
+    flags: Mapping[str, str],
+) -> None:
+    """Usage errors: a step without its data (`data["train"]`, `["eval"]`, `["predict"]`: true when given; `flags`:
+    what gives it), and no training without a checkpoint (that would evaluate random weights)."""
+    for step in ("train", "eval", "predict"):
+        if getattr(training_args, f"do_{step}") and not data[step]:
+            parser.error(f"--do_{step} needs {flags[step]}")
+    if not (training_args.do_train or checkpoint):
+        parser.error("--do_train false: pass --model_name_or_path, the model to evaluate")

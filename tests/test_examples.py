@@ -572,6 +572,32 @@ def test_run_tagging_predicts_and_its_checkpoint_predicts_the_same(tmp_path, mon
     assert (again / "predictions.conll").read_text() == (out / "predictions.conll").read_text()
     assert not (again / "model.safetensors").exists()  # nothing trained, nothing saved
 
+    # a dataset folder whose label set lacks PRON (other tag ids): scored as the same sentences from a file
+    dev = [s for s in read_conll(SAMPLE / "sample_pos.dev.tsv") if "PRON" not in s.tags]
+    (tmp_path / "data").mkdir()
+    for split in ("train", "validation"):
+        lines = (json.dumps({"words": s.tokens, "pos": s.tags}) + "\n" for s in dev)
+        (tmp_path / "data" / f"{split}.jsonl").write_text("".join(lines))
+    (tmp_path / "dev.tsv").write_text(
+        "".join("".join(f"{w}\t{t}\n" for w, t in zip(s.tokens, s.tags)) + "\n" for s in dev)
+    )
+    evaluate = ["--model_name_or_path", str(out), "--do_train", "false", "--no_plots"]
+    dataset = ["--dataset_name", str(tmp_path / "data"), "--tokens_column", "words", "--tags_column", "pos"]
+    _main(monkeypatch, "run_tagging", *evaluate, *dataset, "--output_dir", str(tmp_path / "from_dataset"))
+    _main(
+        monkeypatch,
+        "run_tagging",
+        *evaluate,
+        "--validation_file",
+        str(tmp_path / "dev.tsv"),
+        "--output_dir",
+        str(tmp_path / "from_file"),
+    )
+    scores = [
+        json.loads((tmp_path / name / "eval_results.json").read_text()) for name in ("from_dataset", "from_file")
+    ]
+    assert scores[0]["eval_accuracy"] == scores[1]["eval_accuracy"] > 0.3
+
 
 def test_a_json_or_csv_tagging_file_reads_as_its_conll_file(tmp_path):
     sentences = read_conll(SAMPLE / "sample_pos.dev.tsv")
