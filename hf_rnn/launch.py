@@ -66,7 +66,7 @@ def set_threads(environ: Mapping[str, str] = os.environ) -> None:
     """One intra-op thread, unless OMP_NUM_THREADS sets the number.
 
     torch takes one thread per core. These models are small enough that a second thread gains little, and where the
-    cores are shared with other work, threads that wait for each other made training 13-45x slower (2 threads on
+    cores are shared with other work, threads that wait for each other made training 4-45x slower (2 threads on
     2 busy cores: 200 s against 15 s for the bundled tagging sample). torchrun sets OMP_NUM_THREADS=1 itself.
     """
     if "OMP_NUM_THREADS" not in environ:
