@@ -148,7 +148,9 @@ def build_model(args: ClassificationArguments, train: Dataset):
     """A new classifier and its word tokenizer, for the training file's words and labels (sorted)."""
     labels = sorted(set(train[args.label_column]))
     tokenizer = build_word_tokenizer(
-        (text.split() for text in train[args.text_column]), args.min_frequency, lowercase=args.lowercase
+        train[args.text_column],
+        args.min_frequency,
+        lowercase=args.lowercase,  # raw texts, split as encoding splits
     )
     config = hf_rnn.RnnConfig(
         cell_type=args.cell_type,

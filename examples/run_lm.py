@@ -11,7 +11,7 @@ By default the model trains with the paper's recipe (`--zaremba`): the loss summ
 over the batch (the model's per-token mean times `bptt`), plain SGD at lr 1, gradient-norm clipping at 5,
 U[-init, init] weights, and the lr divided by `lr_decay` every epoch after `decay_start` epochs (a torch scheduler,
 `hf_rnn.tbptt.zaremba_schedule`, so that a resumed run continues the schedule). With a per-token mean
-loss the same lr trains ~35x slower, which is why the scale matters (../shared/docs/DESIGN.md). `--no_zaremba` trains
+loss the same lr trains ~35x slower, which is why the scale matters (a bare-PyTorch rerun that way reached 136 test perplexity instead of 82.8). `--no_zaremba` trains
 on the per-token mean with the Trainer's AdamW and linear decay, from lr 2e-3. Every flag can be set, the recipe's
 included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, and torch uses
 one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
@@ -129,7 +129,7 @@ def main() -> None:
     if lm_args.model_name_or_path:
         model, tokenizer = load_pretrained(lm_args.model_name_or_path, hf_rnn.RnnForCausalLM)
     else:
-        tokenizer = build_word_tokenizer(lines["train"])
+        tokenizer = build_word_tokenizer(lines["train"], language_model=True)  # prompts start a sentence
         config = hf_rnn.RnnConfig(
             cell_type=lm_args.cell_type,
             vocab_size=tokenizer.vocab_size,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 import hf_rnn
 from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
@@ -110,6 +111,10 @@ def test_run_lm_trains_with_its_defaults(tmp_path):
     assert config["num_layers"] == 2 and config["vocab_size"] > 70
     assert perplexity < 0.4 * config["vocab_size"]  # measured 20.7; a uniform guess scores the vocabulary size
     assert len(_logged_losses(tmp_path / "trainer_output")) == 27  # every 2nd of its 54 steps (2 %, rounded up)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "trainer_output")  # a word LM's: <eos> starts a prompt
+    ids = tokenizer(lines[0]).input_ids
+    assert ids[0] == tokenizer.eos_token_id and tokenizer.convert_ids_to_tokens(ids[1:]) == lines[0].split()
+    assert tokenizer.decode(ids[1:3]).strip() == " ".join(lines[0].split()[:2])  # words apart, not glued
 
 
 def test_run_classification_trains_with_its_defaults(tmp_path):
@@ -129,6 +134,8 @@ def test_run_classification_trains_with_its_defaults(tmp_path):
     assert json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"] > 0.9
     model = hf_rnn.RnnForSequenceClassification.from_pretrained(tmp_path / "trainer_output")
     assert model.config.id2label == {0: "one", 1: "two"}
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "trainer_output")  # the vocabulary holds what encoding makes
+    assert tokenizer.unk_token_id not in tokenizer(" ".join(sentences[0].tokens)).input_ids
 
 
 DEFAULTS = {  # script -> (its required flags, {TrainingArguments field: default})
