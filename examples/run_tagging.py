@@ -104,6 +104,9 @@ class DataArguments:
     )
     max_length: int | None = field(default=None, metadata={"help": "Truncate sentences to this many tokens."})
     no_plots: bool = field(default=False, metadata={"help": "Skip the PNG plots saved next to the model."})
+    return_entity_level_metrics: bool = field(
+        default=False, metadata={"help": "Also report precision/recall/F1 per entity type (run_ner.py's flag)."}
+    )
 
 
 @dataclass
@@ -387,7 +390,7 @@ def main() -> None:
         eval_dataset=data.get("validation"),
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=TaggingMetrics(labels),
+        compute_metrics=TaggingMetrics(labels, entity_level=data_args.return_entity_level_metrics),
     )
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=resume)

@@ -181,11 +181,12 @@ def push_trained(trainer, metrics: dict | None = None, dataset: str | None = Non
         name = key.removeprefix("eval_")
         if name in REPORTED_METRICS:
             results[name] = value
-    hyperparameters = {
+    hyperparameters = {  # what the run did (`--max_steps` cuts the epochs short), not what the arguments planned
         "learning_rate": args.learning_rate,
-        "epochs": args.num_train_epochs,
+        "epochs": round(trainer.state.epoch or 0.0, 2),
+        "steps": trainer.state.global_step,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
-        "optimizer": str(args.optim),
+        "optimizer": getattr(args.optim, "value", args.optim),  # "adamw_torch", not "OptimizerNames.ADAMW_TORCH"
         "seed": args.seed,
     }
     return push_model(

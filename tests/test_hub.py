@@ -97,7 +97,9 @@ def test_fresh_process_loads_the_same_model(pushed, tmp_path, with_hf_rnn):
     assert loaded["tokenizer"].startswith("hf_rnn.") == with_hf_rnn  # the char tokenizer travels as code too
     labels = json.loads(hub.files("me/tagger")["config.json"])["id2label"]
     tags = [[labels[str(t)] for t in row if t != -100] for row in info["predictions"]]
-    assert loaded["standard_pipeline"] == tags  # pipeline(model=repo_id), no task: Viterbi tags, with or without hf_rnn
+    assert (
+        loaded["standard_pipeline"] == tags
+    )  # pipeline(model=repo_id), no task: Viterbi tags, with or without hf_rnn
     if with_hf_rnn:  # hf_rnn's pipeline from the repo id gives the same Viterbi tags
         assert loaded["pipeline"] == tags
 
@@ -169,7 +171,7 @@ def test_run_tagging_push_to_hub(tmp_path):
     root = HERE.parent
     with LoopbackHub() as hub:
         env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="2")
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
         command = [
             sys.executable,
             str(root / "examples" / "run_tagging.py"),
@@ -179,8 +181,8 @@ def test_run_tagging_push_to_hub(tmp_path):
             str(root / "hf_rnn" / "samples" / "sample_pos.dev.tsv"),
             "--output_dir",
             str(tmp_path / "out"),
-            "--num_train_epochs",
-            "1",
+            "--max_steps",
+            "5",
             "--embedding_size",
             "16",
             "--hidden_size",
@@ -210,6 +212,9 @@ def test_run_tagging_push_to_hub(tmp_path):
             accuracy, abs=1e-4
         )
         assert len(hub.repository("me/pos-tagger").commits) == 2  # one push, at the end
+        # the card tells what the run did: 5 steps (not the 3.0 epochs the arguments planned), the optimizer's name
+        assert "| steps | 5 |" in card.text and "| epochs | 0.07 |" in card.text
+        assert "| optimizer | adamw_torch" in card.text and "OptimizerNames" not in card.text
 
 
 def test_model_info_refs_and_commits_through_the_client(pushed, tmp_path):

@@ -85,3 +85,15 @@ def test_perplexity_from_summed_nll():
         load_metric("perplexity").compute(nll=[1.0], tokens=[0])
     with pytest.raises(ValueError, match="unknown metric"):
         load_metric("bleu")
+
+
+def test_tagging_metrics_per_entity_type_as_run_ner_returns_them():
+    names = ["O", "B-PER", "I-PER", "B-LOC"]
+    labels = np.array([[1, 2, 0, 3], [3, 0, 1, -100]])
+    decision = np.array([[1, 2, 0, 0], [3, 0, 1, 0]])  # PER 2/2 right; LOC: one of two found
+    results = TaggingMetrics(names, entity_level=True)(
+        EvalPrediction(predictions=np.eye(4)[decision], label_ids=labels)
+    )
+    assert results["PER_f1"] == 1.0 and results["PER_number"] == 2
+    assert results["LOC_precision"] == 1.0 and results["LOC_recall"] == 0.5 and results["LOC_number"] == 2
+    assert "PER_f1" not in TaggingMetrics(names)(EvalPrediction(predictions=np.eye(4)[decision], label_ids=labels))

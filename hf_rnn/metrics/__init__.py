@@ -40,8 +40,9 @@ class TaggingMetrics:
     Positions labelled -100 (padding, later word pieces) are dropped before scoring.
     """
 
-    def __init__(self, label_names: list[str]):
+    def __init__(self, label_names: list[str], entity_level: bool = False):
         self.label_names = list(label_names)
+        self.entity_level = entity_level  # also {TYPE}_precision/_recall/_f1/_number, as run_ner.py's option
         self.accuracy = load_metric("token_accuracy")
         self.spans = load_metric("span_f1") if is_chunk_scheme(self.label_names) else None
 
@@ -57,4 +58,8 @@ class TaggingMetrics:
             results.update(
                 precision=spans["overall_precision"], recall=spans["overall_recall"], f1=spans["overall_f1"]
             )
+            if self.entity_level:
+                for kind, scores in spans.items():
+                    if isinstance(scores, dict):
+                        results.update({f"{kind}_{name}": value for name, value in scores.items()})
         return results
