@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, load_dataset
-from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments
 
 import hf_rnn
-from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import DataFormatError
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
@@ -40,6 +39,7 @@ from hf_rnn.launch import (
     parse_args,
     print_metrics,
     refuse_fixed,
+    start,
 )
 from hf_rnn.metrics import load_metric
 from hf_rnn.tokenization import build_word_tokenizer
@@ -172,10 +172,7 @@ def build_model(args: ClassificationArguments, train: Dataset):
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args, training_args = parse()
-    set_seed(training_args.seed)
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
-    push, training_args.push_to_hub = training_args.push_to_hub, False
+    resume, push = start(training_args)
 
     files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}

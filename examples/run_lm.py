@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments
 
 import hf_rnn
-from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import read_text
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
@@ -45,6 +44,7 @@ from hf_rnn.launch import (
     load_pretrained,
     parse_args,
     refuse_fixed,
+    start,
 )
 from hf_rnn.tbptt import TbpttTrainer, bptt_windows
 from hf_rnn.tokenization import build_word_tokenizer
@@ -114,10 +114,7 @@ def parse(args: list[str] | None = None) -> tuple[LmArguments, TrainingArguments
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lm_args, training_args = parse()
-    set_seed(training_args.seed)
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
-    push, training_args.push_to_hub = training_args.push_to_hub, False
+    resume, push = start(training_args)
     # TBPTT needs the batches in stream order (TbpttTrainer checks), and our own columns kept
     training_args.train_sampling_strategy = "sequential"
     training_args.remove_unused_columns = False

@@ -34,11 +34,9 @@ from transformers import (
     HfArgumentParser,
     Trainer,
     TrainingArguments,
-    set_seed,
 )
 
 import hf_rnn
-from hf_rnn.checkpoints import resolve_resume
 from hf_rnn.data import (
     TaggedSentence,
     encode_for_tagging,
@@ -59,6 +57,7 @@ from hf_rnn.launch import (
     parse_args,
     print_metrics,
     refuse_fixed,
+    start,
 )
 from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
 from hf_rnn.tokenization import build_word_tokenizer
@@ -354,10 +353,7 @@ def write_predictions(trainer: Trainer, raw_test, test, labels: list[str]) -> di
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_args, model_args, training_args = parse()
-    set_seed(training_args.seed)
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    # hf_rnn pushes once at the end, with its own model card (the Trainer's push would write another card)
-    push, training_args.push_to_hub = training_args.push_to_hub, False
+    resume, push = start(training_args)
 
     checkpoint = model_args.model_name_or_path
     if checkpoint:

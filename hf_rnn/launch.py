@@ -24,7 +24,10 @@ from transformers import (
     PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
+    set_seed,
 )
+
+from .checkpoints import resolve_resume
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,15 @@ def set_threads(environ: Mapping[str, str] = os.environ) -> None:
     if "OMP_NUM_THREADS" not in environ:
         torch.set_num_threads(1)
         logger.info("torch uses 1 CPU thread; set OMP_NUM_THREADS=N for N")
+
+
+def start(training_args: TrainingArguments) -> tuple[str | None, bool]:
+    """The scripts' common opening: seed, the checkpoint to resume from, and the push taken over from the Trainer
+    (hf_rnn pushes once at the end, with its own model card; the Trainer's push would write another card)."""
+    set_seed(training_args.seed)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+    return resume, push
 
 
 def check_processes(world_size: int, environ: Mapping[str, str] = os.environ, script: str = "SCRIPT") -> None:
