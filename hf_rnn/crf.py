@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .masking import MaskCompaction, is_tracing, raise_at_first
+from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real_tokens
 
 # Score of each disallowed move in a *gold* path (bad data): a huge but finite loss instead of inf/NaN. The partition
 # function, the marginals and decoding exclude disallowed moves outright (-inf), so no score can bring them back.
@@ -287,7 +287,7 @@ class LinearChainCRF(nn.Module):
         """Validate, upcast and compact: real positions to the left, zeros after each row's length."""
         if emissions.dim() != 3 or emissions.size(-1) != self.num_tags:
             raise ValueError(f"emissions must be (batch, seq_len, {self.num_tags}), got {tuple(emissions.shape)}")
-        mask = _all_real(emissions.shape[:2], emissions.device) if mask is None else mask.bool()
+        mask = real_tokens(mask, emissions.shape[:2], emissions.device)
         if mask.shape != emissions.shape[:2]:
             raise ValueError(f"mask must be {tuple(emissions.shape[:2])} like emissions, got {tuple(mask.shape)}")
         if not is_tracing():
@@ -302,11 +302,8 @@ class LinearChainCRF(nn.Module):
             raise ValueError(
                 f"tags must be {tuple(compaction.original_mask.shape)} like the mask, got {tuple(tags.shape)}"
             )
-        if not is_tracing():
-            outside = ((tags < 0) | (tags >= self.num_tags)) & compaction.original_mask
-            raise_at_first(
-                outside, "tags", f"is not a tag id in [0, num_tags={self.num_tags}) (mask it to skip it)", tags
-            )
+        problem = f"is not a tag id in [0, num_tags={self.num_tags}) (mask it to skip it)"
+        check_ids(tags, self.num_tags, "tags", problem, where=compaction.original_mask)
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """log Z, the log-sum of the scores of every allowed tag path: (B,); 0 for a row with no unmasked position."""
@@ -364,7 +361,7 @@ class LinearChainCRF(nn.Module):
         Returns `(row, position, previous_tag, tag)` at original positions (masked ones are skipped):
         `previous_tag=None` for a forbidden first tag, `tag=None` for a forbidden last tag (at the last position).
         """
-        mask = _all_real(tags.shape, tags.device) if mask is None else mask.bool()
+        mask = real_tokens(mask, tags.shape, tags.device)
         compaction = MaskCompaction(mask)
         self._check_tags(tags, compaction)
         valid, lengths = compaction.compact_mask, compaction.lengths  # (B, T), (B,)
@@ -466,11 +463,6 @@ class LinearChainCRF(nn.Module):
             paths, scores = _viterbi(compact, compaction.lengths, transitions, start, end, k)  # (B, k, T), (B, k)
             restored = [compaction.restore(paths[:, rank], fill=-100) for rank in range(k)]
             return torch.stack(restored, dim=1), scores
-
-
-def _all_real(shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """The mask of a batch without padding."""
-    return torch.ones(shape, dtype=torch.bool, device=device)
 
 
 def _max_product(first: torch.Tensor, by_time: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:

@@ -19,15 +19,34 @@ def raise_at_first(bad: torch.Tensor, name: str, problem: str, values: torch.Ten
         raise ValueError(f"{name}[{', '.join(map(str, index))}] = {values[index].tolist()} {problem}")
 
 
-def check_ids(ids: torch.Tensor, size: int, name: str, problem: str, ignore: int | None = None) -> None:
-    """Refuse ids outside [0, size) (other than `ignore`) before an embedding or a loss indexes with them: torch would
-    say "index out of range in self", or trip a device-side assert on a GPU. For 3-D ids (char_ids) the whole word
-    is shown. Steps aside under tracing (no value-dependent branches there)."""
+def real_tokens(attention_mask: torch.Tensor | None, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """(B, T) bool: the real tokens, all of them when there is no mask."""
+    if attention_mask is None:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    return attention_mask.bool()
+
+
+def check_ids(
+    ids: torch.Tensor,
+    size: int,
+    name: str,
+    problem: str,
+    ignore: int | None = None,
+    where: torch.Tensor | None = None,
+) -> None:
+    """Refuse ids outside [0, size) (other than `ignore`; only where `where` holds, if given) before an embedding or
+    a loss indexes with them: torch would say "index out of range in self", or trip a device-side assert on a GPU.
+    Float or bool ids are refused too. For 3-D ids (char_ids) the whole word is shown. The value checks step aside
+    under tracing (no value-dependent branches there)."""
+    if ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer ids, got {ids.dtype}")
     if is_tracing():
         return
     bad = (ids < 0) | (ids >= size)
     if ignore is not None:
         bad &= ids != ignore
+    if where is not None:
+        bad &= where
     raise_at_first(bad.flatten(2).any(-1) if ids.dim() > 2 else bad, name, problem, ids)
 
 

@@ -20,7 +20,7 @@ from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF, scheme_constraints
 from .dropout import SequenceDropout, WordDropout
-from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
+from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real_tokens
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -536,7 +536,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
         emissions = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
-        mask = _token_mask(emissions, attention_mask)  # (B, T)
+        mask = real_tokens(attention_mask, emissions.shape[:2], emissions.device)  # (B, T)
         loss = None
         if labels is not None:
             if labels.shape != emissions.shape[:2] or labels.is_floating_point():
@@ -653,13 +653,6 @@ def _at_least_one(count: int | torch.Tensor) -> int | torch.Tensor:
     return count.clamp(min=1) if isinstance(count, torch.Tensor) else max(count, 1)
 
 
-def _token_mask(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """(B, T) bool: real tokens."""
-    if attention_mask is None:
-        return torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
-    return attention_mask.bool()
-
-
 class RnnForSequenceClassification(RnnPreTrainedModel):
     """Sentence classification/regression from a pooled summary of the recurrent outputs."""
 
@@ -681,11 +674,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         right-to-left output at the first one.
         """
         batch_size, seq_len, _ = hidden.shape
-        mask = (
-            torch.ones(batch_size, seq_len, dtype=torch.bool, device=hidden.device)
-            if attention_mask is None
-            else attention_mask.bool()
-        )
+        mask = real_tokens(attention_mask, hidden.shape[:2], hidden.device)  # (B, T)
         if seq_len == 0:  # nothing read: the summary of an all-padding row
             return hidden.new_zeros(batch_size, hidden.size(-1))
         mode = self.config.classifier_pooling

@@ -66,6 +66,8 @@ def test_char_ids_outside_the_character_vocabulary_name_the_id_and_the_size():
     char_ids[0, 1, 1] = 10
     with pytest.raises(ValueError, match=r"char_ids\[0, 1\] = \[3, 10, 0, 0\] .*char_vocab_size=10"):
         model(input_ids=torch.tensor([[1, 2]]), char_ids=char_ids)
+    with pytest.raises(ValueError, match="char_ids must hold integer ids"):
+        model(input_ids=torch.tensor([[1, 2]]), char_ids=char_ids.float())
 
 
 @pytest.mark.parametrize("use_crf", [False, True])
@@ -165,6 +167,8 @@ def test_an_empty_pre_split_word_is_refused_by_position():
     "inputs, message",
     [
         (dict(input_ids=torch.tensor([1, 2, 3])), "input_ids must be"),
+        (dict(input_ids=torch.ones(2, 4)), "input_ids must hold integer ids, got torch.float32"),
+        (dict(input_ids=torch.ones(2, 4, dtype=torch.bool)), "input_ids must hold integer ids, got torch.bool"),
         (dict(attention_mask=torch.ones(2, 5)), r"attention_mask must be \(2, 4\)"),
         (dict(attention_mask=torch.tensor([[1, 2, 1, 0], [1, 1, 1, 1]])), r"attention_mask\[0, 1\] = 2 is not 0 or 1"),
         (dict(attention_mask=torch.tensor([[1, 1, 0.5, 0], [1, 1, 1, 1]])), r"attention_mask\[0, 2\] = 0.5"),
