@@ -23,6 +23,7 @@ def model_card(
     eval_results: dict[str, float] | None = None,
     dataset: str | None = None,
     hyperparameters: dict | None = None,
+    extra_tags: list[str] | None = None,
 ) -> ModelCard:
     """A model card: YAML metadata (with model-index when `eval_results` are given), the architecture, the training
     hyper-parameters, an evaluation table, and how to load the model with and without hf_rnn installed."""
@@ -36,6 +37,7 @@ def model_card(
         if getattr(config, "use_crf", False) and architecture == "RnnForTokenClassification"
         else []
     ) + (["char-" + config.char_encoder] if config.char_encoder else [])
+    tags += [tag for tag in extra_tags or () if tag not in tags]
     results = [
         EvalResult(
             task_type=task,
@@ -143,25 +145,37 @@ def push_model(
     eval_results: dict[str, float] | None = None,
     dataset: str | None = None,
     hyperparameters: dict | None = None,
-    commit_message: str = "Upload model with hf_rnn",
-    private: bool = False,
+    commit_message: str | None = None,
+    private: bool | None = None,
     token: str | None = None,
+    create_pr: bool = False,
+    commit_description: str | None = None,
+    max_shard_size: int | str | None = "50GB",
+    tags: list[str] | None = None,
 ):
     """Push model, tokenizer, model code and card to `repo_id` (created if needed) in one commit.
 
-    `revision` names a branch, created from main if it does not exist. Returns the `CommitInfo`.
+    `revision` names a branch, created from main if it does not exist; `create_pr=True` opens a pull request instead
+    of committing. The other arguments mean what they mean in transformers' `push_to_hub`. Returns the `CommitInfo`.
     """
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None and revision != "main":
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hf_rnn_push_") as folder:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, max_shard_size=max_shard_size)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
-        card = model_card(model, repo_id, eval_results, dataset, hyperparameters)
+        card = model_card(model, repo_id, eval_results, dataset, hyperparameters, tags)
         card.save(Path(folder) / "README.md")
-        return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message)
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message or "Upload model with hf_rnn",
+            commit_description=commit_description,
+            create_pr=create_pr,
+        )
 
 
 REPORTED_METRICS = ("accuracy", "f1", "precision", "recall", "perplexity")

@@ -250,6 +250,16 @@ class RnnPreTrainedModel(PreTrainedModel):
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
                 init.zeros_(module.weight[module.padding_idx])
 
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """transformers' `push_to_hub`, with hf_rnn's model card (architecture, labels, decoding, how to load without
+        hf_rnn) instead of transformers' generic one. Without hf_rnn installed (a model loaded by remote code), the
+        card is transformers'. Takes transformers' keyword arguments (`revision`, `create_pr`, `private`, ...)."""
+        try:
+            from hf_rnn.hub import push_model
+        except ImportError:
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_model(self, None, repo_id, **kwargs)
+
 
 class RnnModel(RnnPreTrainedModel):
     """Word embeddings (plus character features with `config.char_encoder`) followed by a stack of recurrent layers;

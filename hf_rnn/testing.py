@@ -262,6 +262,7 @@ class Repository:
     kind: str
     branches: dict[str, str] = field(default_factory=dict)  # branch -> commit id
     pull_requests: list[str] = field(default_factory=list)  # the commit refs/pr/1, refs/pr/2, ... point to
+    pull_request_titles: list[str] = field(default_factory=list)
     commits: dict[str, Commit] = field(default_factory=dict)  # commit id -> commit
 
     def resolve(self, revision: str) -> str | None:
@@ -499,8 +500,11 @@ class LoopbackHub:
                     self.connection.shutdown(2)
                     return
                 repository, head = self._revision(kind, repo_id, revision)
-                if revision not in repository.branches:
-                    raise HubError(400, "commits go to a branch", "RevisionNotFound")
+                open_pull_request = PULL_REQUEST.fullmatch(revision)  # pushing to refs/pr/N moves that ref only
+                if revision not in repository.branches and not open_pull_request:
+                    raise HubError(
+                        400, "commits go to a branch or an open pull request (refs/pr/N)", "RevisionNotFound"
+                    )
                 header, operations = parse_commit(body)
                 parent = repository.find_commit(header["parentCommit"]) if "parentCommit" in header else head
                 pull_request = self._flag("create_pr")  # a new refs/pr/N from the parent; the branch stays
@@ -509,12 +513,50 @@ class LoopbackHub:
                 files = apply_operations(repository.commits[parent].files, operations)
                 commit = hub._new_commit(repository, files, header["summary"], parent, header.get("description", ""))
                 url = hub.repo_url(kind, repo_id)
+                number = None  # of the pull request the commit lands in
                 if pull_request:
                     repository.pull_requests.append(commit)
+                    repository.pull_request_titles.append(header["summary"])
+                    number = len(repository.pull_requests)
+                elif open_pull_request:
+                    number = int(open_pull_request[1])
+                    repository.pull_requests[number - 1] = commit
                 else:
                     repository.branches[revision] = commit
-                pr_url = f"{url}/discussions/{len(repository.pull_requests)}" if pull_request else None
+                pr_url = f"{url}/discussions/{number}" if number else None
                 self._json({"commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "pullRequestUrl": pr_url})
+
+            def open_pull_request(self, method, body, kind, repo_id) -> None:
+                """`create_pull_request` (what `upload_folder(create_pr=True)` calls first): refs/pr/N starts at main's
+                head and takes the commits pushed to it. Plain discussions (no pull request) are not kept."""
+                repository = self._repository(kind, repo_id)
+                request = json_object(body)
+                title = field_of(request, "title", str, "discussion")
+                if request.get("pullRequest") is not True:
+                    raise HubError(400, "loopback hub: only pull requests are kept, not discussions")
+                repository.pull_requests.append(repository.branches["main"])
+                repository.pull_request_titles.append(title)
+                number = len(repository.pull_requests)
+                self._json({"num": number, "url": f"{hub.repo_url(kind, repo_id)}/discussions/{number}"})
+
+            def pull_request(self, method, body, kind, repo_id, number) -> None:
+                repository = self._repository(kind, repo_id)
+                if not 1 <= int(number) <= len(repository.pull_requests):
+                    raise HubError(404, f"Discussion {number} not found")
+                self._json(
+                    {
+                        "num": int(number),
+                        "title": repository.pull_request_titles[int(number) - 1],
+                        "author": {"name": USER},
+                        "createdAt": repository.commits[repository.pull_requests[int(number) - 1]].date,
+                        "status": "open",
+                        "repo": {"name": repo_id, "type": kind},
+                        "isPullRequest": True,
+                        "events": [],
+                        "changes": {"base": "refs/heads/main"},
+                        "filesWithConflicts": [],
+                    }
+                )
 
             def create_branch(self, method, body, kind, repo_id, branch) -> None:
                 repository = self._repository(kind, repo_id)
@@ -617,6 +659,8 @@ class LoopbackHub:
             (rf"/api/{repo}/preupload/(.+)", "POST", Handler.preupload),
             (rf"/api/{repo}/commit/(.+)", "POST", Handler.commit),
             (rf"/api/{repo}/branch/(.+)", "POST", Handler.create_branch),
+            (rf"/api/{repo}/discussions", "POST", Handler.open_pull_request),
+            (rf"/api/{repo}/discussions/([1-9][0-9]{{0,8}})", "GET", Handler.pull_request),
             (rf"/api/{repo}", "GET", Handler.info),
             (rf"/api/{repo}/revision/(.+)", "GET", Handler.info),
             (rf"/api/{repo}/refs", "GET", Handler.refs),

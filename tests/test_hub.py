@@ -446,7 +446,7 @@ def test_in_process_client_pushes_and_loads_inside_the_with_and_is_restored_afte
     import huggingface_hub.hf_api as hf_api
     import transformers.utils.hub as transformers_hub
     from huggingface_hub import list_repo_commits, model_info
-    from transformers import AutoModelForTokenClassification
+    from transformers import AutoModelForTokenClassification, PreTrainedModel
 
     import hf_rnn
     from hf_rnn.hub import push_model
@@ -459,7 +459,7 @@ def test_in_process_client_pushes_and_loads_inside_the_with_and_is_restored_afte
     with LoopbackHub() as hub:
         assert constants.ENDPOINT == hub.url and not constants.HF_HUB_OFFLINE
         cache = Path(constants.HF_HUB_CACHE)
-        model.push_to_hub("me/in-process")  # transformers' push, through its shared HfApi
+        PreTrainedModel.push_to_hub(model, "me/in-process")  # transformers' own push, through its shared HfApi
         push_model(model, None, "me/in-process")  # huggingface_hub's HfApi(), made inside the `with`
         loaded = AutoModelForTokenClassification.from_pretrained("me/in-process")
         assert type(loaded).__module__ == "hf_rnn.modeling_rnn"
@@ -484,3 +484,23 @@ def test_redirect_client_false_leaves_the_process_alone():
     endpoint = constants.ENDPOINT
     with LoopbackHub(redirect_client=False) as hub:
         assert constants.ENDPOINT == endpoint != hub.url
+
+
+def test_model_push_to_hub_writes_hf_rnns_card_and_takes_transformers_arguments():
+    import hf_rnn
+
+    config = hf_rnn.RnnConfig(
+        vocab_size=20, hidden_size=4, embedding_size=4, use_crf=True, id2label={0: "O", 1: "B-X", 2: "I-X"}
+    )
+    model = hf_rnn.RnnForTokenClassification(config)
+    with LoopbackHub() as hub:
+        model.push_to_hub("me/card", tags=["my-tag"], commit_message="first")
+        card = ModelCard(hub.files("me/card")["README.md"].decode())
+        assert "made with hf_rnn" in card.text and "linear-chain CRF" in card.text  # not transformers' template
+        assert "automatically generated" not in card.text
+        assert {"hf_rnn", "crf", "my-tag"} <= set(card.data.tags) and card.data.pipeline_tag == "token-classification"
+        main = hub.repository("me/card").branches["main"]
+        model.crf.transitions.data += 1.0
+        info = model.push_to_hub("me/card", create_pr=True)
+        assert info.pr_url and hub.repository("me/card").branches["main"] == main  # a pull request, main untouched
+        assert set(hub.files("me/card", "refs/pr/1")) >= {"config.json", "model.safetensors", "README.md"}
