@@ -1,5 +1,5 @@
 """push_to_hub -> from_pretrained over real HTTP through the real huggingface_hub client, against hf_rnn's loopback
-Hub (`hf_rnn.testing.LoopbackHub`). Every client runs in a fresh process with an empty cache."""
+Hub (`hf_rnn.loopback_hub.LoopbackHub`). Every client runs in a fresh process with an empty cache."""
 
 import base64
 import http.client
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hf_rnn.testing import LoopbackHub, Repository
+from hf_rnn.loopback_hub import LoopbackHub
+from hf_rnn.loopback_store import Repository
 
 HERE = Path(__file__).parent
 

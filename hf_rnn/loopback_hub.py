@@ -1,6 +1,6 @@
 """A loopback Hugging Face Hub for offline tests: push and load models through the real `huggingface_hub` client.
 
-    from hf_rnn.testing import LoopbackHub
+    from hf_rnn.loopback_hub import LoopbackHub
     with LoopbackHub() as hub:                 # serves http://127.0.0.1:<port>; this process's client goes there
         model.push_to_hub("me/tagger")
         model = AutoModelForTokenClassification.from_pretrained("me/tagger")
@@ -35,8 +35,6 @@ in the hub itself answers 500 with the exception, its traceback on stderr; no re
 connection, except on purpose: `fail_next_commit()` drops it during the next commit, to test a push that dies midway.
 """
 
-import base64
-import binascii
 import hashlib
 import itertools
 import json
@@ -46,162 +44,26 @@ import sys
 import tempfile
 import threading
 import traceback
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import yaml
-
-PULL_REQUEST = re.compile(r"refs/pr/([1-9][0-9]*)")
-KINDS = ("model", "dataset", "space")
-USER = "user"  # the one (anonymous) user of the loopback hub: the namespace of repositories created without one
-MAX_BODY = 1 << 30  # bytes; a larger Content-Length is refused before anything is read
-REPO_NAME = re.compile(r"(?!.*(--|\.\.))\w(?:[\w.-]{0,94}\w)?", re.ASCII)  # the Hub's rule for each half of an id
-COMMIT_FIELDS = {  # what each NDJSON commit line may hold (the loopback hub stores every file regular: no lfsFile)
-    "header": {"summary", "description", "parentCommit"},
-    "file": {"path", "content", "encoding"},
-    "deletedFile": {"path"},
-    "deletedFolder": {"path"},
-}
-
-
-def git_blob_sha(content: bytes) -> str:
-    """The id git gives a file's content; the client compares it to skip unchanged files."""
-    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-
-
-class HubError(Exception):
-    """A request the Hub refuses: answered with `status` and the message as JSON, plus the `X-Error-Code` (and
-    `X-Repo-Commit`) that the client turns into its own exceptions."""
-
-    def __init__(self, status: int, message: str, code: str | None = None, commit: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.commit = status, message, code, commit
-
-
-def json_object(body: bytes) -> dict:
-    """A request's JSON body, which must be an object."""
-    if not body:
-        raise HubError(400, "the body is empty; a JSON object was expected")
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise HubError(400, f"the body is not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise HubError(400, "the body must be a JSON object")
-    return value
-
-
-def field_of(mapping: dict, key: str, kind: type, where: str, optional: bool = False):
-    """`mapping[key]` checked to be a `kind` (None when absent and `optional`), so a malformed request is a 400."""
-    value = mapping.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, kind):
-        raise HubError(400, f"{where}: {key!r} must be a {kind.__name__}")
-    return value
-
-
-def check_path(path: str, where: str) -> str:
-    """A path in a repository, refused when a checkout could not hold it as written or it could escape the checkout."""
-    parts = path.split("/")
-    for why, bad in (
-        ("is absolute", path.startswith("/")),
-        ("has a backslash", "\\" in path),
-        ("has a control character", any(ord(c) < 32 for c in path)),
-        ("has an empty component", "" in parts),
-        ("has a '.' component", "." in parts),
-        ("has a '..' component", ".." in parts),
-        ("has a '.git' component", ".git" in parts),
-    ):
-        if bad:
-            raise HubError(400, f"{where}: path {path!r} {why}")
-    return path
-
-
-def card_metadata(readme: str) -> dict:
-    """The YAML front matter of a card (README.md): what the Hub shows as `cardData`, and reads `pipeline_tag`,
-    `library_name` and `tags` from. ValueError when it is not a YAML mapping."""
-    block = re.match(r"\s*---[\r\n]+(.*?)[\r\n]+---(?:\r?\n|$)", readme, re.DOTALL)
-    try:
-        metadata = yaml.safe_load(block[1]) if block else {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"the card's YAML does not parse: {error}") from None
-    if not isinstance(metadata, dict | None):
-        raise ValueError("the card's YAML is not a mapping")
-    return json.loads(json.dumps(metadata or {}, default=str))  # dates as the strings the Hub sends
-
-
-def parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
-    """The header and the operations of an NDJSON commit body, every line checked before anything is applied."""
-    lines = [line for line in body.splitlines() if line.strip()]
-    entries = []
-    for number, line in enumerate(lines, 1):
-        where = f"commit line {number}"
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError) as error:
-            raise HubError(400, f"{where} is not JSON: {error}") from None
-        if not isinstance(entry, dict):
-            raise HubError(400, f"{where} must be a JSON object")
-        if set(entry) - {"key", "value"}:
-            raise HubError(400, f"{where}: unknown fields {sorted(set(entry) - {'key', 'value'})}")
-        key, value = field_of(entry, "key", str, where), field_of(entry, "value", dict, where)
-        if key not in COMMIT_FIELDS:
-            raise HubError(400, f"{where}: unsupported commit entry {key!r}")
-        if set(value) - COMMIT_FIELDS[key]:
-            raise HubError(400, f"{where}: unknown fields {sorted(set(value) - COMMIT_FIELDS[key])} in {key!r}")
-        if (key == "header") != (number == 1):
-            raise HubError(400, f"{where}: a commit is one header line, then its operations")
-        if key == "header":
-            for name in ("summary", "description", "parentCommit"):
-                field_of(value, name, str, where, optional=name != "summary")
-        else:
-            path = field_of(value, "path", str, where)
-            check_path(path.removesuffix("/") if key == "deletedFolder" else path, where)
-        if key == "file":
-            value = {"path": path, "content": decode_base64(value, where)}
-        entries.append((key, value))
-    if not entries:
-        raise HubError(400, "the commit is empty: a header line was expected")
-    return entries[0][1], entries[1:]
-
-
-def decode_base64(value: dict, where: str) -> bytes:
-    """A committed file's content, which the client sends as base64."""
-    encoding = field_of(value, "encoding", str, where, optional=True) or "base64"
-    if encoding != "base64":
-        raise HubError(400, f"{where}: unsupported encoding {encoding!r}")
-    try:
-        return base64.b64decode(field_of(value, "content", str, where), validate=True)
-    except binascii.Error as error:
-        raise HubError(400, f"{where}: content is not base64: {error}") from None
-
-
-def apply_operations(files: dict[str, bytes], operations: list[tuple[str, dict]]) -> dict[str, bytes]:
-    """The files after a commit's operations, refused when a deletion misses or a path becomes a file and a folder."""
-    files = dict(files)
-    for key, value in operations:
-        path = value["path"]
-        if key == "file":
-            files[path] = value["content"]
-        elif key == "deletedFile":
-            if path not in files:
-                raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
-            del files[path]
-        else:  # deletedFolder
-            prefix = path.rstrip("/") + "/"
-            files = {p: c for p, c in files.items() if not p.startswith(prefix)}
-    folders = {path.rsplit("/", i)[0] for path in files for i in range(1, path.count("/") + 1)}
-    if clash := sorted(folders & files.keys()):
-        raise HubError(400, f"path {clash[0]!r} would be both a file and a folder")
-    return files
-
-
-def hub_date() -> str:
-    """Now, in the one format the client parses (`parse_datetime`)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+from .loopback_store import (
+    KINDS,
+    MAX_BODY,
+    PULL_REQUEST,
+    REPO_NAME,
+    USER,
+    Commit,
+    HubError,
+    Repository,
+    apply_operations,
+    card_metadata,
+    check_path,
+    field_of,
+    git_blob_sha,
+    json_object,
+    parse_commit,
+)
 
 
 def redirect_client(url: str) -> list[tuple[object, str, object]]:
@@ -246,40 +108,6 @@ def restore(saved: list[tuple[object, str, object]]) -> None:
     api = getattr(transformers_hub, "_hf_api", None)
     if api is not None and not any(owner is api for owner, _, _ in saved):
         transformers_hub._hf_api = None  # made inside the `with` with the loopback URL: made afresh on next use
-
-
-@dataclass
-class Commit:
-    files: dict[str, bytes]  # path -> content, the whole tree
-    title: str
-    message: str = ""
-    parent: str | None = None  # commit id; None for a repository's first commit
-    date: str = field(default_factory=hub_date)
-
-
-@dataclass
-class Repository:
-    kind: str
-    branches: dict[str, str] = field(default_factory=dict)  # branch -> commit id
-    pull_requests: list[str] = field(default_factory=list)  # the commit refs/pr/1, refs/pr/2, ... point to
-    pull_request_titles: list[str] = field(default_factory=list)
-    commits: dict[str, Commit] = field(default_factory=dict)  # commit id -> commit
-
-    def resolve(self, revision: str) -> str | None:
-        """A branch name, a pull request (refs/pr/N) or a commit id -> commit id."""
-        if revision in self.branches:
-            return self.branches[revision]
-        pull_request = PULL_REQUEST.fullmatch(revision)
-        if pull_request and int(pull_request[1]) <= len(self.pull_requests):
-            return self.pull_requests[int(pull_request[1]) - 1]
-        return revision if revision in self.commits else None
-
-    def find_commit(self, prefix: str) -> str:
-        """The one commit whose id starts with `prefix`, as the Hub takes a short `parentCommit`."""
-        matches = [commit for commit in self.commits if commit.startswith(prefix.lower())]
-        if len(matches) != 1:
-            raise HubError(400, f"parentCommit {prefix!r} names {len(matches)} commits, not one")
-        return matches[0]
 
 
 class LoopbackHub:
