@@ -9,7 +9,9 @@ cell, a missing column or a table without rows is refused before training, namin
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, predict when a test file is), `--max_{train,eval,predict}_samples` keep the
 first rows of a file, and `--model_name_or_path` continues from an hf_rnn classifier (its architecture, tokenizer and
-labels). `--do_predict` writes the test metrics (predict_results.json) and predictions.csv (text, label, predicted).
+labels), or starts a new classifier on an hf_rnn language model's encoder and tokenizer, with the training file's
+labels and `--pooling` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its fine-tuning schedules,
+hf_rnn.finetuning). `--do_predict` writes the test metrics (predict_results.json) and predictions.csv (text, label, predicted).
 Every `TrainingArguments` flag works; the defaults differ from the Trainer's where those do not train an RNN from
 scratch: lr 2e-3, a loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS
 is set (hf_rnn.launch).
@@ -28,6 +30,7 @@ from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, Tra
 
 import hf_rnn
 from hf_rnn.data import DataFormatError
+from hf_rnn.finetuning import FinetuningArguments, apply_finetuning
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
@@ -35,11 +38,13 @@ from hf_rnn.launch import (
     check_steps,
     default_steps,
     first,
+    is_language_model,
     load_pretrained,
     parse_args,
     print_metrics,
     refuse_fixed,
     start,
+    start_from_language_model,
 )
 from hf_rnn.metrics import load_metric
 from hf_rnn.tokenization import build_word_tokenizer
@@ -48,7 +53,8 @@ logger = logging.getLogger(__name__)
 FORMATS = {".csv": ",", ".tsv": "\t", ".json": None, ".jsonl": None}  # the delimiter; None: JSON (lines)
 # what a checkpoint fixes: its architecture and tokenizer
 ARCHITECTURE = ("lowercase", "min_frequency", "cell_type", "embedding_size", "hidden_size", "num_layers")
-ARCHITECTURE += ("unidirectional", "dropout", "pooling")
+ARCHITECTURE += ("unidirectional", "dropout")
+HEAD = ("pooling",)  # what a classifier checkpoint fixes too, but a language model's leaves open
 
 
 @dataclass
@@ -59,7 +65,8 @@ class ClassificationArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Continue from an hf_rnn classifier (folder or Hub id): its architecture, tokenizer, labels."
+            "help": "Continue from an hf_rnn classifier (folder or Hub id): its architecture, tokenizer, labels; or"
+            " start one on an hf_rnn language model's encoder and tokenizer."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows."})
@@ -133,20 +140,31 @@ def defaults(given: argparse.Namespace) -> dict:
     return {**TRAINING_DEFAULTS, **default_steps(bool(given.validation_file), bool(given.test_file))}
 
 
-def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, TrainingArguments]:
+def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, FinetuningArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
-    parser = HfArgumentParser((ClassificationArguments, TrainingArguments))
-    arguments, training_args = parse_args(parser, defaults, args)
+    parser = HfArgumentParser((ClassificationArguments, FinetuningArguments, TrainingArguments))
+    arguments, finetuning_args, training_args = parse_args(parser, defaults, args)
     data = {"train": arguments.train_file, "eval": arguments.validation_file, "predict": arguments.test_file}
     flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
-    check_steps(parser, training_args, arguments.model_name_or_path, data, flags)
-    refuse_fixed(parser, arguments.model_name_or_path, (arguments, ARCHITECTURE))
-    return arguments, training_args
+    checkpoint = arguments.model_name_or_path
+    from_lm = bool(checkpoint) and is_language_model(checkpoint)
+    check_steps(parser, training_args, checkpoint, data, flags, new_head=from_lm)
+    refuse_fixed(parser, checkpoint, (arguments, ARCHITECTURE if from_lm else ARCHITECTURE + HEAD))
+    return arguments, finetuning_args, training_args
+
+
+def head_config(args: ClassificationArguments, train: Dataset) -> dict:
+    """The classifier head's config: the training file's labels (sorted), `--pooling`."""
+    labels = sorted(set(train[args.label_column]))
+    return dict(
+        classifier_pooling=args.pooling,
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+    )
 
 
 def build_model(args: ClassificationArguments, train: Dataset):
-    """A new classifier and its word tokenizer, for the training file's words and labels (sorted)."""
-    labels = sorted(set(train[args.label_column]))
+    """A new classifier and its word tokenizer, for the training file's words and labels."""
     tokenizer = build_word_tokenizer(
         train[args.text_column],
         args.min_frequency,
@@ -160,29 +178,32 @@ def build_model(args: ClassificationArguments, train: Dataset):
         num_layers=args.num_layers,
         bidirectional=not args.unidirectional,
         dropout=args.dropout,
-        classifier_pooling=args.pooling,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        id2label=dict(enumerate(labels)),
-        label2id={label: index for index, label in enumerate(labels)},
+        **head_config(args, train),
     )
     return hf_rnn.RnnForSequenceClassification(config), tokenizer
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args, training_args = parse()
+    args, finetuning_args, training_args = parse()
     resume, push = start(training_args)
 
     files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     splits = {split: load_table(path, args.text_column, args.label_column) for split, path in files.items() if path}
-    if args.model_name_or_path:
-        model, tokenizer = load_pretrained(args.model_name_or_path, hf_rnn.RnnForSequenceClassification)
+    checkpoint = args.model_name_or_path
+    if checkpoint and not is_language_model(checkpoint):  # a classifier to continue
+        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForSequenceClassification)
         seen = {label for part in splits.values() for label in part[args.label_column]}
-        check_labels(args.model_name_or_path, model.config.label2id, seen)
-    else:
-        model, tokenizer = build_model(args, splits["train"])
+        check_labels(checkpoint, model.config.label2id, seen)
+    else:  # a new classifier: on a language model's encoder (ULMFiT), or from scratch
+        if checkpoint:
+            head = head_config(args, splits["train"])
+            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForSequenceClassification, head)
+        else:
+            model, tokenizer = build_model(args, splits["train"])
         for split, part in splits.items():  # the training file's labels are the model's
             unknown = sorted(set(part[args.label_column]) - set(model.config.label2id))
             if unknown:
@@ -214,6 +235,7 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
+    apply_finetuning(trainer, finetuning_args)
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()

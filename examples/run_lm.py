@@ -1,7 +1,15 @@
-"""Word-level language modelling with truncated BPTT through the Trainer (Zaremba et al. 2014 style).
+"""Word- or character-level language modelling with truncated BPTT through the Trainer (Zaremba et al. 2014 style).
 
     python examples/run_lm.py --train_file ptb.train.txt --validation_file ptb.valid.txt --output_dir runs/ptb \
         --cell_type lstm --hidden_size 650 --embedding_size 650 --num_layers 2 --dropout 0.5 --zaremba
+    python examples/run_lm.py --char_level --reverse --train_file ... # a backward character LM (flair's kind)
+
+A word LM reads one sentence per line, its words split at whitespace and an `<eos>` after each line. `--char_level`
+trains on characters instead (hf_rnn.tokenization.build_char_tokenizer): every character of the file is a token,
+spaces and line ends ("\n") too, and evaluation also reports bits per character (`eval_bpc`, the mean NLL over
+ln 2). `--reverse` trains a backward LM: each file's token stream is read last token first, which is the text read
+right to left (a character LM reads the reversed text; a word LM each line's words backwards with `<eos>` now before
+each line, the last line first). The checkpoint's config records both (`char_level`, `reverse`).
 
 Truncated BPTT (hf_rnn.tbptt): the token stream is cut into `batch_size` parallel rows; batch k holds window k of
 every row, so each row continues the previous batch's row. The recurrent state is carried from batch to batch
@@ -18,8 +26,10 @@ one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, report the test perplexity when a test file is; predict_results.json),
-`--max_{train,eval,predict}_samples N` keep the first N windows of a file (N x bptt tokens), and
-`--model_name_or_path` continues from an hf_rnn language model (its architecture and vocabulary).
+`--max_{train,eval,predict}_samples N` keep the first N windows of a file (N x bptt tokens, taken before
+`--reverse` turns them round), and `--model_name_or_path` continues from an hf_rnn language model (its architecture,
+vocabulary, `--char_level` and `--reverse`). `--layer_lr_decay` and `--gradual_unfreezing` (hf_rnn.finetuning) are
+ULMFiT's fine-tuning schedules.
 
 Checkpoints do not hold the carried state: a run resumed mid-epoch restarts its rows from a zero state, as at an
 epoch start.
@@ -35,7 +45,8 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 import hf_rnn
-from hf_rnn.data import read_text
+from hf_rnn.data import read_characters, read_text
+from hf_rnn.finetuning import FinetuningArguments, apply_finetuning
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
@@ -47,14 +58,14 @@ from hf_rnn.launch import (
     start,
 )
 from hf_rnn.tbptt import TbpttTrainer, bptt_windows
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.tokenization import build_char_tokenizer, build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 # Zaremba et al.'s optimiser; their schedule (constant, then decayed per epoch) is TbpttTrainer's decay_start
 ZAREMBA = {"optim": "sgd", "learning_rate": 1.0, "max_grad_norm": 5.0, "lr_scheduler_type": "constant"}
 # what a checkpoint fixes
 ARCHITECTURE = ("cell_type", "embedding_size", "hidden_size", "num_layers", "dropout", "locked_dropout")
-ARCHITECTURE += ("tie_word_embeddings", "init_range")
+ARCHITECTURE += ("tie_word_embeddings", "init_range", "char_level", "reverse")
 
 
 @dataclass
@@ -86,6 +97,10 @@ class LmArguments:
     )
     decay_start: int = field(default=4, metadata={"help": "--zaremba: epochs at the initial lr."})
     lr_decay: float = field(default=2.0, metadata={"help": "--zaremba: divide the lr by this every later epoch."})
+    char_level: bool = field(
+        default=False, metadata={"help": "A character LM: every character is a token; reports bits per character."}
+    )
+    reverse: bool = field(default=False, metadata={"help": "A backward LM: the text read last token first."})
 
 
 def defaults(given: argparse.Namespace) -> dict:
@@ -94,10 +109,10 @@ def defaults(given: argparse.Namespace) -> dict:
     return {**TRAINING_DEFAULTS, **(ZAREMBA if given.zaremba else {}), **steps}
 
 
-def parse(args: list[str] | None = None) -> tuple[LmArguments, TrainingArguments]:
+def parse(args: list[str] | None = None) -> tuple[LmArguments, FinetuningArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults, and the recipe's unless --no_zaremba); contradictions are usage errors."""
-    parser = HfArgumentParser((LmArguments, TrainingArguments))
-    lm_args, training_args = parse_args(parser, defaults, args)
+    parser = HfArgumentParser((LmArguments, FinetuningArguments, TrainingArguments))
+    lm_args, finetuning_args, training_args = parse_args(parser, defaults, args)
     if lm_args.zaremba and (training_args.lr_scheduler_type != "constant" or training_args.warmup_steps):
         parser.error(
             f"--lr_scheduler_type {training_args.lr_scheduler_type.value} --warmup_steps {training_args.warmup_steps}:"
@@ -108,12 +123,24 @@ def parse(args: list[str] | None = None) -> tuple[LmArguments, TrainingArguments
     flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
     check_steps(parser, training_args, lm_args.model_name_or_path, data, flags)
     refuse_fixed(parser, lm_args.model_name_or_path, (lm_args, ARCHITECTURE))
-    return lm_args, training_args
+    return lm_args, finetuning_args, training_args
+
+
+def token_stream(text: list, tokenizer, char_level: bool, limit: int | None, reverse: bool) -> torch.Tensor:
+    """A file's text (`read_characters`' lines, or `read_text`'s words) as one stream of token ids: its first `limit`
+    tokens (all: None), last token first with `reverse`."""
+    if char_level:
+        ids = torch.tensor([i for line in tokenizer(text, add_special_tokens=False).input_ids for i in line])
+    else:
+        vocab = tokenizer.get_vocab()
+        ids = torch.tensor([vocab.get(word, tokenizer.unk_token_id) for line in text for word in line])
+    ids = ids[:limit]
+    return ids.flip(0) if reverse else ids
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    lm_args, training_args = parse()
+    lm_args, finetuning_args, training_args = parse()
     resume, push = start(training_args)
     # TBPTT needs the batches in stream order (TbpttTrainer checks), and our own columns kept
     training_args.train_sampling_strategy = "sequential"
@@ -122,11 +149,18 @@ def main() -> None:
 
     files = {"train": lm_args.train_file, "validation": lm_args.validation_file, "test": lm_args.test_file}
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
-    lines = {split: read_text(path) for split, path in files.items() if path and steps[split]}
     if lm_args.model_name_or_path:
         model, tokenizer = load_pretrained(lm_args.model_name_or_path, hf_rnn.RnnForCausalLM)
+        char_level, reverse = model.config.char_level, model.config.reverse
     else:
-        tokenizer = build_word_tokenizer(lines["train"], language_model=True)  # prompts start a sentence
+        char_level, reverse = lm_args.char_level, lm_args.reverse
+    read = read_characters if char_level else read_text
+    texts = {split: read(path) for split, path in files.items() if path and steps[split]}
+    if not lm_args.model_name_or_path:
+        if char_level:
+            tokenizer = build_char_tokenizer(texts["train"])
+        else:
+            tokenizer = build_word_tokenizer(texts["train"], language_model=True)  # prompts start a sentence
         config = hf_rnn.RnnConfig(
             cell_type=lm_args.cell_type,
             vocab_size=tokenizer.vocab_size,
@@ -140,18 +174,18 @@ def main() -> None:
             forget_bias=0.0 if lm_args.zaremba else 1.0,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            char_level=char_level,
+            reverse=reverse,
         )
         model = hf_rnn.RnnForCausalLM(config)
-    vocab = tokenizer.get_vocab()
     batch_sizes = {"train": training_args.per_device_train_batch_size}
     batch_sizes["validation"] = batch_sizes["test"] = training_args.per_device_eval_batch_size
     limits = {"train": lm_args.max_train_samples, "validation": lm_args.max_eval_samples}
     limits["test"] = lm_args.max_predict_samples
     windows = {}
-    for split, text in lines.items():
-        ids = torch.tensor([vocab.get(word, tokenizer.unk_token_id) for line in text for word in line])
-        if limits[split] is not None:
-            ids = ids[: limits[split] * lm_args.bptt + 1]
+    for split, text in texts.items():
+        limit = None if limits[split] is None else limits[split] * lm_args.bptt + 1
+        ids = token_stream(text, tokenizer, char_level, limit, reverse)
         windows[split] = bptt_windows(files[split], ids, batch_sizes[split], training_args.world_size, lm_args.bptt)
     logger.info(
         "%d parameters; vocabulary %d; windows of %d: %s",
@@ -170,6 +204,7 @@ def main() -> None:
         decay_start=lm_args.decay_start if lm_args.zaremba else None,
         lr_decay=lm_args.lr_decay,
     )
+    apply_finetuning(trainer, finetuning_args)
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
@@ -183,6 +218,8 @@ def main() -> None:
             trainer.save_metrics(prefix, scores[prefix])
             if trainer.is_world_process_zero():
                 print(f"{split} perplexity {scores[prefix][f'{prefix}_perplexity']:.2f}")
+                if char_level:
+                    print(f"{split} bits per character {scores[prefix][f'{prefix}_bpc']:.3f}")
     if push:
         dataset = Path(lm_args.train_file).parent.name if lm_args.train_file else None
         push_trained(trainer, scores.get("eval"), dataset=dataset or None)

@@ -16,7 +16,10 @@ Evaluation reports token accuracy and, for BIO/IOB1/BIOES labels, span precision
 As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
 `--do_eval`, `--do_predict` choose the steps (by default: train, evaluate when evaluation data is named, predict when
 a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, and `--model_name_or_path`
-continues from an hf_rnn tagger (its architecture, tokenizer and labels). `--do_predict` writes the test metrics
+continues from an hf_rnn tagger (its architecture, tokenizer and labels), or starts a new tagger on an hf_rnn word
+language model's encoder and tokenizer (its architecture: left to right, no character encoder), with the training
+file's labels, `--use_crf` and `--crf_constraints` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
+fine-tuning schedules, hf_rnn.finetuning). `--do_predict` writes the test metrics
 (predict_results.json) and predictions.conll: token, gold and predicted tag (- for a word cut by --max_length),
 TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it).
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 import torch
 from datasets import ClassLabel, DatasetDict, Features, List, Value, load_dataset
 from transformers import (
+    AutoConfig,
     DataCollatorForTokenClassification,
     HfArgumentParser,
     Trainer,
@@ -46,6 +50,7 @@ from hf_rnn.data import (
     tagging_dataset,
 )
 from hf_rnn.embeddings import load_word_vectors
+from hf_rnn.finetuning import FinetuningArguments, apply_finetuning
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
@@ -53,11 +58,13 @@ from hf_rnn.launch import (
     check_steps,
     default_steps,
     first,
+    is_language_model,
     load_pretrained,
     parse_args,
     print_metrics,
     refuse_fixed,
     start,
+    start_from_language_model,
 )
 from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
 from hf_rnn.tokenization import build_word_tokenizer
@@ -66,6 +73,7 @@ logger = logging.getLogger(__name__)
 TABLES = (".json", ".jsonl", ".csv")  # read as run_ner.py reads them, the other files as CoNLL(-U)
 # what a checkpoint fixes besides ModelArguments: its tokenizer
 TOKENIZER_FLAGS = ("lowercase", "normalize_digits", "min_frequency", "char_min_frequency", "max_word_length")
+HEAD = ("use_crf", "crf_constraints")  # what a tagger checkpoint fixes too, but a language model's leaves open
 
 
 @dataclass
@@ -113,7 +121,8 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Continue from an hf_rnn tagger (folder or Hub id): its architecture, tokenizer and labels."
+            "help": "Continue from an hf_rnn tagger (folder or Hub id): its architecture, tokenizer and labels; or"
+            " start one on an hf_rnn word language model's encoder and tokenizer."
         },
     )
     cell_type: str = field(default="lstm", metadata={"help": "rnn, gru or lstm."})
@@ -253,10 +262,12 @@ def defaults(given: argparse.Namespace) -> dict:
     return {**TRAINING_DEFAULTS, **default_steps(evaluation, bool(given.test_file))}
 
 
-def parse(args: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainingArguments]:
+def parse(
+    args: list[str] | None = None,
+) -> tuple[DataArguments, ModelArguments, FinetuningArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
-    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
-    data_args, model_args, training_args = parse_args(parser, defaults, args)
+    parser = HfArgumentParser((DataArguments, ModelArguments, FinetuningArguments, TrainingArguments))
+    data_args, model_args, finetuning_args, training_args = parse_args(parser, defaults, args)
     files = data_args.train_file or data_args.validation_file or data_args.test_file
     if data_args.dataset_name and files:
         parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
@@ -270,7 +281,9 @@ def parse(args: list[str] | None = None) -> tuple[DataArguments, ModelArguments,
         "eval": "--validation_file, --validation_fraction or --dataset_name",
         "predict": "--test_file or --dataset_name (its 'test' split)",
     }
-    check_steps(parser, training_args, model_args.model_name_or_path, data, flags)
+    checkpoint = model_args.model_name_or_path
+    from_lm = bool(checkpoint) and is_language_model(checkpoint)
+    check_steps(parser, training_args, checkpoint, data, flags, new_head=from_lm)
     if not 0 <= data_args.validation_fraction < 1:
         parser.error(f"--validation_fraction {data_args.validation_fraction}: give a share in [0, 1)")
     if data_args.validation_fraction and (data_args.validation_file or data_args.dataset_name):
@@ -279,9 +292,24 @@ def parse(args: list[str] | None = None) -> tuple[DataArguments, ModelArguments,
         )
     if data_args.validation_fraction and not data_args.train_file:
         parser.error("--validation_fraction splits --train_file: pass one")
-    architecture = [f.name for f in fields(ModelArguments) if f.name != "model_name_or_path"]
-    refuse_fixed(parser, model_args.model_name_or_path, (model_args, architecture), (data_args, TOKENIZER_FLAGS))
-    return data_args, model_args, training_args
+    unfixed = ("model_name_or_path", *(HEAD if from_lm else ()))  # what the checkpoint leaves to the flags
+    fixed = [f.name for f in fields(ModelArguments) if f.name not in unfixed]
+    refuse_fixed(parser, checkpoint, (model_args, fixed), (data_args, TOKENIZER_FLAGS))
+    return data_args, model_args, finetuning_args, training_args
+
+
+def head_config(model_args: ModelArguments, labels: list[str]) -> dict:
+    """The tagger head's config: the labels, `--use_crf` and its constraints (`auto`: BIO when the labels are
+    chunks)."""
+    constraints = model_args.crf_constraints
+    if constraints == "auto":
+        constraints = "BIO" if is_chunk_scheme(labels) else None
+    return dict(
+        use_crf=model_args.use_crf,
+        crf_constraints=constraints if model_args.use_crf and constraints not in (None, "none") else None,
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+    )
 
 
 def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict):
@@ -295,9 +323,6 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
         char_min_frequency=data_args.char_min_frequency if model_args.char_encoder else None,
         max_word_length=data_args.max_word_length,
     )
-    constraints = model_args.crf_constraints
-    if constraints == "auto":
-        constraints = "BIO" if is_chunk_scheme(labels) else None
     config = hf_rnn.RnnConfig(
         cell_type=model_args.cell_type,
         vocab_size=tokenizer.vocab_size,
@@ -312,12 +337,9 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
         dropout=model_args.dropout,
         locked_dropout=model_args.locked_dropout,
         word_dropout=model_args.word_dropout,
-        use_crf=model_args.use_crf,
-        crf_constraints=constraints if model_args.use_crf and constraints not in (None, "none") else None,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        id2label=dict(enumerate(labels)),
-        label2id={label: index for index, label in enumerate(labels)},
+        **head_config(model_args, labels),
     )
     model = hf_rnn.RnnForTokenClassification(config)
     if model_args.word_vectors:
@@ -352,18 +374,27 @@ def write_predictions(trainer: Trainer, raw_test, test, labels: list[str]) -> di
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    data_args, model_args, training_args = parse()
+    data_args, model_args, finetuning_args, training_args = parse()
     resume, push = start(training_args)
 
     checkpoint = model_args.model_name_or_path
-    if checkpoint:
+    if checkpoint and not is_language_model(checkpoint):  # a tagger to continue
         model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification)
         labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
         raw = load_splits(data_args, training_args.seed, labels, checkpoint)
-    else:
+    else:  # a new tagger: on a language model's encoder (ULMFiT), or from scratch
         raw = load_splits(data_args, training_args.seed, None, None)
-        model, tokenizer = build_model(model_args, data_args, raw)
         labels = raw["train"].features["tags"].feature.names
+        if checkpoint:
+            if AutoConfig.from_pretrained(checkpoint).char_level:
+                raise ValueError(
+                    f"--model_name_or_path {checkpoint}: a character language model, whose encoder reads characters,"
+                    " not words; start the tagger from a word language model"
+                )
+            head = head_config(model_args, labels)
+            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head)
+        else:
+            model, tokenizer = build_model(model_args, data_args, raw)
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     for split, wanted in steps.items():
         if wanted and split not in raw:  # only a dataset can lack one: parse() checked the files
@@ -388,6 +419,7 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=TaggingMetrics(labels, entity_level=data_args.return_entity_level_metrics),
     )
+    apply_finetuning(trainer, finetuning_args)
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()

@@ -86,6 +86,12 @@ class RnnConfig(PreTrainedConfig):
             Share the language-model output matrix with the input embeddings. When `embedding_size != hidden_size`
             a linear projection maps the top hidden state to `embedding_size` first.
         use_cache (`bool`, defaults to `True`): return the final recurrent state (needed by `generate()`).
+        char_level (`bool`, defaults to `False`):
+            The tokens are the text's characters, spaces and newlines included (a character language model, or a
+            head started from one). Not valid with `char_encoder`, which spells out word tokens.
+        reverse (`bool`, defaults to `False`):
+            The model was trained on reversed text (a backward language model): feed it the token sequence last
+            token first. Recorded for the tools that read the model; the model itself reads what it is given.
     """
 
     model_type = "hf_rnn"
@@ -120,6 +126,8 @@ class RnnConfig(PreTrainedConfig):
     eos_token_id: int | None = None
     tie_word_embeddings: bool = False
     use_cache: bool = True
+    char_level: bool = False
+    reverse: bool = False
 
     def __post_init__(self, **kwargs):
         self._check_label_maps()  # before the base class fills in or overwrites them
@@ -241,9 +249,12 @@ class RnnConfig(PreTrainedConfig):
             fail("char_vocab_size", "an integer >= 3 (padding, unknown and one character) when char_encoder is set")
         if self.initializer_range is not None and self.initializer_range <= 0:
             fail("initializer_range", "positive")
-        for field in ("bidirectional", "locked_dropout", "use_crf", "tie_word_embeddings", "use_cache"):
+        bools = ("bidirectional", "locked_dropout", "use_crf", "tie_word_embeddings", "use_cache")
+        for field in (*bools, "char_level", "reverse"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "a bool")
+        if self.char_level and self.char_encoder is not None:
+            fail("char_level", "False with a char_encoder (its tokens are characters, with none to spell out)")
         for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, field)
             if value is not None and (

@@ -148,6 +148,15 @@ def read_text(path: str | Path, eos: str | None = "<eos>") -> list[list[str]]:
     return lines
 
 
+def read_characters(path: str | Path) -> list[str]:
+    """A plain-text corpus for a character language model: the file's lines, each with its line end as `"\\n"` (the
+    last line only if the file ends with one), every character kept, blank lines too."""
+    lines = _read_lines(path)
+    if not any(line.strip() for line in lines):
+        raise DataFormatError(path, 1, "no text found (empty file?)")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _BLANKS = re.compile(r"[ \t]+")
 

@@ -112,7 +112,8 @@ def check_processes(world_size: int, environ: Mapping[str, str] = os.environ, sc
 
 def load_pretrained(path: str, model_class: type[PreTrainedModel]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """`--model_name_or_path`: the model and the tokenizer saved with it, from a folder or a Hub id. A checkpoint of
-    another head is refused: `from_pretrained` would start that head from random weights (and default labels)."""
+    another head is refused: `from_pretrained` would start that head from random weights (and default labels); a
+    language model's encoder starts a new head through `start_from_language_model`."""
     architectures = AutoConfig.from_pretrained(path).architectures or []
     if model_class.__name__ not in architectures:
         raise ValueError(
@@ -120,6 +121,42 @@ def load_pretrained(path: str, model_class: type[PreTrainedModel]) -> tuple[PreT
             f" {model_class.__name__}; start from one of those, or train from scratch without --model_name_or_path"
         )
     return model_class.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def is_language_model(path: str) -> bool:
+    """Whether `path` is a language model's checkpoint (a path that does not load is not: loading it says why)."""
+    try:
+        return "RnnForCausalLM" in (AutoConfig.from_pretrained(path).architectures or [])
+    except OSError:
+        return False
+
+
+def start_from_language_model(
+    path: str, model_class: type[PreTrainedModel], new_head: Mapping[str, object]
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A `model_class` whose encoder (`model.*`: embeddings and recurrent layers, the LM's architecture) and tokenizer
+    come from the language model at `path`, with a new head configured by `new_head`. Logs which weights were loaded,
+    which are new and which of the checkpoint's were left out (its output layer)."""
+    config = AutoConfig.from_pretrained(path)
+    if config.reverse:
+        raise ValueError(
+            f"--model_name_or_path {path}: a backward language model (config.reverse), whose encoder reads text right"
+            f" to left; start {model_class.__name__} from a forward one"
+        )
+    # the LM's auto_map names its own head: saving the new model writes its own
+    config = type(config)(**{**config.to_diff_dict(), **new_head, "architectures": None, "auto_map": None})
+    model, info = model_class.from_pretrained(path, config=config, output_loading_info=True)
+    loaded = [name for name in model.state_dict() if name not in info["missing_keys"]]
+    logger.info(
+        "%s from the language model %s: %d weights loaded (%s); new: %s; left out: %s",
+        model_class.__name__,
+        path,
+        len(loaded),
+        ", ".join(sorted({".".join(name.split(".")[:2]) for name in loaded})),
+        ", ".join(sorted(info["missing_keys"])) or "none",
+        ", ".join(sorted(info["unexpected_keys"])) or "none",
+    )
+    return model, AutoTokenizer.from_pretrained(path)
 
 
 def check_labels(path: str, model_labels: Iterable[str], data_labels: Iterable[str]) -> None:
@@ -171,11 +208,17 @@ def check_steps(
     checkpoint: str | None,
     data: Mapping[str, object],
     flags: Mapping[str, str],
+    new_head: bool = False,
 ) -> None:
     """Usage errors: a step without its data (`data["train"]`, `["eval"]`, `["predict"]`: true when given; `flags`:
-    what gives it), and no training without a checkpoint (that would evaluate random weights)."""
+    what gives it), and no training without a checkpoint, or with a `new_head` on a language model's encoder (that
+    would evaluate random weights)."""
     for step in ("train", "eval", "predict"):
         if getattr(training_args, f"do_{step}") and not data[step]:
             parser.error(f"--do_{step} needs {flags[step]}")
     if not (training_args.do_train or checkpoint):
         parser.error("--do_train false: pass --model_name_or_path, the model to evaluate")
+    if new_head and not training_args.do_train:
+        parser.error(
+            f"--do_train false: --model_name_or_path {checkpoint} is a language model, its new head needs training"
+        )

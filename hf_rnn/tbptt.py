@@ -3,8 +3,9 @@
 The token stream is cut into `batch_size * processes` parallel rows, and batch k holds window k of every row
 (`BpttWindows`), so each row continues the previous batch's row. `TbpttTrainer` carries the recurrent state from
 batch to batch (detached: gradients stop at the window), resets it at every epoch start and for evaluation, and
-reports perplexity. Under several processes each process owns its own rows, so the carry stays exact.
-`zaremba_schedule` is the learning-rate schedule of Zaremba et al. (2014) as a torch scheduler.
+reports perplexity (and bits per character for a character LM). Under several processes each process owns its own
+rows, so the carry stays exact. `zaremba_schedule` is the learning-rate schedule of Zaremba et al. (2014) as a torch
+scheduler.
 
 Checkpoints do not hold the carried state: a run resumed mid-epoch restarts its rows from a zero state, as at an
 epoch start.
@@ -71,7 +72,8 @@ def zaremba_schedule(
 
 class TbpttTrainer(Trainer):
     """A Trainer for `BpttWindows`: carries the recurrent state between consecutive batches (one state for training,
-    reset at every epoch start, one for evaluation, reset at every `evaluate`) and adds `eval_perplexity`.
+    reset at every epoch start, one for evaluation, reset at every `evaluate`) and adds `eval_perplexity`; for a
+    `config.char_level` model also `eval_bpc`, bits per character (the mean NLL in nats over ln 2).
 
     `loss_scale` multiplies the model's per-token mean loss (Zaremba et al. sum it over the window: `bptt`); the
     perplexity is computed from the unscaled loss. With `decay_start`, the lr follows `zaremba_schedule` (the
@@ -116,7 +118,10 @@ class TbpttTrainer(Trainer):
         metrics = super().evaluate(*args, **kwargs)
         key = f"{kwargs.get('metric_key_prefix', 'eval')}_loss"
         if key in metrics:
-            metrics[key.replace("loss", "perplexity")] = math.exp(metrics[key] / self.loss_scale)
+            nats = metrics[key] / self.loss_scale  # per token: every window holds batch x bptt of them
+            metrics[key.replace("loss", "perplexity")] = math.exp(nats)
+            if self.model.config.char_level:
+                metrics[key.replace("loss", "bpc")] = nats / math.log(2)
         return metrics
 
 

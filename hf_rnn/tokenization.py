@@ -29,6 +29,8 @@ and the clitics, and after opening brackets, opening quotes and currency signs, 
 text written with single spaces and standard punctuation (`"Jean went to Paris."`, `"I don't know (really)!"`).
 Straight quotes `"` and `'` cannot tell opening from closing and keep a space on both sides.
 
+`build_char_tokenizer` makes the other kind, for character language models: every character is a token.
+
 `model_max_length` stays transformers' "no limit" (`int(1e30)`): a recurrent network reads any length, and a finite
 value would make `truncation=True`, which the token-classification pipeline passes, cut long sentences.
 """
@@ -182,3 +184,42 @@ def build_word_tokenizer(
     tokenizer = RnnTokenizerFast(**kwargs, char_vocab=char_vocab, max_word_length=max_word_length)
     tokenizer.char_vocab  # noqa: B018  (validates the character settings now rather than at first use)
     return tokenizer
+
+
+def build_char_tokenizer(texts: Iterable[str], min_frequency: int = 1) -> PreTrainedTokenizerFast:
+    """A character tokenizer: the characters of `texts` seen `min_frequency` times or more (spaces, newlines and TABs
+    too), most frequent first after `<pad>` (id 0) and `<unk>` (id 1), which any other character encodes as.
+
+    Nothing is added around a text and a text's `<pad>` or `<unk>` is read as its five characters
+    (`split_special_tokens`), so id i is the text's character i: `offset_mapping` is (i, i + 1) and `decode` gives
+    the text back (an unknown character as `<unk>`). It is all in tokenizer.json and tokenizer_config.json, so
+    `AutoTokenizer` reloads it without hf_rnn.
+    """
+    if min_frequency < 1:
+        raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
+    counts = Counter(c for text in texts for c in text)
+    chars = [c for c, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if n >= min_frequency]
+    if not chars:
+        raise ValueError(f"no character is seen {min_frequency} times or more in the texts")
+    tokenizer = Tokenizer(WordLevel({token: i for i, token in enumerate([PAD, UNK, *chars])}, unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?m)."), behavior="isolated")  # (?m): `.` matches \n too
+    tokenizer.decoder = decoders.Fuse()  # characters joined as they are, with no space between
+    tokenizer.add_special_tokens([PAD, UNK])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token=PAD,
+        unk_token=UNK,
+        split_special_tokens=True,
+        model_input_names=["input_ids", "attention_mask"],
+    )
+
+
+def join_words(words: Sequence[str], separator: str = " ") -> tuple[str, list[tuple[int, int]]]:
+    """The text of pre-split `words` joined by `separator`, and each word's character span (start, end) in it: with a
+    `build_char_tokenizer` tokenizer, `input_ids[start:end]` are the word's characters. A backward (`reverse`) model
+    reads `text[::-1]`, where the word is `len(text) - end` to `len(text) - start`."""
+    spans, start = [], 0
+    for word in words:
+        spans.append((start, start + len(word)))
+        start += len(word) + len(separator)
+    return separator.join(words), spans

@@ -47,6 +47,8 @@ def test_json_round_trip(tmp_path):
         ("pad_token_id", 37),
         ("pad_token_id", -1),
         ("eos_token_id", 99),
+        ("char_level", "yes"),
+        ("reverse", 1),
     ],
 )
 def test_invalid_values_raise_value_error_naming_the_field(field, value):
@@ -62,6 +64,8 @@ def test_cross_field_rules():
         hf_rnn.RnnConfig(use_crf=True, num_labels=1)
     with pytest.raises(ValueError, match="label2id"):
         hf_rnn.RnnConfig(id2label={0: "A", 1: "B"}, label2id={"A": 0, "C": 5})
+    with pytest.raises(ValueError, match="char_level"):
+        tiny_config(char_level=True, char_encoder="lstm", char_vocab_size=10)
 
 
 def test_label2id_is_derived_from_id2label():

@@ -3,6 +3,7 @@
 import functools
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -15,8 +16,9 @@ from transformers import AutoTokenizer
 
 import hf_rnn
 from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
-from hf_rnn.data import read_conll
+from hf_rnn.data import read_characters, read_conll, read_text
 from hf_rnn.launch import check_processes, load_pretrained, set_threads
+from hf_rnn.tokenization import build_char_tokenizer, build_word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,7 +171,7 @@ def test_the_defaults_give_way_to_the_flags(tmp_path, script):
 
 
 def test_run_lm_without_the_recipe_trains_with_adamw(tmp_path):
-    lm_args, training_args = _script("run_lm").parse(["--train_file", "x", "--no_zaremba"])
+    lm_args, _, training_args = _script("run_lm").parse(["--train_file", "x", "--no_zaremba"])
     assert not lm_args.zaremba and training_args.optim == "adamw_torch_fused" and training_args.learning_rate == 2e-3
     assert training_args.max_grad_norm == 1.0 and training_args.lr_scheduler_type == "linear"
 
@@ -736,3 +738,160 @@ def test_the_steps_default_to_what_the_data_asks_for(tmp_path, script):
     both = [*train, "--validation_file", "v", "--test_file", "t"]
     assert [getattr(parse(both)[-1], step) for step in steps] == [True, True, True]
     assert not parse([*both, "--do_eval", "false"])[-1].do_eval
+
+
+# ---- character and backward language models (--char_level, --reverse) ---------------------------------------------
+
+
+def _lm_corpus(tmp_path: Path) -> tuple[Path, Path]:
+    lines = [" ".join(s.tokens) for s in read_conll(SAMPLE / "sample_pos.train.tsv")]
+    (tmp_path / "train.txt").write_text("\n".join(lines[:300]) + "\n")
+    (tmp_path / "valid.txt").write_text("\n".join(lines[500:540]) + "\n")
+    return tmp_path / "train.txt", tmp_path / "valid.txt"
+
+
+def test_run_lm_trains_a_character_model_and_reports_bits_per_character(tmp_path, monkeypatch, capsys):
+    """Every character is a token (spaces, line ends); eval_bpc is the loss in bits, log2 of the perplexity. The
+    tokenizer reloads as one id per character; the checkpoint's config says char_level."""
+    train, valid = _lm_corpus(tmp_path)
+    out = tmp_path / "out"
+    tiny = ["--hidden_size", "32", "--embedding_size", "16", "--num_layers", "1", "--bptt", "50"]
+    files = ["--train_file", str(train), "--validation_file", str(valid), "--output_dir", str(out)]
+    adamw = ["--no_zaremba", "--learning_rate", "0.02", "--num_train_epochs", "3"]
+    _main(monkeypatch, "run_lm", "--char_level", *files, *tiny, *adamw)
+    printed = capsys.readouterr().out.strip().splitlines()
+    perplexity, bpc = float(printed[-2].split()[-1]), float(printed[-1].split()[-1])
+    assert printed[-2].startswith("validation perplexity ") and printed[-1].startswith("validation bits per character")
+    assert bpc == pytest.approx(math.log2(perplexity), abs=2e-3)
+    metrics = json.loads((out / "eval_results.json").read_text())
+    assert metrics["eval_bpc"] == pytest.approx(math.log2(metrics["eval_perplexity"]))
+    config = json.loads((out / "config.json").read_text())
+    assert config["char_level"] is True and config["reverse"] is False
+    assert bpc < 0.7 * math.log2(config["vocab_size"])  # measured 2.81; a uniform guess over its 38 is 5.25
+    text = valid.read_text()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer(text).input_ids
+    assert len(ids) == len(text) and tokenizer.decode(ids) == text and "\n" in tokenizer.get_vocab()
+
+
+def test_run_lm_reverse_reads_each_file_last_token_first(tmp_path, monkeypatch, capsys):
+    """The streams: a word LM's reversed stream is the forward one flipped (an <eos> now opens each line), cut to
+    --max_*_samples first; a backward checkpoint, evaluated again, reads its files reversed as in training."""
+    train, valid = _lm_corpus(tmp_path)
+    run_lm = _script("run_lm")
+    words = read_text(train)
+    tokenizer = build_word_tokenizer(words, language_model=True)
+    forward = run_lm.token_stream(words, tokenizer, False, None, False)
+    backward = run_lm.token_stream(words, tokenizer, False, None, True)
+    assert torch.equal(backward, forward.flip(0)) and backward[0] == tokenizer.eos_token_id
+    assert torch.equal(run_lm.token_stream(words, tokenizer, False, 7, True), forward[:7].flip(0))
+    characters = read_characters(train)
+    chars = build_char_tokenizer(characters)
+    assert chars.decode(run_lm.token_stream(characters, chars, True, None, True)) == train.read_text()[::-1]
+
+    out, again = tmp_path / "out", tmp_path / "again"
+    tiny = ["--hidden_size", "16", "--embedding_size", "16", "--bptt", "10", "--max_train_samples", "80"]
+    files = ["--train_file", str(train), "--validation_file", str(valid)]
+    _main(monkeypatch, "run_lm", "--reverse", *files, *tiny, "--output_dir", str(out))
+    trained = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads((out / "config.json").read_text())["reverse"] is True
+    evaluate = ["--model_name_or_path", str(out), "--do_train", "false", "--validation_file", str(valid)]
+    _main(monkeypatch, "run_lm", *evaluate, "--bptt", "10", "--output_dir", str(again))
+    assert capsys.readouterr().out.strip().splitlines()[-1] == trained
+
+
+# ---- a classifier or tagger started from a language model's encoder (ULMFiT) ---------------------------------------
+
+
+def _language_model(folder: Path, char_level: bool = False, reverse: bool = False) -> hf_rnn.RnnForCausalLM:
+    """A small saved LM (random weights) whose vocabulary holds the sample's words, or characters."""
+    sentences = [s.tokens for s in read_conll(SAMPLE / "sample_pos.train.tsv")]
+    if char_level:
+        tokenizer = build_char_tokenizer(" ".join(words) + "\n" for words in sentences)
+    else:
+        tokenizer = build_word_tokenizer(sentences, language_model=True)
+    config = hf_rnn.RnnConfig(
+        vocab_size=tokenizer.vocab_size, embedding_size=12, hidden_size=16, num_layers=2, tie_word_embeddings=True,
+        char_level=char_level, reverse=reverse, pad_token_id=0, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    model = hf_rnn.RnnForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def _classification_files(tmp_path: Path) -> Path:
+    import csv
+
+    with open(tmp_path / "train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for s in read_conll(SAMPLE / "sample_pos.train.tsv")[:100]:
+            writer.writerow([" ".join(s.tokens), "two" if "CCONJ" in s.tags else "one"])
+    return tmp_path / "train.csv"
+
+
+def _encoder_loaded(model, lm: hf_rnn.RnnForCausalLM) -> None:
+    """The encoder's weights are the LM's, every one; the head's are new."""
+    encoder = {name: value for name, value in lm.state_dict().items() if name.startswith("model.")}
+    weights = model.state_dict()
+    assert set(encoder) == {name for name in weights if name.startswith("model.")}
+    assert all(torch.equal(weights[name], value) for name, value in encoder.items())
+    assert {name.split(".")[0] for name in weights} - {"model"} == ({"classifier", "crf"} & set(model._modules))
+
+
+def test_run_classification_starts_from_a_language_models_encoder(tmp_path, monkeypatch, caplog):
+    """ULMFiT's start: --model_name_or_path of an LM gives a classifier with its encoder (checked before any step
+    changes it: lr 0), its tokenizer and architecture, the training file's labels, --pooling, and a new head; the log
+    names what was loaded and what is new. Not a backward LM's encoder, and not without training the new head."""
+    lm = _language_model(tmp_path / "lm")
+    train, out = _classification_files(tmp_path), tmp_path / "out"
+    args = ["--model_name_or_path", str(tmp_path / "lm"), "--train_file", str(train), "--pooling", "max"]
+    with caplog.at_level("INFO", logger="hf_rnn.launch"):
+        _main(monkeypatch, "run_classification", *args, "--learning_rate", "0", "--output_dir", str(out))
+    assert "new: classifier.bias, classifier.weight; left out: lm_head.bias, projection.weight" in caplog.text
+    model = hf_rnn.RnnForSequenceClassification.from_pretrained(out)
+    _encoder_loaded(model, lm)
+    config = model.config
+    assert config.id2label == {0: "one", 1: "two"} and config.classifier_pooling == "max" and not config.bidirectional
+    assert config.hidden_size == 16 and config.num_layers == 2 and config.architectures == [type(model).__name__]
+    tokenizers = [AutoTokenizer.from_pretrained(folder) for folder in (out, tmp_path / "lm")]
+    assert tokenizers[0].get_vocab() == tokenizers[1].get_vocab()
+    text = "The cat went to Paris."
+    assert tokenizers[0](text).input_ids == tokenizers[1](text).input_ids  # <eos> first, as the LM read it
+
+    _language_model(tmp_path / "backward", reverse=True)
+    args = ["--model_name_or_path", str(tmp_path / "backward"), "--train_file", str(train)]
+    message = _refused(monkeypatch, None, "run_classification", *args, output_dir=tmp_path / "refused")
+    assert "a backward language model (config.reverse)" in message
+
+
+@pytest.mark.parametrize(
+    "flags, error",
+    [
+        (["--do_train", "false", "--validation_file", "v.csv"], "is a language model, its new head needs training"),
+        (["--train_file", "t.csv", "--hidden_size", "8"], "--hidden_size: the model and its tokenizer come from"),
+    ],
+)
+def test_a_language_model_fixes_the_encoder_and_needs_training(tmp_path, monkeypatch, capsys, flags, error):
+    _language_model(tmp_path / "lm")
+    args = ["--model_name_or_path", str(tmp_path / "lm"), *flags]
+    assert error in _refused(monkeypatch, capsys, "run_classification", *args, output_dir=tmp_path / "out")
+
+
+def test_run_tagging_starts_from_a_word_language_models_encoder(tmp_path, monkeypatch):
+    """A CRF tagger on an LM's encoder (--use_crf is the new head's), with ULMFiT's schedules on; not on a character
+    LM's."""
+    lm = _language_model(tmp_path / "lm")
+    out = tmp_path / "out"
+    args = ["--model_name_or_path", str(tmp_path / "lm"), "--train_file", str(SAMPLE / "sample_pos.train.tsv")]
+    schedules = ["--layer_lr_decay", "2.6", "--gradual_unfreezing", "--num_train_epochs", "2"]
+    _main(monkeypatch, "run_tagging", *args, "--use_crf", *schedules, "--learning_rate", "0", "--output_dir", str(out))
+    model = hf_rnn.RnnForTokenClassification.from_pretrained(out)
+    _encoder_loaded(model, lm)
+    assert model.config.use_crf and model.config.num_labels == 10 and not model.config.bidirectional
+
+    _language_model(tmp_path / "chars", char_level=True)
+    args[1] = str(tmp_path / "chars")
+    message = _refused(monkeypatch, None, "run_tagging", *args, output_dir=tmp_path / "refused")
+    assert "a character language model, whose encoder reads characters" in message

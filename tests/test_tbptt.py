@@ -27,9 +27,10 @@ def _arguments(tmp_path, **overrides) -> TrainingArguments:
     return TrainingArguments(**{**values, **overrides})
 
 
-def _model() -> hf_rnn.RnnForCausalLM:
+def _model(**overrides) -> hf_rnn.RnnForCausalLM:
     torch.manual_seed(0)
-    config = hf_rnn.RnnConfig(vocab_size=50, embedding_size=8, hidden_size=8, num_layers=2, forget_bias=0.0)
+    values = dict(vocab_size=50, embedding_size=8, hidden_size=8, num_layers=2, forget_bias=0.0)
+    config = hf_rnn.RnnConfig(**{**values, **overrides})
     return hf_rnn.RnnForCausalLM(config)
 
 
@@ -82,6 +83,23 @@ def test_tbptt_evaluation_equals_one_pass_over_each_row(tmp_path):
         whole = model(data.inputs[:, span].contiguous(), shift_labels=data.targets[:, span].contiguous()).loss
     assert metrics["eval_loss"] == pytest.approx(whole.item(), rel=1e-5)
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(whole.item()), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss_scale", [1.0, BPTT])
+def test_a_character_model_reports_bits_per_character(tmp_path, loss_scale):
+    """eval_bpc: the NLL of every target character, in bits, averaged, computed here from the logits of one long
+    forward; the loss scale (Zaremba et al.'s) does not change it. A word model reports none."""
+    data = _windows()
+    model = _model(char_level=True).eval()
+    args = _arguments(tmp_path)
+    metrics = TbpttTrainer(model=model, args=args, eval_dataset=data, loss_scale=loss_scale).evaluate()
+    with torch.no_grad():
+        span = slice(0, data.windows * BPTT)
+        logits = model(data.inputs[:, span].contiguous()).logits
+    targets = data.targets[:, span]
+    nll = -logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # nats, one per character
+    assert metrics["eval_bpc"] == pytest.approx((nll / math.log(2)).mean().item(), rel=1e-5)
+    assert "eval_bpc" not in TbpttTrainer(model=_model().eval(), args=args, eval_dataset=data).evaluate()
 
 
 @pytest.mark.parametrize("steps_per_epoch, decay_start, decay", [(7, 4, 2.0), (1, 1, 1.2), (25, 0, 3.0)])

@@ -9,7 +9,7 @@ from tokenizers.models import WordLevel
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, pipeline
 
 import hf_rnn
-from hf_rnn.tokenization import EOS, PAD, UNK, build_word_tokenizer
+from hf_rnn.tokenization import EOS, PAD, UNK, build_char_tokenizer, build_word_tokenizer, join_words
 
 # pre-split as in a CoNLL / UD EWT file
 SENTENCES = [
@@ -153,3 +153,53 @@ def test_a_language_model_tokenizer_starts_every_text_with_eos(tmp_path):
 def test_no_length_limit_truncates_a_long_sentence(tokenizer):
     """A recurrent network reads any length: `truncation=True` (the token-classification pipeline's) cuts nothing."""
     assert len(tokenizer(["Paris"] * 3000, is_split_into_words=True, truncation=True)["input_ids"]) == 3000
+
+
+# ---- the character tokenizer (character language models) --------------------------------------------------------
+
+CHARACTER_TEXTS = ["the cat sat\n", "  on\tthe mat.\n", "\n", "a <unk> and a <pad>\n"]
+
+
+def test_a_character_tokenizer_gives_one_id_per_character_and_decodes_the_text_back(tmp_path):
+    """Spaces, TABs and newlines are characters; so are the letters of `<unk>` and `<pad>` written in a text; an
+    unseen character is `<unk>`. Saved and reloaded by AutoTokenizer, it encodes and decodes the same."""
+    tokenizer = build_char_tokenizer(CHARACTER_TEXTS)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    vocab = tokenizer.get_vocab()
+    assert vocab[PAD] == tokenizer.pad_token_id == 0 and vocab[UNK] == tokenizer.unk_token_id == 1
+    assert set(vocab) == {PAD, UNK, *"".join(CHARACTER_TEXTS)}
+    assert [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])][2] == " "  # the most frequent
+    for text in [*CHARACTER_TEXTS, "".join(CHARACTER_TEXTS), " tact\n\n", "the <unk> mat"]:
+        for current in (tokenizer, loaded):
+            encoding = current(text, return_offsets_mapping=True)
+            assert encoding.input_ids == [vocab[c] for c in text]
+            assert encoding.offset_mapping == [(i, i + 1) for i in range(len(text))]
+            assert current.decode(encoding.input_ids) == text
+    assert loaded("zebra!").input_ids == [1, vocab["e"], 1, 1, vocab["a"], 1]
+    assert loaded.decode(loaded("zebra").input_ids) == "<unk>e<unk><unk>a"
+    batch = loaded(["ab", "a"], padding=True)
+    assert batch.input_ids == [[vocab["a"], 1], [vocab["a"], 0]] and batch.attention_mask == [[1, 1], [1, 0]]
+
+
+def test_a_character_tokenizer_keeps_the_frequent_characters():
+    tokenizer = build_char_tokenizer(["aaab"], min_frequency=2)
+    assert tokenizer("ab").input_ids == [2, 1]
+    with pytest.raises(ValueError, match="min_frequency must be >= 1"):
+        build_char_tokenizer(["a"], min_frequency=0)
+    with pytest.raises(ValueError, match="no character is seen 2 times"):
+        build_char_tokenizer(["ab"], min_frequency=2)
+
+
+def test_joined_words_give_each_word_its_character_span():
+    """What a contextual tagger reads: the sentence's characters, and where each word's are (forward and reversed)."""
+    words = ["Jean", "went", "to", "Paris", "."]
+    text, spans = join_words(words)
+    assert text == "Jean went to Paris ."
+    tokenizer = build_char_tokenizer([text])
+    ids = tokenizer(text).input_ids
+    for word, (start, end) in zip(words, spans):
+        assert text[start:end] == word and tokenizer.decode(ids[start:end]) == word
+        backward = text[::-1]
+        assert backward[len(text) - end : len(text) - start] == word[::-1]
+    assert join_words(["a", "b"], separator="") == ("ab", [(0, 1), (1, 2)])
