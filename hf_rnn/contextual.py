@@ -17,8 +17,8 @@ class LmSpelling:
     """How `RnnTokenizerFast` writes a sentence for the LMs (`lm_char_vocab`: the LM tokenizer's tokens in id order,
     as `build_char_tokenizer` makes them): every token with characters as their ids followed by the id of a space,
     the sentence's first word preceded by a newline's (the line break the LM saw before each line of its corpus),
-    characters the LM never saw as `<unk>`; words are not cut, and every token is as wide as the batch's widest, the
-    rest `<pad>`."""
+    characters the LM never saw as `<unk>`. Words are not cut: each token's ids are as long as it needs (`widen` pads
+    them to a batch's widest with `<pad>`, for tensors)."""
 
     def __init__(self, lm_char_vocab: list[str]):
         vocab = lm_char_vocab
@@ -35,7 +35,7 @@ class LmSpelling:
         self.pad_id, self.unk_id, self.space_id, self.newline_id = (self.to_id[token] for token in LM_SPECIALS)
 
     def spell(self, rows: list[list[str | None]]) -> list[list[list[int]]]:
-        """Each row's tokens (None: a token without characters, e.g. a special one) -> (rows, T, W) LM ids."""
+        """Each row's tokens (None: a token without characters, e.g. a special one) -> their LM ids."""
         spelled = []
         for tokens in rows:
             ids, started = [], False
@@ -47,7 +47,7 @@ class LmSpelling:
                 ids[-1].append(self.space_id)
                 started = True
             spelled.append(ids)
-        return self.widen(spelled)
+        return spelled
 
     def widen(self, rows: list[list[list[int]]]) -> list[list[list[int]]]:
         """Every token padded to the widest of all rows (at least 1)."""
@@ -79,6 +79,7 @@ class ContextualStringEmbeddings(nn.Module):
         self.fine_tune = fine_tune
         self.pad_token_id = pad_token_id
         self.vocab_size = next(iter(language_models.values())).config.vocab_size
+        self.feature_size = sum(lm.config.output_size for lm in language_models.values())
         self.cache: dict[tuple[bytes, bytes], torch.Tensor] = {}
         self.cache_bytes = CACHE_BYTES
         self._cached_bytes = 0
@@ -121,7 +122,8 @@ class ContextualStringEmbeddings(nn.Module):
         stream = MaskCompaction(chars.flatten(1))
         text, mask = stream.compact(lm_char_ids.flatten(1)), stream.compact_mask  # (B, T*W), each row's at the left
         if not is_tracing():  # (traced shapes may not depend on values: then the LMs read the full width)
-            text, mask = text[:, : max(int(stream.lengths.max()), 1)], mask[:, : max(int(stream.lengths.max()), 1)]
+            longest = max(int(stream.lengths.max()), 1)
+            text, mask = text[:, :longest], mask[:, :longest]
         length = stream.lengths.unsqueeze(1)  # (B, 1)
         after = widths.cumsum(1) - 1  # (B, T) stream position of the space after each word
         before = (after - widths).clamp(min=0)  # ... of the character before it (the first word's: the "\n")
@@ -155,10 +157,8 @@ class ContextualStringEmbeddings(nn.Module):
                 if self._cached_bytes + size <= self.cache_bytes:
                     self.cache[keys[b]] = found[b].cpu()
                     self._cached_bytes += size
-            width, dtype = computed.size(-1), computed.dtype
-        else:
-            width, dtype = found[0].size(-1), found[0].dtype
-        features = torch.zeros(*words.shape, width, dtype=dtype, device=lm_char_ids.device)
+        dtype = next(iter(found.values())).dtype if found else torch.get_default_dtype()
+        features = torch.zeros(*words.shape, self.feature_size, dtype=dtype, device=lm_char_ids.device)
         for b, rows in found.items():
             features[b][words[b]] = rows.to(features.device)
         return features

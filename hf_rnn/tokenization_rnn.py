@@ -106,7 +106,8 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
             blank = [CHAR_PAD_ID] * self.max_word_length
             outputs["char_ids"] = [[blank if t is None else self.spell(t) for t in tokens] for tokens in rows]
         if self.lm_spelling is not None:
-            outputs["lm_char_ids"] = self.lm_spelling.spell(rows)
+            spelled = self.lm_spelling.spell(rows)  # each word as long as it is; tensors need one width
+            outputs["lm_char_ids"] = spelled if return_tensors is None else self.lm_spelling.widen(spelled)
         for name, values in outputs.items():
             encoded[name] = values[0] if single else values
         if return_tensors is not None:
