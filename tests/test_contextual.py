@@ -422,3 +422,24 @@ def test_run_tagging_with_two_language_models(lms, tmp_path):
     ]
     together = model(**batch).predictions.tolist()
     assert [[t for t in row if t != -100] for row in together] == alone
+
+
+def test_meta_device_init_reaches_every_weight_with_each_models_own_rule():
+    """`init_weights` after building on the meta device leaves no parameter out, and initialises the LMs by their own
+    configs (transformers dispatches a nested PreTrainedModel to its own `_init_weights`)."""
+    lm = dict(vocab_size=20, embedding_size=4, hidden_size=6, num_layers=1, char_level=True, initializer_range=0.01)
+    config = hf_rnn.RnnConfig(
+        vocab_size=30, forward_lm=lm, backward_lm={**lm, "reverse": True}, fine_tune_lms=True, **TAGGER
+    )
+    with torch.device("meta"):
+        model = hf_rnn.RnnForTokenClassification(config)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(float("nan"))
+    model.init_weights()
+    for name, param in model.named_parameters():
+        assert not param.isnan().any(), name
+        if ".contextual." in name and "weight" in name:
+            assert param.abs().max() <= 0.01, name  # the LMs' initializer_range, not the tagger's 1/sqrt(fan-in)
+    assert model.model.layers[0].directions[0].weight_hh_l0.abs().max() > 0.01  # the tagger: 5**-0.5
