@@ -72,13 +72,14 @@ class ContextualStringEmbeddings(nn.Module):
     saved and is emptied when weights are loaded.
     """
 
-    def __init__(self, language_models: dict[str, nn.Module], fine_tune: bool, pad_token_id: int):
+    def __init__(self, language_models: dict[str, nn.Module], fine_tune: bool):
+        """`language_models`: the LMs' encoders (`RnnModel`s) by config field, `forward_lm` and/or `backward_lm`."""
         super().__init__()
         self.forward_lm = language_models.get("forward_lm")
         self.backward_lm = language_models.get("backward_lm")
         self.fine_tune = fine_tune
-        self.pad_token_id = pad_token_id
-        self.vocab_size = next(iter(language_models.values())).config.vocab_size
+        lm = next(iter(language_models.values())).config  # both read the same characters (RnnConfig checks)
+        self.pad_token_id, self.vocab_size = lm.pad_token_id, lm.vocab_size
         self.feature_size = sum(lm.config.output_size for lm in language_models.values())
         self.cache: dict[tuple[bytes, bytes], torch.Tensor] = {}
         self.cache_bytes = CACHE_BYTES

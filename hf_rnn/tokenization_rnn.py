@@ -147,7 +147,8 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         if "lm_char_ids" not in encoded_inputs or self.lm_spelling is None:
             return super().pad(encoded_inputs, *args, return_tensors=return_tensors, **kwargs)
         main = self.model_input_names[0]
-        sample = encoded_inputs[main][0] if isinstance(encoded_inputs[main], (list, tuple)) else encoded_inputs[main]
+        sample = encoded_inputs[main]
+        sample = sample[0] if isinstance(sample, (list, tuple)) and sample else sample
         if return_tensors is None and not isinstance(sample, (int, list, tuple)):  # tensors in, tensors out
             return_tensors = "np" if type(sample).__module__ == "numpy" else "pt"
         encoded_inputs = {key: to_py_obj(value) for key, value in encoded_inputs.items()}
