@@ -11,6 +11,9 @@ loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS is set
 `--resume_from_checkpoint True` (or a folder of checkpoints) resumes from the last complete checkpoint in it, skipping
 one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
 that one.
+`--forward_lm` and `--backward_lm` (character LMs from run_lm.py --char_level [--reverse], folders or Hub ids) add
+contextual string embeddings (Akbik et al. 2018) to the word features; the LMs stay frozen unless --fine_tune_lms, and
+their features are computed once per training sentence.
 Evaluation reports token accuracy and, for BIO/IOB1/BIOES labels, span precision/recall/F1 (conlleval rules).
 
 As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
@@ -34,6 +37,7 @@ import torch
 from datasets import ClassLabel, DatasetDict, Features, List, Value, load_dataset
 from transformers import (
     AutoConfig,
+    AutoTokenizer,
     DataCollatorForTokenClassification,
     HfArgumentParser,
     Trainer,
@@ -67,7 +71,7 @@ from hf_rnn.launch import (
     start_from_language_model,
 )
 from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.tokenization import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
 TABLES = (".json", ".jsonl", ".csv")  # read as run_ner.py reads them, the other files as CoNLL(-U)
@@ -148,6 +152,16 @@ class ModelArguments:
         default=None, metadata={"help": "GloVe/word2vec text file to initialise the word embeddings from."}
     )
     freeze_embeddings: bool = field(default=False, metadata={"help": "Keep the (pretrained) embeddings fixed."})
+    forward_lm: str | None = field(
+        default=None,
+        metadata={
+            "help": "Contextual string embeddings: a forward character LM (run_lm.py --char_level; folder or id)."
+        },
+    )
+    backward_lm: str | None = field(
+        default=None, metadata={"help": "... and a backward one (run_lm.py --char_level --reverse), same characters."}
+    )
+    fine_tune_lms: bool = field(default=False, metadata={"help": "Train the LMs too (default: frozen, flair's)."})
 
 
 def read_split(path: str, data: DataArguments) -> list[TaggedSentence]:
@@ -315,6 +329,7 @@ def head_config(model_args: ModelArguments, labels: list[str]) -> dict:
 def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict):
     """A new tagger and its word tokenizer, for the training split's words and labels."""
     labels = raw["train"].features["tags"].feature.names
+    lms = {name: getattr(model_args, name) for name in ("forward_lm", "backward_lm") if getattr(model_args, name)}
     tokenizer = build_word_tokenizer(
         raw["train"]["tokens"],
         min_frequency=data_args.min_frequency,
@@ -322,8 +337,9 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
         normalize_digits=data_args.normalize_digits,
         char_min_frequency=data_args.char_min_frequency if model_args.char_encoder else None,
         max_word_length=data_args.max_word_length,
+        lm_char_vocab=shared_lm_vocab(lms) if lms else None,
     )
-    config = hf_rnn.RnnConfig(
+    config = dict(
         cell_type=model_args.cell_type,
         vocab_size=tokenizer.vocab_size,
         embedding_size=model_args.embedding_size,
@@ -341,7 +357,18 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
         eos_token_id=tokenizer.eos_token_id,
         **head_config(model_args, labels),
     )
-    model = hf_rnn.RnnForTokenClassification(config)
+    if lms:
+        model = hf_rnn.RnnForTokenClassification.from_language_models(
+            **lms, fine_tune_lms=model_args.fine_tune_lms, **config
+        )
+        for name, lm in model.config.language_models.items():
+            if lm.pad_token_id != tokenizer.lm_spelling.pad_id:
+                raise ValueError(
+                    f"--{name} {lms[name]}: its config pads with pad_token_id={lm.pad_token_id}, its tokenizer with "
+                    f"id {tokenizer.lm_spelling.pad_id}"
+                )
+    else:
+        model = hf_rnn.RnnForTokenClassification(hf_rnn.RnnConfig(fine_tune_lms=model_args.fine_tune_lms, **config))
     if model_args.word_vectors:
         stats = load_word_vectors(model, tokenizer, model_args.word_vectors, freeze=model_args.freeze_embeddings)
         logger.info(
@@ -353,6 +380,20 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
             stats.missing,
         )
     return model, tokenizer
+
+
+def shared_lm_vocab(lms: dict[str, str]) -> list[str]:
+    """The character vocabulary of the LMs' tokenizers, which must be one: the tagger's tokenizer spells each word once
+    for both."""
+    vocabs = {path: lm_char_vocab(AutoTokenizer.from_pretrained(path)) for path in lms.values()}
+    first, *others = vocabs.items()
+    for path, vocab in others:
+        if vocab != first[1]:
+            raise ValueError(
+                f"--forward_lm {first[0]} and --backward_lm {path} have different character vocabularies; train "
+                "both on the same text (run_lm.py --char_level, then --char_level --reverse)"
+            )
+    return first[1]
 
 
 def write_predictions(trainer: Trainer, raw_test, test, labels: list[str]) -> dict:
@@ -389,7 +430,8 @@ def main() -> None:
             if AutoConfig.from_pretrained(checkpoint).char_level:
                 raise ValueError(
                     f"--model_name_or_path {checkpoint}: a character language model, whose encoder reads characters,"
-                    " not words; start the tagger from a word language model"
+                    " not words: give it as --forward_lm (or --backward_lm if reversed) for contextual string"
+                    " embeddings, or start the tagger from a word language model"
                 )
             head = head_config(model_args, labels)
             model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head)

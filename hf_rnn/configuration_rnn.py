@@ -32,6 +32,7 @@ _BASE_KEYS = {
     *GenerationConfig._get_default_generation_params(),
 }
 CHAR_ENCODERS = ("lstm", "cnn")
+LANGUAGE_MODELS = {"forward_lm": False, "backward_lm": True}  # the sub-config fields, and the `reverse` each needs
 
 
 class RnnConfig(PreTrainedConfig):
@@ -92,6 +93,16 @@ class RnnConfig(PreTrainedConfig):
         reverse (`bool`, defaults to `False`):
             The model was trained on reversed text (a backward language model): feed it the token sequence last
             token first. Recorded for the tools that read the model; the model itself reads what it is given.
+        forward_lm (`RnnConfig` or `dict`, *optional*):
+            A character language model (`char_level=True`) whose states become contextual string embeddings
+            (Akbik et al. 2018), appended to every word's features; its weights live in the model. The model then
+            reads `lm_char_ids` (B, T, W), which [`RnnTokenizerFast`] produces with `lm_char_vocab`. Build such a
+            tagger with [`RnnForTokenClassification.from_language_models`]. Stored as a nested dict in config.json.
+        backward_lm (`RnnConfig` or `dict`, *optional*):
+            The same for a backward character LM (`reverse=True`), with the forward one's character vocabulary.
+        fine_tune_lms (`bool`, defaults to `False`):
+            Train the language models with the tagger. Frozen (the default, flair's too), they stay in eval mode and
+            each training sentence's features are computed once and reused (see `ContextualStringEmbeddings`).
     """
 
     model_type = "hf_rnn"
@@ -128,9 +139,13 @@ class RnnConfig(PreTrainedConfig):
     use_cache: bool = True
     char_level: bool = False
     reverse: bool = False
+    forward_lm: dict | PreTrainedConfig | None = None
+    backward_lm: dict | PreTrainedConfig | None = None
+    fine_tune_lms: bool = False
 
     def __post_init__(self, **kwargs):
         self._check_label_maps()  # before the base class fills in or overwrites them
+        self._load_language_models()
         self._warn_unknown_keys(kwargs)
         if self.embedding_dropout is None:
             self.embedding_dropout = self.dropout
@@ -193,14 +208,61 @@ class RnnConfig(PreTrainedConfig):
         return self.char_hidden_size * (2 if self.char_encoder == "lstm" else 1)
 
     @property
+    def language_models(self) -> dict[str, "RnnConfig"]:
+        """The character LMs of contextual string embeddings, by field name (forward first)."""
+        return {name: getattr(self, name) for name in LANGUAGE_MODELS if getattr(self, name) is not None}
+
+    @property
     def word_feature_size(self) -> int:
-        """Width of what the first recurrent layer reads: word embedding plus character features."""
-        return self.embedding_size + self.char_feature_size
+        """Width of what the first recurrent layer reads: word embedding, character features, LM states."""
+        return (
+            self.embedding_size + self.char_feature_size + sum(lm.output_size for lm in self.language_models.values())
+        )
 
     @property
     def output_size(self) -> int:
         """Width of the top layer's outputs (both directions concatenated)."""
         return self.hidden_size * self.num_directions
+
+    def _load_language_models(self) -> None:
+        """The LM sub-configs as `RnnConfig`s (config.json holds them as dicts); an invalid one is named."""
+        for name in LANGUAGE_MODELS:
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                try:
+                    value = RnnConfig(**value)
+                except ValueError as error:
+                    raise ValueError(f"RnnConfig.{name}: {error}") from None
+            if value is not None and not isinstance(value, RnnConfig):
+                raise ValueError(f"RnnConfig.{name} must be None, a dict or an RnnConfig, got {type(value).__name__}")
+            setattr(self, name, value)
+
+    def _validate_language_models(self) -> None:
+        """Character LMs, forward and backward as named, sharing one character vocabulary; not nested further."""
+        models = self.language_models
+        for name, lm in models.items():
+            reverse = LANGUAGE_MODELS[name]
+            if lm.pad_token_id is None:
+                raise ValueError(f"RnnConfig.{name}.pad_token_id must be set: lm_char_ids are padded with it")
+            if not lm.char_level or lm.reverse != reverse or lm.bidirectional or lm.language_models:
+                raise ValueError(
+                    f"RnnConfig.{name} must be a unidirectional character LM (char_level=True, reverse={reverse}) "
+                    f"without language models of its own, got char_level={lm.char_level}, reverse={lm.reverse}, "
+                    f"bidirectional={lm.bidirectional}, language models {list(lm.language_models)}"
+                )
+        if len(models) == 2 and (self.forward_lm.vocab_size, self.forward_lm.pad_token_id) != (
+            self.backward_lm.vocab_size,
+            self.backward_lm.pad_token_id,
+        ):
+            raise ValueError(
+                "RnnConfig.backward_lm must read the forward LM's characters (one lm_char_vocab feeds both): "
+                f"vocab_size and pad_token_id {self.backward_lm.vocab_size}, {self.backward_lm.pad_token_id} != "
+                f"{self.forward_lm.vocab_size}, {self.forward_lm.pad_token_id}"
+            )
+        if models and self.char_level:
+            raise ValueError("RnnConfig.char_level must be False with language models: the tagger reads words")
+        if self.fine_tune_lms and not models:
+            raise ValueError("RnnConfig.fine_tune_lms must be False unless forward_lm or backward_lm is set")
 
     def _validate_fields(self) -> None:
         """Raise a `ValueError` naming the first invalid field; types are checked too, since JSON files are edited by hand."""
@@ -250,11 +312,12 @@ class RnnConfig(PreTrainedConfig):
         if self.initializer_range is not None and self.initializer_range <= 0:
             fail("initializer_range", "positive")
         bools = ("bidirectional", "locked_dropout", "use_crf", "tie_word_embeddings", "use_cache")
-        for field in (*bools, "char_level", "reverse"):
+        for field in (*bools, "char_level", "reverse", "fine_tune_lms"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "a bool")
         if self.char_level and self.char_encoder is not None:
             fail("char_level", "False with a char_encoder (its tokens are characters, with none to spell out)")
+        self._validate_language_models()
         for field in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = getattr(self, field)
             if value is not None and (

@@ -1,6 +1,7 @@
 """Export a trained tagger — Viterbi decoding included — with `torch.export`, and from there to ONNX.
 
-The exported graph takes `input_ids`, `attention_mask` (and `char_ids` for character models) and returns the
+The exported graph takes `input_ids`, `attention_mask` (and `char_ids` for character models, `lm_char_ids` for
+contextual string embeddings, whose width is fixed at the example's too) and returns the
 predicted tags (-100 at padding) and the per-token scores, exactly as the eager model does. The batch size is
 dynamic; the sequence length is fixed at the example's (the recurrences are unrolled over time), so pad inputs to
 that length — the mask takes care of the rest, any padding side or pattern.
@@ -16,23 +17,26 @@ from .modeling_rnn import RnnForTokenClassification
 
 
 class ExportableTagger(nn.Module):
-    """The tagger as a pure tensor function: (input_ids, attention_mask[, char_ids]) -> (predictions, logits)."""
+    """The tagger as a pure tensor function: (input_ids, attention_mask[, char_ids][, lm_char_ids]) ->
+    (predictions, logits)."""
 
     def __init__(self, model: RnnForTokenClassification):
         super().__init__()
         self.model = model
+        self.input_names = _input_names(model)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, char_ids: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, char_ids=char_ids, return_predictions=True
-        )
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(**dict(zip(self.input_names, inputs)), return_predictions=True)
         return outputs.predictions, outputs.logits
 
 
 def _input_names(model: RnnForTokenClassification) -> list[str]:
-    return ["input_ids", "attention_mask"] + (["char_ids"] if model.config.char_encoder else [])
+    config = model.config
+    return (
+        ["input_ids", "attention_mask"]
+        + ["char_ids"] * bool(config.char_encoder)
+        + ["lm_char_ids"] * bool(config.language_models)
+    )
 
 
 def _example_inputs(model: RnnForTokenClassification, example: dict) -> tuple[torch.Tensor, ...]:
@@ -56,7 +60,9 @@ def export_tagger(model: RnnForTokenClassification, example: dict) -> torch.expo
         # nn.LSTM re-creates its `_flat_weights` list on every call; harmless for the exported graph
         warnings.filterwarnings("ignore", message="The tensor attributes .*_flat_weights")
         return torch.export.export(
-            ExportableTagger(model.eval()), inputs, dynamic_shapes=tuple({0: batch} for _ in inputs)
+            ExportableTagger(model.eval()),
+            inputs,
+            dynamic_shapes=(tuple({0: batch} for _ in inputs),),  # one *inputs
         )
 
 

@@ -73,6 +73,7 @@ def model_card(
             if config.char_encoder
             else ""
         )
+        + "".join(f", {name[:-3]} character LM {lm.name_or_path}" for name, lm in config.language_models.items())
         + (
             f", {config.num_labels} labels: {', '.join(config.id2label[i] for i in range(config.num_labels))}"
             if task in ("token-classification", "text-classification")

@@ -18,6 +18,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
+from .contextual import ContextualStringEmbeddings
 from .crf import LinearChainCRF, scheme_constraints
 from .dropout import SequenceDropout, WordDropout
 from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real_tokens
@@ -218,6 +219,29 @@ class RnnPreTrainedModel(PreTrainedModel):
             return None  # no weights of its own to initialise
         return fan_in**-0.5
 
+    @classmethod
+    def from_language_models(
+        cls, forward_lm: str | None = None, backward_lm: str | None = None, lm_kwargs: dict | None = None, **kwargs
+    ) -> "RnnPreTrainedModel":
+        """A new model on contextual string embeddings from character-LM checkpoints (folders or Hub ids of
+        `RnnForCausalLM`s with `char_level`, the backward one `reverse`), in one call as
+        `EncoderDecoderModel.from_encoder_decoder_pretrained` builds from two: the LMs' configs become
+        `config.forward_lm`/`backward_lm` and their encoders' weights are copied in (their output layers are left
+        out). `kwargs` are the new model's `RnnConfig` fields; `lm_kwargs` go to each LM's `from_pretrained`
+        (`revision`, `token`, `cache_dir`, ...)."""
+        paths = {"forward_lm": forward_lm, "backward_lm": backward_lm}
+        lms = {
+            name: RnnForCausalLM.from_pretrained(path, **(lm_kwargs or {})).model
+            for name, path in paths.items()
+            if path is not None
+        }
+        if not lms:
+            raise ValueError("from_language_models needs forward_lm, backward_lm or both")
+        model = cls(RnnConfig(**{name: lm.config for name, lm in lms.items()}, **kwargs))
+        for name, lm in lms.items():
+            getattr(model.base_model.contextual, name).load_state_dict(lm.state_dict())
+        return model
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """U[-r, r] for every weight (r from `init_range`), zero biases, LSTM forget-gate bias = `forget_bias`, zero
@@ -262,13 +286,16 @@ class RnnPreTrainedModel(PreTrainedModel):
 
 
 class RnnModel(RnnPreTrainedModel):
-    """Word embeddings (plus character features with `config.char_encoder`) followed by a stack of recurrent layers;
-    returns per-token outputs and the final state."""
+    """Word embeddings (plus character features with `config.char_encoder`, and contextual string embeddings with
+    `config.forward_lm`/`backward_lm`) followed by a stack of recurrent layers; returns per-token outputs and the final
+    state."""
 
     def __init__(self, config: RnnConfig):
         super().__init__(config)
         self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.char_encoder = CharEncoder(config) if config.char_encoder is not None else None
+        lms = {name: RnnModel(lm) for name, lm in config.language_models.items()}  # the LMs' encoders, no heads
+        self.contextual = ContextualStringEmbeddings(lms, config.fine_tune_lms) if lms else None
         self.word_dropout = WordDropout(config.word_dropout)
         self.embedding_dropout = SequenceDropout(config.embedding_dropout, config.locked_dropout)
         self.layers = nn.ModuleList(
@@ -295,6 +322,7 @@ class RnnModel(RnnPreTrainedModel):
         cache: RnnCache | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
+        lm_char_ids: torch.LongTensor | None = None,
     ) -> RnnModelOutput:
         r"""
         attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
@@ -304,6 +332,9 @@ class RnnModel(RnnPreTrainedModel):
             Each token's characters (0 = padding), as [`RnnTokenizerFast`] returns them; required with
             `config.char_encoder`.
         cache (`RnnCache`, *optional*): the state to start from (returned by an earlier call with `use_cache=True`).
+        lm_char_ids (`torch.LongTensor` of shape `(batch_size, sequence_length, lm_word_width)`, *optional*):
+            Each token's characters as the language models' ids, with the separators they read between words, as
+            [`RnnTokenizerFast`] returns them with `lm_char_vocab`; required with `config.forward_lm`/`backward_lm`.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
@@ -314,7 +345,15 @@ class RnnModel(RnnPreTrainedModel):
                 if char_ids is None
                 else "`char_ids` was given, but this model has no character encoder (config.char_encoder is None)."
             )
-        _check_shapes(input_ids if inputs_embeds is None else inputs_embeds[..., 0], attention_mask, char_ids, cache)
+        if (lm_char_ids is None) != (self.contextual is None):
+            raise ValueError(
+                "This model reads language models' characters (config.forward_lm/backward_lm): pass `lm_char_ids`, as "
+                "RnnTokenizerFast returns them with lm_char_vocab."
+                if lm_char_ids is None
+                else "`lm_char_ids` was given, but this model has no language models (config.forward_lm/backward_lm)."
+            )
+        tokens = input_ids if inputs_embeds is None else inputs_embeds[..., 0]
+        _check_shapes(tokens, attention_mask, char_ids, cache, lm_char_ids)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -330,6 +369,8 @@ class RnnModel(RnnPreTrainedModel):
             inputs_embeds = self.embeddings(input_ids)  # (B, T, E)
         if self.char_encoder is not None:
             inputs_embeds = torch.cat([inputs_embeds, self.char_encoder(char_ids)], dim=-1)  # (B, T, E + F_c)
+        if self.contextual is not None:
+            inputs_embeds = torch.cat([inputs_embeds, self.contextual(lm_char_ids, attention_mask)], dim=-1)  # + F_lm
         hidden = self.embedding_dropout(self.word_dropout(inputs_embeds))
 
         padding = None
@@ -362,6 +403,7 @@ def _check_shapes(
     attention_mask: torch.Tensor | None,
     char_ids: torch.Tensor | None,
     cache: RnnCache | None,
+    lm_char_ids: torch.Tensor | None = None,
 ) -> None:
     """What torch would report from deep inside a layer, said in terms of the inputs. `tokens` is (B, T)."""
     if tokens.dim() != 2:
@@ -375,8 +417,9 @@ def _check_shapes(
             raise_at_first(
                 (attention_mask != 0) & (attention_mask != 1), "attention_mask", "is not 0 or 1", attention_mask
             )
-    if char_ids is not None and (char_ids.dim() != 3 or char_ids.shape[:2] != tokens.shape):
-        raise ValueError(f"char_ids must be {(*tokens.shape, 'max_word_length')}, got {tuple(char_ids.shape)}")
+    for name, ids, width in (("char_ids", char_ids, "max_word_length"), ("lm_char_ids", lm_char_ids, "width")):
+        if ids is not None and (ids.dim() != 3 or ids.shape[:2] != tokens.shape):
+            raise ValueError(f"{name} must be {(*tokens.shape, width)}, got {tuple(ids.shape)}")
     if cache is not None and cache.hidden.size(1) != tokens.size(0):
         raise ValueError(f"cache holds the state of {cache.hidden.size(1)} sequences, the batch has {tokens.size(0)}")
 
@@ -393,9 +436,10 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             raise ValueError(
                 "RnnConfig.bidirectional must be False for RnnForCausalLM: a language model cannot read ahead."
             )
-        if config.char_encoder is not None:
+        if config.char_encoder is not None or config.language_models:
+            field = "char_encoder" if config.char_encoder is not None else next(iter(config.language_models))
             raise ValueError(
-                "RnnConfig.char_encoder must be None for RnnForCausalLM: generate() has no characters for new tokens."
+                f"RnnConfig.{field} must be None for RnnForCausalLM: generate() has no characters for new tokens."
             )
         self.model = RnnModel(config)
         self.dropout = SequenceDropout(config.output_dropout, config.locked_dropout)
@@ -526,6 +570,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_predictions: bool | None = None,
+        lm_char_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> RnnTokenClassifierOutput:
         r"""
@@ -544,6 +589,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
             char_ids=char_ids,
             use_cache=False,
             output_hidden_states=output_hidden_states,
+            lm_char_ids=lm_char_ids,
         )
         emissions = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
         mask = real_tokens(attention_mask, emissions.shape[:2], emissions.device)  # (B, T)
@@ -713,6 +759,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         char_ids: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        lm_char_ids: torch.LongTensor | None = None,
     ) -> SequenceClassifierOutput:
         r"""
         labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
@@ -726,6 +773,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
             char_ids=char_ids,
             use_cache=False,
             output_hidden_states=output_hidden_states,
+            lm_char_ids=lm_char_ids,
         )
         pooled = self.pool(outputs.last_hidden_state, attention_mask)  # (B, D*H)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)

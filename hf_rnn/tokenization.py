@@ -117,6 +117,7 @@ def build_word_tokenizer(
     char_min_frequency: int | None = None,
     max_word_length: int = 24,
     language_model: bool = False,
+    lm_char_vocab: Sequence[str] | None = None,
 ) -> PreTrainedTokenizerFast:
     """Vocabulary from `sentences`: tokens seen `min_frequency` times or more, most frequent first.
 
@@ -125,7 +126,9 @@ def build_word_tokenizer(
     (a CoNLL-U FORM "New York") counts as its pieces. `<pad>` gets id 0 (the models' default `pad_token_id`), `<unk>`
     id 1. With `normalize_digits` every digit becomes `0`, so numbers share a few entries. With `char_min_frequency`
     the result is an [`RnnTokenizerFast`] whose character vocabulary holds the raw (unnormalised) characters seen that
-    often, for `config.char_encoder`.
+    often, for `config.char_encoder`. With `lm_char_vocab` (a character LM tokenizer's tokens in id order,
+    `lm_char_vocab(lm_tokenizer)`) it is an [`RnnTokenizerFast`] that also writes each word in the LM's ids, for the
+    contextual string embeddings of `config.forward_lm`/`backward_lm`.
 
     With `language_model`, every encoded text starts with `<eos>` (also the `bos_token`): a word LM trained on an
     `<eos>`-separated stream, as PTB is, sees it before each sentence, and a prompt then starts a sentence rather than
@@ -175,15 +178,32 @@ def build_word_tokenizer(
             single=f"{EOS} $A", pair=f"{EOS} $A {EOS}:1 $B:1", special_tokens=[(EOS, vocab[EOS])]
         )
         kwargs.update(bos_token=EOS)
-    if char_min_frequency is None:
-        return PreTrainedTokenizerFast(**kwargs, model_input_names=["input_ids", "attention_mask"])
-    if char_min_frequency < 1:
-        raise ValueError(f"char_min_frequency must be None or >= 1, got {char_min_frequency}")
-    chars = Counter(c for sentence in sentences for text in sentence for c in text if not c.isspace())
-    char_vocab = [c for c, n in sorted(chars.items(), key=lambda item: (-item[1], item[0])) if n >= char_min_frequency]
-    tokenizer = RnnTokenizerFast(**kwargs, char_vocab=char_vocab, max_word_length=max_word_length)
-    tokenizer.char_vocab  # noqa: B018  (validates the character settings now rather than at first use)
+    names = ["input_ids", "attention_mask"]
+    if char_min_frequency is None and lm_char_vocab is None:
+        return PreTrainedTokenizerFast(**kwargs, model_input_names=names)
+    if char_min_frequency is not None:
+        if char_min_frequency < 1:
+            raise ValueError(f"char_min_frequency must be None or >= 1, got {char_min_frequency}")
+        chars = Counter(c for sentence in sentences for text in sentence for c in text if not c.isspace())
+        counted = sorted(chars.items(), key=lambda item: (-item[1], item[0]))
+        kwargs.update(char_vocab=[c for c, n in counted if n >= char_min_frequency], max_word_length=max_word_length)
+        names.append("char_ids")
+    if lm_char_vocab is not None:
+        kwargs.update(lm_char_vocab=list(lm_char_vocab))
+        names.append("lm_char_ids")
+    tokenizer = RnnTokenizerFast(**kwargs, model_input_names=names)
+    if char_min_frequency is not None:
+        tokenizer.char_vocab  # noqa: B018  (validates the character settings now rather than at first use)
+    tokenizer.lm_spelling  # noqa: B018  (and the LM's vocabulary)
     return tokenizer
+
+
+def lm_char_vocab(tokenizer: PreTrainedTokenizerFast) -> list[str]:
+    """A character LM tokenizer's tokens in id order: the `lm_char_vocab` of the tagger's tokenizer."""
+    vocab = tokenizer.get_vocab()
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError(f"the LM tokenizer's ids are not 0 .. {len(vocab) - 1}: not a character tokenizer?")
+    return sorted(vocab, key=vocab.get)
 
 
 def build_char_tokenizer(texts: Iterable[str], min_frequency: int = 1) -> PreTrainedTokenizerFast:

@@ -4,10 +4,18 @@ Taggers with `config.char_encoder` read every word twice: its (normalised) word 
 case, digits and affixes survive normalisation and unknown words still carry information (Lample et al. 2016; Ma &
 Hovy 2016). The characters come from the text itself (through each token's offsets), so `<unk>` words keep them.
 
-This file travels inside checkpoints (`trust_remote_code=True`), so it imports only transformers.
+With `lm_char_vocab` it also writes each word in a character language model's ids (`lm_char_ids`), for the
+contextual string embeddings of `config.forward_lm`/`backward_lm`.
+
+This file travels inside checkpoints (`trust_remote_code=True`), so it imports only transformers and flat siblings.
 """
 
-from transformers import PreTrainedTokenizerFast
+from collections.abc import Mapping
+
+from transformers import BatchEncoding, PreTrainedTokenizerFast
+from transformers.utils import to_py_obj
+
+from .contextual import LmSpelling
 
 CHAR_PAD_ID, CHAR_UNK_ID = 0, 1  # character ids of padding and of characters not in `char_vocab`
 
@@ -15,13 +23,16 @@ CHAR_PAD_ID, CHAR_UNK_ID = 0, 1  # character ids of padding and of characters no
 class RnnTokenizerFast(PreTrainedTokenizerFast):
     r"""
     A `PreTrainedTokenizerFast` whose outputs add `char_ids`: for every token, `max_word_length` character ids
-    (right-padded with 0; 1 for a character outside `char_vocab`; all 0 for special and padding tokens).
+    (right-padded with 0; 1 for a character outside `char_vocab`; all 0 for special and padding tokens); and with
+    `lm_char_vocab`, `lm_char_ids`: every token in a character LM's ids, as `contextual.LmSpelling` writes them.
 
     Args:
-        char_vocab (`list[str]`): the known characters; character `char_vocab[i]` gets id `i + 2`.
+        char_vocab (`list[str]`, *optional*): the known characters; character `char_vocab[i]` gets id `i + 2`.
         max_word_length (`int`, defaults to 24):
             Characters kept per word. A longer word keeps its first and last `max_word_length // 2` characters, so
             prefixes and suffixes both survive.
+        lm_char_vocab (`list[str]`, *optional*): the character LMs' tokens in id order (their tokenizer's vocabulary).
+        At least one of `char_vocab` and `lm_char_vocab` is given; pass `model_input_names` naming the outputs.
     """
 
     model_input_names = ["input_ids", "attention_mask", "char_ids"]
@@ -53,6 +64,13 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         return table
 
     @property
+    def lm_spelling(self) -> LmSpelling | None:
+        if "_lm_spelling_cache" not in self.__dict__:
+            vocab = self.init_kwargs.get("lm_char_vocab")
+            self.__dict__["_lm_spelling_cache"] = None if vocab is None else LmSpelling(vocab)
+        return self.__dict__["_lm_spelling_cache"]
+
+    @property
     def char_vocab_size(self) -> int:
         """The model's `config.char_vocab_size`: the characters plus padding and unknown."""
         return len(self.char_vocab) + 2
@@ -72,18 +90,26 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         samples, batched = self._samples(text, text_pair, is_split_into_words)
         single = not batched and not kwargs.get("return_overflowing_tokens")  # the parent unbatched its outputs
         overflow = encoded.get("overflow_to_sample_mapping")
-        char_ids = []
+        rows = []  # each token's text, None for special and padding tokens
         for row, encoding in enumerate(encoded.encodings):
             sources = samples[overflow[row] if overflow is not None else row]
-            spelled = []
-            for sequence, word, (start, end) in zip(encoding.sequence_ids, encoding.word_ids, encoding.offsets):
-                if sequence is None:  # special or padding token
-                    spelled.append([CHAR_PAD_ID] * self.max_word_length)
-                else:
-                    source = sources[sequence]
-                    spelled.append(self.spell((source[word] if is_split_into_words else source)[start:end]))
-            char_ids.append(spelled)
-        encoded["char_ids"] = char_ids[0] if single else char_ids
+            rows.append(
+                [
+                    None
+                    if sequence is None
+                    else (sources[sequence][word] if is_split_into_words else sources[sequence])[start:end]
+                    for sequence, word, (start, end) in zip(encoding.sequence_ids, encoding.word_ids, encoding.offsets)
+                ]
+            )
+        outputs = {}
+        if self.init_kwargs.get("char_vocab") is not None or self.lm_spelling is None:
+            blank = [CHAR_PAD_ID] * self.max_word_length
+            outputs["char_ids"] = [[blank if t is None else self.spell(t) for t in tokens] for tokens in rows]
+        if self.lm_spelling is not None:
+            spelled = self.lm_spelling.spell(rows)  # each word as long as it is; tensors need one width
+            outputs["lm_char_ids"] = spelled if return_tensors is None else self.lm_spelling.widen(spelled)
+        for name, values in outputs.items():
+            encoded[name] = values[0] if single else values
         if return_tensors is not None:
             encoded.convert_to_tensors(tensor_type=return_tensors, prepend_batch_axis=single)
         return encoded
@@ -101,16 +127,36 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         return (list(zip(text, text_pair)) if text_pair is not None else [(t,) for t in text]), True
 
     def _pad(self, encoded_inputs, max_length=None, padding_side=None, **kwargs):
-        """Pad `char_ids` with all-zero words wherever the parent pads `input_ids`."""
-        char_ids = encoded_inputs.pop("char_ids", None)
+        """Pad `char_ids` with all-zero words, and `lm_char_ids` with empty ones (`pad` widens them), wherever the
+        parent pads `input_ids`."""
+        words = {name: encoded_inputs.pop(name, None) for name in ("char_ids", "lm_char_ids")}
         padded = super()._pad(encoded_inputs, max_length=max_length, padding_side=padding_side, **kwargs)
-        if char_ids is not None:
-            char_ids = list(char_ids)
-            missing = len(padded[self.model_input_names[0]]) - len(char_ids)
-            blank = [[CHAR_PAD_ID] * self.max_word_length for _ in range(missing)]
-            left = (padding_side or self.padding_side) == "left"
-            padded["char_ids"] = blank + char_ids if left else char_ids + blank
+        for name, ids in words.items():
+            if ids is not None:
+                ids = list(ids)
+                missing = len(padded[self.model_input_names[0]]) - len(ids)
+                blank = [[CHAR_PAD_ID] * self.max_word_length if name == "char_ids" else [] for _ in range(missing)]
+                left = (padding_side or self.padding_side) == "left"
+                padded[name] = blank + ids if left else ids + blank
         return padded
+
+    def pad(self, encoded_inputs, *args, return_tensors=None, **kwargs):
+        """The parent's (what data collators call), with `lm_char_ids` widened to the batch's widest word."""
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
+        if "lm_char_ids" not in encoded_inputs or self.lm_spelling is None:
+            return super().pad(encoded_inputs, *args, return_tensors=return_tensors, **kwargs)
+        main = self.model_input_names[0]
+        sample = encoded_inputs[main]
+        sample = sample[0] if isinstance(sample, (list, tuple)) and sample else sample
+        if return_tensors is None and not isinstance(sample, (int, list, tuple)):  # tensors in, tensors out
+            return_tensors = "np" if type(sample).__module__ == "numpy" else "pt"
+        encoded_inputs = {key: to_py_obj(value) for key, value in encoded_inputs.items()}
+        padded = super().pad(encoded_inputs, *args, return_tensors=None, **kwargs)
+        batched = bool(padded[main]) and isinstance(padded[main][0], list)
+        lm_char_ids = self.lm_spelling.widen(padded["lm_char_ids"] if batched else [padded["lm_char_ids"]])
+        padded["lm_char_ids"] = lm_char_ids if batched else lm_char_ids[0]
+        return BatchEncoding(padded.data, tensor_type=return_tensors)
 
 
 __all__ = ["RnnTokenizerFast"]
