@@ -465,7 +465,7 @@ def test_in_process_client_pushes_and_loads_inside_the_with_and_is_restored_afte
         model.push_to_hub("me/in-process")  # transformers' push, through its shared HfApi
         push_model(model, None, "me/in-process")  # huggingface_hub's HfApi(), made inside the `with`
         loaded = AutoModelForTokenClassification.from_pretrained("me/in-process")
-        assert type(loaded).__module__ == "hf_rnn.modeling_rnn"
+        assert type(loaded).__module__ == "hf_rnn.modeling_tagger"
         assert model_info("me/in-process").pipeline_tag == "token-classification"  # module-level api
         assert len(list_repo_commits("me/in-process")) == 3
         assert any(cache.glob("models--me--in-process"))  # downloads went to the temporary cache
