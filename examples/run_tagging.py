@@ -14,7 +14,10 @@ that one.
 `--forward_lm` and `--backward_lm` (character LMs from run_lm.py --char_level [--reverse], folders or Hub ids) add
 contextual string embeddings (Akbik et al. 2018) to the word features; the LMs stay frozen unless --fine_tune_lms, and
 their features are computed once per training sentence.
-Evaluation reports token accuracy and, for BIO/IOB1/BIOES labels, span precision/recall/F1 (conlleval rules).
+Evaluation reports token accuracy and, for BIO/IOB1/BIOES/BILOU labels, span precision/recall/F1 (conlleval rules).
+The training file's label scheme is detected (hf_rnn.schemes) and becomes the CRF's constraints. `--tag_scheme BIOES`
+(or BILOU, BIO, IOB1) trains on labels converted to that scheme, and converts the predicted tags back to the files'
+scheme for the metrics and predictions.conll, so the scores compare against the files' own gold tags.
 
 As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
 `--do_eval`, `--do_predict` choose the steps (by default: train, evaluate when evaluation data is named, predict when
@@ -70,14 +73,15 @@ from hf_rnn.launch import (
     start,
     start_from_language_model,
 )
-from hf_rnn.metrics import TaggingMetrics, is_chunk_scheme, predicted_tags
+from hf_rnn.metrics import TaggingMetrics, predicted_tags
+from hf_rnn.schemes import PREFIXES, SCHEMES, convert, detect_scheme, split_tag
 from hf_rnn.tokenization import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
 TABLES = (".json", ".jsonl", ".csv")  # read as run_ner.py reads them, the other files as CoNLL(-U)
 # what a checkpoint fixes besides ModelArguments: its tokenizer
 TOKENIZER_FLAGS = ("lowercase", "normalize_digits", "min_frequency", "char_min_frequency", "max_word_length")
-HEAD = ("use_crf", "crf_constraints")  # what a tagger checkpoint fixes too, but a language model's leaves open
+HEAD = ("use_crf", "crf_constraints", "tag_scheme")  # fixed by a tagger checkpoint, left open by a language model
 
 
 @dataclass
@@ -146,7 +150,15 @@ class ModelArguments:
     word_dropout: float = field(default=0.0, metadata={"help": "Zero a token's whole input vector (flair: 0.05)."})
     use_crf: bool = field(default=False, metadata={"help": "BiLSTM-CRF: CRF loss and Viterbi decoding."})
     crf_constraints: str | None = field(
-        default="auto", metadata={"help": "BIO, IOB1, BIOES, BILOU, none, or auto (BIO when the labels are chunks)."}
+        default="auto",
+        metadata={"help": "BIO, IOB1, BIOES, BILOU, none, or auto: the scheme of the labels trained on (detected)."},
+    )
+    tag_scheme: str = field(
+        default="none",
+        metadata={
+            "help": "Train on chunk labels converted to BIO, IOB1, BIOES or BILOU (BIOES often helps NER); the "
+            "predictions are converted back to the files' scheme. none: keep the files' labels."
+        },
     )
     word_vectors: str | None = field(
         default=None, metadata={"help": "GloVe/word2vec text file to initialise the word embeddings from."}
@@ -306,18 +318,23 @@ def parse(
         )
     if data_args.validation_fraction and not data_args.train_file:
         parser.error("--validation_fraction splits --train_file: pass one")
+    if model_args.tag_scheme not in ("none", *SCHEMES):
+        parser.error(f"--tag_scheme {model_args.tag_scheme}: give none or one of {', '.join(SCHEMES)}")
+    if model_args.tag_scheme != "none" and model_args.crf_constraints not in ("auto", "none", model_args.tag_scheme):
+        parser.error(
+            f"--crf_constraints {model_args.crf_constraints}: the model's labels are written in --tag_scheme"
+            f" {model_args.tag_scheme}; leave it auto"
+        )
     unfixed = ("model_name_or_path", *(HEAD if from_lm else ()))  # what the checkpoint leaves to the flags
     fixed = [f.name for f in fields(ModelArguments) if f.name not in unfixed]
     refuse_fixed(parser, checkpoint, (model_args, fixed), (data_args, TOKENIZER_FLAGS))
     return data_args, model_args, finetuning_args, training_args
 
 
-def head_config(model_args: ModelArguments, labels: list[str]) -> dict:
-    """The tagger head's config: the labels, `--use_crf` and its constraints (`auto`: BIO when the labels are
-    chunks)."""
-    constraints = model_args.crf_constraints
-    if constraints == "auto":
-        constraints = "BIO" if is_chunk_scheme(labels) else None
+def head_config(model_args: ModelArguments, labels: list[str], scheme: str | None) -> dict:
+    """The tagger head's config: the labels (written in `scheme`), `--use_crf` and its constraints (`auto`: the
+    labels' scheme)."""
+    constraints = scheme if model_args.crf_constraints == "auto" else model_args.crf_constraints
     return dict(
         use_crf=model_args.use_crf,
         crf_constraints=constraints if model_args.use_crf and constraints not in (None, "none") else None,
@@ -326,8 +343,44 @@ def head_config(model_args: ModelArguments, labels: list[str]) -> dict:
     )
 
 
-def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict):
-    """A new tagger and its word tokenizer, for the training split's words and labels."""
+def tag_names(split) -> list[list[str]]:
+    """A split's tags as label names."""
+    names = split.features["tags"].feature.names
+    return [[names[tag] for tag in tags] for tags in split["tags"]]
+
+
+def to_scheme(raw: DatasetDict, scheme: str) -> DatasetDict:
+    """The splits with their tags written in `scheme` (`schemes.convert`, chunk by chunk); the labels are the scheme's
+    for every type in the data, so a one-word chunk in the dev set has its S- label even if training has none."""
+    names = raw["train"].features["tags"].feature.names
+    kinds = sorted({split_tag(name)[1] for name in names} - {None})
+    labels = (["O"] if "O" in names else []) + [f"{prefix}-{kind}" for kind in kinds for prefix in PREFIXES[scheme]]
+    index = {label: i for i, label in enumerate(labels)}
+    features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=labels))})
+    return DatasetDict(
+        {
+            split: part.map(
+                lambda row: {"tags": [index[tag] for tag in convert([names[t] for t in row["tags"]], scheme)]},
+                features=features,
+            )
+            for split, part in raw.items()
+        }
+    )
+
+
+def training_labels(raw: DatasetDict, tag_scheme: str) -> tuple[DatasetDict, str | None, str | None]:
+    """The splits to train on, their label scheme (None: not chunk tags), and the files' scheme when the two differ
+    (`--tag_scheme`), to which the predictions are converted back."""
+    files = detect_scheme(tag_names(raw["train"]))
+    if tag_scheme in ("none", files):
+        return raw, files, None
+    if files is None:
+        raise ValueError(f"--tag_scheme {tag_scheme}: the training labels are not chunk tags (<prefix>-<TYPE> and O)")
+    return to_scheme(raw, tag_scheme), tag_scheme, files
+
+
+def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict, scheme: str | None):
+    """A new tagger and its word tokenizer, for the training split's words and labels, written in `scheme`."""
     labels = raw["train"].features["tags"].feature.names
     lms = {name: getattr(model_args, name) for name in ("forward_lm", "backward_lm") if getattr(model_args, name)}
     tokenizer = build_word_tokenizer(
@@ -355,7 +408,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
         word_dropout=model_args.word_dropout,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        **head_config(model_args, labels),
+        **head_config(model_args, labels, scheme),
     )
     if lms:
         model = hf_rnn.RnnForTokenClassification.from_language_models(
@@ -396,19 +449,20 @@ def shared_lm_vocab(lms: dict[str, str]) -> list[str]:
     return first[1]
 
 
-def write_predictions(trainer: Trainer, raw_test, test, labels: list[str]) -> dict:
-    """Tag the test split: its metrics (predict_results.json, as run_ner.py) and predictions.conll."""
+def write_predictions(trainer: Trainer, raw_test, test, labels: list[str], scheme: str | None) -> dict:
+    """Tag the test split: its metrics (predict_results.json, as run_ner.py) and predictions.conll, with the gold tags
+    of `raw_test` and the model's `labels` converted to `scheme` (that of a model trained on converted labels)."""
     output = trainer.predict(test, metric_key_prefix="predict")
     trainer.log_metrics("predict", output.metrics)
     trainer.save_metrics("predict", output.metrics)
     if trainer.is_world_process_zero():
         predicted, scored = predicted_tags(output), output.label_ids != -100
         with open(Path(trainer.args.output_dir) / "predictions.conll", "w", encoding="utf-8") as handle:
-            for row, (tokens, gold) in enumerate(zip(raw_test["tokens"], raw_test["tags"])):
-                tags = predicted[row][scored[row]]  # one per word, but for words cut by --max_length
+            for row, (tokens, gold) in enumerate(zip(raw_test["tokens"], tag_names(raw_test))):
+                tags = [labels[tag] for tag in predicted[row][scored[row]]]  # one per word, but for words cut by
+                tags = convert(tags, scheme) if scheme else tags  # --max_length (converting keeps the length)
                 for position, (token, tag) in enumerate(zip(tokens, gold)):
-                    guess = labels[tags[position]] if position < len(tags) else "-"
-                    handle.write(f"{token}\t{labels[tag]}\t{guess}\n")
+                    handle.write(f"{token}\t{tag}\t{tags[position] if position < len(tags) else '-'}\n")
                 handle.write("\n")
     return output.metrics
 
@@ -423,9 +477,11 @@ def main() -> None:
         model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification)
         labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
         raw = load_splits(data_args, training_args.seed, labels, checkpoint)
+        trained, files_scheme = raw, None  # the data's labels are the checkpoint's
     else:  # a new tagger: on a language model's encoder (ULMFiT), or from scratch
         raw = load_splits(data_args, training_args.seed, None, None)
-        labels = raw["train"].features["tags"].feature.names
+        trained, scheme, files_scheme = training_labels(raw, model_args.tag_scheme)
+        labels = trained["train"].features["tags"].feature.names
         if checkpoint:
             if AutoConfig.from_pretrained(checkpoint).char_level:
                 raise ValueError(
@@ -433,16 +489,18 @@ def main() -> None:
                     " not words: give it as --forward_lm (or --backward_lm if reversed) for contextual string"
                     " embeddings, or start the tagger from a word language model"
                 )
-            head = head_config(model_args, labels)
+            head = head_config(model_args, labels, scheme)
             model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head)
         else:
-            model, tokenizer = build_model(model_args, data_args, raw)
+            model, tokenizer = build_model(model_args, data_args, trained, scheme)
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     for split, wanted in steps.items():
         if wanted and split not in raw:  # only a dataset can lack one: parse() checked the files
             raise ValueError(f"{data_args.dataset_name} has no {split!r} split (it has {list(raw)})")
-    raw = DatasetDict({split: part for split, part in raw.items() if steps.get(split)})
-    data = encode_for_tagging(raw, tokenizer, max_length=data_args.max_length)
+    raw, trained = (
+        DatasetDict({split: part for split, part in d.items() if steps.get(split)}) for d in (raw, trained)
+    )
+    data = encode_for_tagging(trained, tokenizer, max_length=data_args.max_length)
     logger.info(
         "%s: %d parameters, %d words in the vocabulary, %d tags, %s",
         type(model).__name__,
@@ -459,7 +517,7 @@ def main() -> None:
         eval_dataset=data.get("validation"),
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=TaggingMetrics(labels, entity_level=data_args.return_entity_level_metrics),
+        compute_metrics=TaggingMetrics(labels, data_args.return_entity_level_metrics, scheme=files_scheme),
     )
     apply_finetuning(trainer, finetuning_args)
     if training_args.do_train:
@@ -477,7 +535,7 @@ def main() -> None:
         if not data_args.no_plots:
             save_plots(trainer, data["validation"], labels)
     if training_args.do_predict:
-        print_metrics(trainer, write_predictions(trainer, raw["test"], data["test"], labels))
+        print_metrics(trainer, write_predictions(trainer, raw["test"], data["test"], labels, files_scheme))
     if push:
         dataset = data_args.dataset_name or (Path(data_args.train_file).parent.name if data_args.train_file else None)
         push_trained(trainer, metrics, dataset=dataset or None)

@@ -16,19 +16,20 @@ from transformers import (
 )
 
 from .configuration_rnn import RnnConfig
-from .crf import LinearChainCRF, scheme_constraints
+from .crf import LinearChainCRF
 from .modeling_rnn import (
     RnnCache,
     RnnCausalLMOutput,
     RnnForCausalLM,
     RnnForSequenceClassification,
-    RnnForTokenClassification,
     RnnModel,
     RnnModelOutput,
     RnnPreTrainedModel,
     RnnTokenClassifierOutput,
 )
+from .modeling_tagger import RnnForTokenClassification
 from .pipelines import RnnTokenClassificationPipeline, register_pipeline
+from .schemes import scheme_constraints
 from .tokenization_rnn import RnnTokenizerFast
 
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
 """Configuration of the hf_rnn recurrent models (Elman RNN, GRU, LSTM; uni- or bidirectional stacks).
 
-This file is shipped inside checkpoints for `trust_remote_code=True` loading, so it imports nothing of hf_rnn.
+This file is shipped inside checkpoints for `trust_remote_code=True` loading, so it imports only transformers and its
+flat, torch-free sibling `schemes.py` (a language model's checkpoint carries no CRF code).
 """
 
 import dataclasses
@@ -11,7 +12,7 @@ import warnings
 from transformers import PreTrainedConfig
 from transformers.generation import GenerationConfig
 
-from .crf import SCHEMES, scheme_constraints
+from .schemes import SCHEMES, scheme_constraints
 
 CELL_TYPES = ("rnn", "gru", "lstm")
 NONLINEARITIES = ("tanh", "relu")

@@ -1,5 +1,5 @@
 """A linear-chain CRF in pure torch: exact log-likelihood, Viterbi and k-best decoding, posterior marginals, and hard
-constraints from the label scheme.
+constraints (from a label scheme: `schemes.scheme_constraints`).
 
 Conventions follow pytorch-crf: `transitions[i, j]` scores tag i followed by tag j; `start_transitions` and
 `end_transitions` score the first and last tag. Any mask pattern is valid (left or right padding, holes, a masked
@@ -16,8 +16,6 @@ Everything runs in float32 (float64 if given) even under autocast.
 Shipped inside checkpoints with the modeling files: imports only torch and its flat siblings.
 """
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -26,51 +24,6 @@ from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real
 # Score of each disallowed move in a *gold* path (bad data): a huge but finite loss instead of inf/NaN. The partition
 # function, the marginals and decoding exclude disallowed moves outright (-inf), so no score can bring them back.
 PENALTY = -10000.0
-
-SCHEMES = ("BIO", "IOB1", "BIOES", "BILOU")
-_PREFIXES = {"BIO": "BI", "IOB1": "BI", "BIOES": "BIES", "BILOU": "BILU"}
-
-
-def _split_tag(tag: str, scheme: str) -> tuple[str, str | None]:
-    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', None). BILOU's L/U are read as BIOES's E/S."""
-    if tag == "O":
-        return "O", None
-    prefix, sep, kind = tag.partition("-")
-    if not sep or not kind or prefix not in _PREFIXES[scheme]:
-        raise ValueError(f"label {tag!r} is not 'O' or one of {list(_PREFIXES[scheme])} + '-TYPE' for scheme {scheme}")
-    return {"L": "E", "U": "S"}.get(prefix, prefix), kind
-
-
-def scheme_constraints(labels: Sequence[str], scheme: str) -> tuple[list[list[bool]], list[bool], list[bool]]:
-    """Allowed transitions (C x C), allowed first tags and allowed last tags of a label scheme.
-
-    BIO (IOB2): `I-X` only after `B-X`/`I-X`, never first. IOB1: `B-X` only after `B-X`/`I-X` (it separates two
-    adjacent chunks of one type), never first. BIOES/BILOU: after `B-X`/`I-X` only `I-X`/`E-X`; after anything else
-    only `B-*`, `S-*` or `O`; never start on `I`/`E`, never end on `B`/`I`.
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
-    tags = [_split_tag(label, scheme) for label in labels]
-
-    def allowed(previous: tuple[str, str | None], current: tuple[str, str | None]) -> bool:
-        (p, p_kind), (c, c_kind) = previous, current
-        same_chunk = p in "BI" and p_kind == c_kind
-        if scheme == "BIO":
-            return c != "I" or same_chunk
-        if scheme == "IOB1":
-            return c != "B" or same_chunk
-        if p in "BI":  # BIOES: inside a chunk, only continue or close it
-            return c in "IE" and p_kind == c_kind
-        return c in "BSO"
-
-    transitions = [[allowed(p, c) for c in tags] for p in tags]
-    if scheme in ("BIO", "IOB1"):
-        start = [prefix != ("I" if scheme == "BIO" else "B") for prefix, _ in tags]
-        end = [True] * len(tags)
-    else:
-        start = [prefix in "BSO" for prefix, _ in tags]
-        end = [prefix in "ESO" for prefix, _ in tags]
-    return transitions, start, end
 
 
 def _reachable(first: torch.Tensor, graph: torch.Tensor, steps: int) -> torch.Tensor:
@@ -140,14 +93,14 @@ class _Chains:
         batch_size = alpha.size(1)
         rows = torch.arange(batch_size, device=alpha.device)
         last = (self.lengths - 1).clamp(min=0)
-        offsets = log_norms.squeeze(-1)  # (T, B)
+        offsets = log_norms.squeeze(-1).clone()  # (T, B); a copy: log_z reads the messages, never changes them
         offsets[1:] += self.scale
         log_scale = offsets.cumsum(0)[last, rows]  # (B,)
         end_peak = _finite_max(self.end)
         log_z = log_scale + torch.log((alpha[last, rows] * torch.exp(self.end - end_peak)).sum(-1)) + end_peak
         return torch.where(self.lengths > 0, log_z, torch.zeros_like(log_z))
 
-    def posteriors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Unary marginals P(y_t = j) (T, B, C), and the factors of the pairwise ones: alpha_{t-1} (T-1, B, C) and
         u_t (T-1, B, C), with P(y_{t-1} = i, y_t = j) = alpha_{t-1}(i) K_ij u_t(j). None on underflow."""
         alpha, _ = self.forward
@@ -212,15 +165,15 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_log_z):
         chains = ctx.chains
-        posteriors = chains.posteriors()
-        if posteriors is None:  # underflow in the backward messages: differentiate the exact recursion instead
+        found = chains.marginals()
+        if found is None:  # underflow in the backward messages: differentiate the exact recursion instead
             emissions, transitions, start, end = ctx.saved_tensors
             with torch.enable_grad():
                 inputs = [x.detach().requires_grad_() for x in (emissions, transitions, start, end)]
                 log_z = _log_partition_exact(inputs[0], chains.lengths, *inputs[1:])
                 grads = torch.autograd.grad(log_z, inputs, grad_log_z)
             return (*grads, None)
-        marginals, alpha_previous, incoming_weights = posteriors
+        marginals, alpha_previous, incoming_weights = found
         weight = grad_log_z.view(1, -1, 1)  # (1, B, 1)
         grad_emissions = (marginals * weight).transpose(0, 1)  # (B, T, C)
         grad_start = (marginals[0] * weight[0]).sum(0)
@@ -238,7 +191,7 @@ class LinearChainCRF(nn.Module):
     Args:
         num_tags: number of tags C.
         constraints: optional `(allowed_transitions (C x C), allowed_start (C), allowed_end (C))` booleans, e.g.
-            from [`scheme_constraints`]. Disallowed moves never appear in decoded paths and carry no probability.
+            from [`schemes.scheme_constraints`]. Disallowed moves never appear in decoded paths and carry no probability.
     """
 
     def __init__(self, num_tags: int, constraints: tuple | None = None):
@@ -396,14 +349,14 @@ class LinearChainCRF(nn.Module):
                 return torch.zeros_like(compact)
             transitions, start, end = self._scores(float("-inf"))
             chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
-            posteriors = chains.posteriors() if chains.forward is not None else None
-            if posteriors is None:  # marginals are the gradient of log Z with respect to the emissions
+            found = chains.marginals() if chains.forward is not None else None
+            if found is None:  # marginals are the gradient of log Z with respect to the emissions
                 with torch.enable_grad():
                     compact.requires_grad_()
                     log_z = _log_partition_exact(compact, compaction.lengths, transitions, start, end)
                     probabilities = torch.autograd.grad(log_z.sum(), compact)[0]
             else:
-                probabilities = posteriors[0].transpose(0, 1)
+                probabilities = found[0].transpose(0, 1)
             return compaction.restore(probabilities, fill=0.0)
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .modeling_rnn import RnnForTokenClassification
+from .modeling_tagger import RnnForTokenClassification
 
 
 class ExportableTagger(nn.Module):

@@ -1,4 +1,5 @@
-"""PyTorch recurrent models (Elman RNN, GRU, LSTM) as Hugging Face `PreTrainedModel`s.
+"""PyTorch recurrent models (Elman RNN, GRU, LSTM) as Hugging Face `PreTrainedModel`s; the tagger, with its CRF, is
+in `modeling_tagger.py`.
 
 This file travels inside checkpoints (`trust_remote_code=True`), so it imports only torch, transformers and its
 flat siblings (`from .x import ...`).
@@ -19,7 +20,6 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .contextual import ContextualStringEmbeddings
-from .crf import LinearChainCRF, scheme_constraints
 from .dropout import SequenceDropout, WordDropout
 from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real_tokens
 
@@ -201,7 +201,7 @@ class RnnPreTrainedModel(PreTrainedModel):
     def init_range(self, module: nn.Module) -> float | None:
         """r of the U[-r, r] a module's weights start from: `config.initializer_range`, or by default 1/sqrt(fan-in)
         (PyTorch's scale for its recurrent cells: the hidden size; the input width of a linear or convolution layer,
-        the width of an embedding, the number of tags of a CRF). A fixed 0.1 starves narrow models: a 2-layer GRU LM of
+        the width of an embedding; the tagger adds the CRF's). A fixed 0.1 starves narrow models: a 2-layer GRU LM of
         width 32 could not learn a 19-token cycle in 600 Adam steps; Zaremba et al.'s recipes set 0.1 / 0.05."""
         if self.config.initializer_range is not None:
             return self.config.initializer_range
@@ -213,8 +213,6 @@ class RnnPreTrainedModel(PreTrainedModel):
             fan_in = module.in_channels * module.kernel_size[0]
         elif isinstance(module, nn.Embedding):
             fan_in = module.embedding_dim
-        elif isinstance(module, LinearChainCRF):
-            fan_in = module.num_tags
         else:
             return None  # no weights of its own to initialise
         return fan_in**-0.5
@@ -263,12 +261,6 @@ class RnnPreTrainedModel(PreTrainedModel):
             init.uniform_(module.weight, -r, r)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, LinearChainCRF):
-            for param in (module.transitions, module.start_transitions, module.end_transitions):
-                init.uniform_(param, -r, r)
-            # the masks are non-persistent buffers (derived from the config), so they are rebuilt here after loading
-            scheme = self.config.crf_constraints
-            module.set_constraints(*(scheme_constraints(self.config.crf_labels, scheme) if scheme else ()))
         elif isinstance(module, nn.Embedding):
             init.uniform_(module.weight, -r, r)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
@@ -544,161 +536,6 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
 MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(RnnConfig.model_type, RnnForCausalLM.__name__)
 
 
-class RnnForTokenClassification(RnnPreTrainedModel):
-    """A (bi)RNN tagger: one label per token (POS tagging, NER, chunking), with a softmax or a CRF output layer.
-
-    With `config.use_crf` this is the BiLSTM-CRF: the classifier's outputs are emission scores, the CRF adds
-    transition scores, training minimises the CRF negative log-likelihood and predictions are Viterbi paths.
-    """
-
-    def __init__(self, config: RnnConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.model = RnnModel(config)
-        self.dropout = SequenceDropout(config.output_dropout, config.locked_dropout)
-        self.classifier = nn.Linear(config.output_size, config.num_labels)
-        self.crf = LinearChainCRF(config.num_labels) if config.use_crf else None
-        self.post_init()
-
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
-        char_ids: torch.LongTensor | None = None,
-        labels: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_predictions: bool | None = None,
-        lm_char_ids: torch.LongTensor | None = None,
-        **kwargs,
-    ) -> RnnTokenClassifierOutput:
-        r"""
-        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Tag ids, -100 where no tag is scored (padding, sub-word pieces; the CRF chain skips those positions).
-            The loss is per token in both heads: the summed cross-entropy, or the summed CRF negative log-likelihood
-            of the sequences, divided by the number of labelled tokens — `num_items_in_batch` when the Trainer
-            passes it, which counts them over the accumulated batches and all processes, so gradient accumulation
-            and DDP equal one big batch. The same scale in both heads lets learning rates carry over.
-        return_predictions (`bool`, *optional*): decode `predictions`; defaults to `not self.training`.
-        """
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            char_ids=char_ids,
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-            lm_char_ids=lm_char_ids,
-        )
-        emissions = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
-        mask = real_tokens(attention_mask, emissions.shape[:2], emissions.device)  # (B, T)
-        loss = None
-        if labels is not None:
-            if labels.shape != emissions.shape[:2] or labels.is_floating_point():
-                raise ValueError(
-                    f"labels must be integer tag ids of shape {tuple(emissions.shape[:2])}, got {labels.dtype} "
-                    f"{tuple(labels.shape)}"
-                )
-            check_ids(labels, self.num_labels, "labels", _LABEL_PROBLEM.format("num_labels", self.num_labels), -100)
-            scored = labels != -100 if self.crf is None else mask & (labels != -100)  # (B, T)
-            count = kwargs.pop("num_items_in_batch", None)
-            count = _at_least_one(scored.sum() if count is None else count)  # an unlabelled batch: loss 0, not 0/0
-        elif self.crf is not None and self.training and "num_items_in_batch" in kwargs:
-            raise ValueError(
-                "The Trainer took the labels away from this CRF tagger (label_smoothing_factor or compute_loss_func) "
-                "and would train a cross-entropy on its per-token scores, bypassing the CRF. Set "
-                "label_smoothing_factor=0 and no compute_loss_func: the CRF computes its own loss."
-            )
-        if labels is not None and self.crf is None:
-            loss = self.loss_function(
-                logits=emissions, labels=labels, config=self.config, num_items_in_batch=count, **kwargs
-            )
-        elif labels is not None:
-            tags = labels.masked_fill(~scored, 0)
-            if self.config.crf_constraints is not None:
-                self._refuse_broken_gold_paths(tags, scored)
-            loss = -self.crf.log_likelihood(emissions, tags, scored).sum() / count
-        if return_predictions is None:
-            return_predictions = not self.training
-        predictions = self.decode(emissions, mask) if return_predictions else None
-        logits = emissions
-        if self.crf is not None:
-            logits = self.crf.max_marginals(emissions, mask, predictions) if return_predictions else None
-        return RnnTokenClassifierOutput(
-            loss=loss, logits=logits, emissions=emissions, predictions=predictions, hidden_states=outputs.hidden_states
-        )
-
-    def _refuse_broken_gold_paths(self, tags: torch.LongTensor, scored: torch.Tensor) -> None:
-        """Bad data, not a model to train: a gold path the constraints forbid would cost a penalty-sized loss."""
-        if is_tracing():
-            return
-        broken = self.crf.broken_move(tags, scored)
-        if broken is None:
-            return
-        row, position, previous, tag = broken
-        names = self.config.id2label
-        move = (
-            f"{names[tag]!r} as the first tag"
-            if previous is None
-            else f"{names[previous]!r} as the last tag"
-            if tag is None
-            else f"{names[tag]!r} after {names[previous]!r}"
-        )
-        raise ValueError(
-            f"labels[{row}] at position {position}: {move} breaks crf_constraints={self.config.crf_constraints!r}. "
-            "Fix the data, or give the config the scheme it is written in (IOB1 data needs 'IOB1'), or None."
-        )
-
-    @torch.no_grad()
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
-        """The tags the model predicts from its emission scores: Viterbi with the CRF, argmax otherwise."""
-        if self.crf is not None:
-            return self.crf.decode(emissions, mask)
-        return emissions.argmax(-1).masked_fill(~mask, -100)
-
-    @torch.no_grad()
-    def tag_probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) per-token tag probabilities, zero at padding: the CRF's posterior marginals (forward-backward),
-        which weigh the transitions like the Viterbi tags do, or the softmax of the emissions."""
-        if self.crf is not None:
-            return self.crf.marginals(emissions, mask)
-        return emissions.float().softmax(-1) * mask.unsqueeze(-1)
-
-    @torch.no_grad()
-    def tag(self, text: str | list[str] | list[list[str]], tokenizer) -> list:
-        """Tag raw text, a pre-split sentence (a list of words) or a list of sentences with the model's tokenizer.
-
-        Returns, per sentence, `(word, tag, probability)` for each word: the model's tag (Viterbi with the CRF) and
-        its probability (the posterior marginal with the CRF, the softmax otherwise). One sentence in, one list out.
-        """
-        single = isinstance(text, str) or (isinstance(text, list) and bool(text) and isinstance(text[0], str))
-        batch = [text] if single else list(text)
-        pre_split = not isinstance(batch[0], str) if batch else True
-        encoding = tokenizer(batch, is_split_into_words=pre_split, padding=True, return_tensors="pt")
-        was_training = self.training
-        output = self.eval()(**{name: tensor.to(self.device) for name, tensor in encoding.items()})
-        self.train(was_training)
-        probabilities = self.tag_probabilities(output.emissions, output.predictions != -100)
-        results = []
-        for row, sentence in enumerate(batch):
-            words: dict[int, tuple[str, str, float]] = {}  # a word's first piece carries its tag
-            for position, word in enumerate(encoding.word_ids(row)):
-                if word is None or word in words:
-                    continue
-                label = int(output.predictions[row, position])
-                start, end = encoding.token_to_chars(row, position) if not pre_split else (None, None)
-                surface = sentence[word] if pre_split else sentence[start:end]
-                words[word] = (surface, self.config.id2label[label], float(probabilities[row, position, label]))
-            if pre_split and len(words) != len(sentence):
-                missing = next(i for i in range(len(sentence)) if i not in words)
-                raise ValueError(
-                    f"word {missing} of sentence {row} ({sentence[missing]!r}) gives the tokenizer no token"
-                )
-            results.append([words[index] for index in sorted(words)])
-        return results[0] if single else results
-
-
 _LABEL_PROBLEM = (
     "is not -100 (skip) or an id in [0, {}={}); datasets' ClassLabel stores -1 for a missing label: map it to -100"
 )
@@ -792,7 +629,6 @@ __all__ = [
     "RnnCausalLMOutput",
     "RnnForCausalLM",
     "RnnForSequenceClassification",
-    "RnnForTokenClassification",
     "RnnLayer",
     "RnnModel",
     "RnnModelOutput",

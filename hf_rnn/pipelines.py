@@ -1,15 +1,18 @@
 """A token-classification pipeline that reports the model's own decision: Viterbi paths and CRF marginals.
 
 transformers' `TokenClassificationPipeline` takes the argmax of softmax(logits); for a BiLSTM-CRF the logits are
-max-marginal scores, so its tags are the Viterbi path too, but its scores are a softmax over those. This subclass
-reports the posterior marginals (`tag_probabilities`) as scores instead, and otherwise keeps the parent's behaviour:
-word input, offsets, B-/I- span grouping.
+max-marginal scores, so its tags are the Viterbi path too, but its scores are a softmax over those, and its entity
+grouping reads B-/I- tags only. This subclass reports the posterior marginals (`tag_probabilities`) as scores, groups
+entities by `schemes.chunks` (so BIOES and BILOU models' entities come out whole), and otherwise keeps the parent's
+behaviour: word input, offsets.
 """
 
 import numpy as np
 from transformers import AutoModelForTokenClassification, TokenClassificationPipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.token_classification import AggregationStrategy
+
+from .schemes import chunks
 
 TASK = "rnn-token-classification"
 # what the parent's preprocess adds besides the model inputs, passed through to postprocess
@@ -37,14 +40,14 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
             yield model_inputs
 
     def _forward(self, model_inputs):
-        """One eval forward: it decodes (once) and returns the emissions, from which the marginals come."""
+        """The emissions, decoded once, and the tag probabilities; not the max-marginal `logits`, which would cost as
+        much as a second decoding."""
         kept = {key: model_inputs.pop(key, None) for key in _PIPELINE_KEYS}
-        output = self.model(**model_inputs)
-        probabilities = self.model.tag_probabilities(output.emissions, model_inputs["attention_mask"].bool())
+        emissions = self.model(**model_inputs, return_predictions=False).emissions
+        mask = model_inputs["attention_mask"].bool()
         return {
-            "logits": output.logits,
-            "predictions": output.predictions,
-            "probabilities": probabilities,
+            "predictions": self.model.decode(emissions, mask),
+            "probabilities": self.model.tag_probabilities(emissions, mask),
             **kept,
             **model_inputs,
         }
@@ -81,6 +84,20 @@ class RnnTokenClassificationPipeline(TokenClassificationPipeline):
             public = [{k: v for k, v in e.items() if not k.startswith("_")} for e in tagged]
             entities += [e for e in public if e.get("entity", e.get("entity_group")) not in ignore_labels]
         return self.aggregate_overlapping_entities(entities) if len(all_outputs) > 1 else entities
+
+    def group_entities(self, entities: list[dict]) -> list[dict]:
+        """One group per chunk of the tags as `schemes.chunks` reads them (any scheme), and one per run of `O`."""
+        bounds = [(first, last) for _, first, last in chunks([entity["entity"] for entity in entities])]
+        position = 0
+        groups = []
+        for first, last in bounds:
+            if position < first:  # the O tokens before the chunk
+                groups.append(entities[position:first])
+            groups.append(entities[first : last + 1])
+            position = last + 1
+        if position < len(entities):
+            groups.append(entities[position:])
+        return [self.group_sub_entities(group) for group in groups]
 
     def _token_entity(self, pre_entity: dict, tag: int, pre_split: bool) -> dict:
         """One token's entity; keys starting with "_" are for word merging and are dropped from the output."""

@@ -162,39 +162,6 @@ def test_gradcheck_float64_with_holes_and_constraints():
 BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
-def test_scheme_constraints_bio_and_iob1():
-    allowed, start, end = scheme_constraints(BIO, "BIO")
-    index = {tag: i for i, tag in enumerate(BIO)}
-    assert not allowed[index["O"]][index["I-PER"]] and not allowed[index["B-PER"]][index["I-LOC"]]
-    assert allowed[index["B-PER"]][index["I-PER"]] and allowed[index["I-PER"]][index["I-PER"]]
-    assert allowed[index["I-LOC"]][index["B-PER"]] and allowed[index["O"]][index["B-LOC"]]
-    assert start == [True, True, False, True, False] and all(end)
-    allowed, start, end = scheme_constraints(BIO, "IOB1")
-    assert allowed[index["O"]][index["I-PER"]] and not allowed[index["O"]][index["B-PER"]]
-    assert allowed[index["I-PER"]][index["B-PER"]] and not allowed[index["I-LOC"]][index["B-PER"]]
-    assert start == [True, False, True, False, True]
-
-
-@pytest.mark.parametrize("scheme, prefixes", [("BIOES", "BIES"), ("BILOU", "BILU")])
-def test_scheme_constraints_bioes(scheme, prefixes):
-    b, i, e, s = prefixes
-    labels = ["O"] + [f"{p}-X" for p in prefixes] + [f"{p}-Y" for p in prefixes]
-    allowed, start, end = scheme_constraints(labels, scheme)
-    at = {tag: n for n, tag in enumerate(labels)}
-    assert allowed[at[f"{b}-X"]][at[f"{i}-X"]] and allowed[at[f"{b}-X"]][at[f"{e}-X"]]
-    assert not allowed[at[f"{b}-X"]][at["O"]] and not allowed[at[f"{i}-X"]][at[f"{e}-Y"]]
-    assert allowed[at[f"{e}-X"]][at[f"{s}-Y"]] and not allowed[at[f"{s}-X"]][at[f"{i}-X"]]
-    assert [start[at[t]] for t in labels] == [t[0] in ("O", b, s) for t in labels]
-    assert [end[at[t]] for t in labels] == [t[0] in ("O", e, s) for t in labels]
-
-
-def test_scheme_constraints_reject_foreign_labels():
-    with pytest.raises(ValueError, match="NOUN"):
-        scheme_constraints(["O", "NOUN"], "BIO")
-    with pytest.raises(ValueError, match="scheme"):
-        scheme_constraints(["O"], "BIOLU")
-
-
 def _is_valid(path, constraints) -> bool:
     allowed, start, end = constraints
     tags = [t for t in path if t != -100]
@@ -420,3 +387,22 @@ def test_max_marginals_are_the_best_path_scores_through_each_tag(mask_rows, num_
         assert torch.equal(nudged[row][mask[row]].argmax(-1), path[row][mask[row]])
         assert torch.all(nudged[row][~mask[row]] == 0)
     torch.testing.assert_close(nudged, plain)  # the nudge moves ties by one ulp, nothing else
+
+
+@torch.no_grad()
+def test_reading_log_z_leaves_the_shared_forward_messages_unchanged():
+    """The backward pass reuses the forward messages that log Z reads: reading it must not rescale them."""
+    crf = random_crf(4)
+    emissions = torch.randn(3, 5, 4, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 1, 1, 1, 0]], dtype=torch.bool)
+    compact, compaction = crf._prepare(emissions, mask)
+    chains = hf_crf._Chains(compact, compaction.lengths, compaction.reverse, *crf._scores(float("-inf")))
+    messages = [tensor.clone() for tensor in chains.forward]
+    first = chains.log_z()
+    assert all(torch.equal(a, b) for a, b in zip(chains.forward, messages))
+    assert torch.equal(chains.log_z(), first)
+    expected = [
+        torch.tensor(list(paths.values()), dtype=torch.float64).logsumexp(0)
+        for paths in brute_force(crf, emissions, mask)
+    ]
+    torch.testing.assert_close(first, torch.stack(expected))

@@ -58,7 +58,10 @@ def test_push_holds_everything(pushed):
         "README.md",
         "configuration_rnn.py",
         "modeling_rnn.py",
+        "modeling_tagger.py",
+        "heads.py",
         "crf.py",
+        "schemes.py",
         "masking.py",
         "dropout.py",
         "char_encoder.py",
@@ -463,7 +466,7 @@ def test_in_process_client_pushes_and_loads_inside_the_with_and_is_restored_afte
         PreTrainedModel.push_to_hub(model, "me/in-process")  # transformers' own push, through its shared HfApi
         push_model(model, None, "me/in-process")  # huggingface_hub's HfApi(), made inside the `with`
         loaded = AutoModelForTokenClassification.from_pretrained("me/in-process")
-        assert type(loaded).__module__ == "hf_rnn.modeling_rnn"
+        assert type(loaded).__module__ == "hf_rnn.modeling_tagger"
         assert model_info("me/in-process").pipeline_tag == "token-classification"  # module-level api
         assert len(list_repo_commits("me/in-process")) == 3
         assert any(cache.glob("models--me--in-process"))  # downloads went to the temporary cache

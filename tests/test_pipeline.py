@@ -1,11 +1,15 @@
-"""`pipeline("rnn-token-classification")` reports the model's Viterbi tags and CRF marginals, with B-/I- spans."""
+"""`pipeline("rnn-token-classification")` reports the model's Viterbi tags and CRF marginals, with spans in any scheme,
+decoding once."""
 
 import pytest
 import torch
 from transformers import pipeline
 
 import hf_rnn
+import hf_rnn.crf as hf_crf
 from hf_rnn.tokenization import build_word_tokenizer
+
+seqeval_scheme = pytest.importorskip("seqeval.scheme")
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTENCES = [
@@ -16,7 +20,7 @@ SENTENCES = [
 ]
 
 
-def make(use_crf: bool, seed: int = 0, extra_words: tuple[str, ...] = ()):
+def make(use_crf: bool, seed: int = 0, extra_words: tuple[str, ...] = (), labels=LABELS, scheme="BIO"):
     torch.manual_seed(seed)
     tokenizer = build_word_tokenizer([s.split() for s in SENTENCES] + [list(extra_words)])
     config = hf_rnn.RnnConfig(
@@ -25,10 +29,10 @@ def make(use_crf: bool, seed: int = 0, extra_words: tuple[str, ...] = ()):
         hidden_size=8,
         bidirectional=True,
         initializer_range=1.0,
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
         use_crf=use_crf,
-        crf_constraints="BIO" if use_crf else None,
+        crf_constraints=scheme if use_crf else None,
     )
     model = hf_rnn.RnnForTokenClassification(config).eval()
     return model, tokenizer
@@ -86,6 +90,42 @@ def test_crf_pipeline_groups_bio_spans_with_offsets():
             assert sentence[span["start"] : span["end"]] == span["word"]
         found += len(spans)
     assert found > 0
+
+
+@pytest.mark.parametrize("scheme", ["BIOES", "BILOU"])
+def test_spans_of_a_bioes_or_bilou_model_are_the_chunks_seqeval_reads(scheme):
+    """transformers' grouping knows B-/I- only: it would cut a BIOES entity before its E- and keep S- as a type."""
+    labels = ["O"] + [f"{prefix}-{kind}" for kind in ("PER", "LOC") for prefix in scheme.replace("O", "")]
+    model, tokenizer = make(use_crf=True, seed=3, labels=labels, scheme=scheme)
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
+    reference = {"BIOES": seqeval_scheme.IOBES, "BILOU": seqeval_scheme.BILOU}[scheme]
+    lengths = []
+    for sentence in SENTENCES + [" ".join(reversed(s.split())) for s in SENTENCES]:
+        words = sentence.split()
+        tags = [labels[i] for i in model_tags(model, tokenizer, sentence)[0]]
+        chunks = seqeval_scheme.Entities([tags], reference).entities[0]
+        expected = [(chunk.tag, " ".join(words[chunk.start : chunk.end])) for chunk in chunks]
+        assert [(span["entity_group"], span["word"]) for span in tagger(sentence)] == expected, tags
+        lengths += [chunk.end - chunk.start for chunk in chunks]
+    assert max(lengths) > 1 and min(lengths) == 1, "the model tagged no multi-word or no one-word entity"
+
+
+def test_a_pipeline_call_decodes_each_batch_once(monkeypatch):
+    """One Viterbi per batch, and no max-marginal `logits` (which cost as much again): the pipeline scores tags by
+    their marginals."""
+    calls = {"_viterbi": 0, "_max_product": 0}
+    for name in calls:
+        original = getattr(hf_crf, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(hf_crf, name, counted)
+    model, tokenizer = make(use_crf=True)
+    tagger = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
+    tagger(SENTENCES, batch_size=2)
+    assert calls == {"_viterbi": 2, "_max_product": 0}
 
 
 def test_pre_split_words_and_word_aggregation():

@@ -6,6 +6,8 @@ from importlib import resources
 import evaluate
 import numpy as np
 
+from ..schemes import convert, label_scheme
+
 MODULES = ("span_f1", "token_accuracy", "perplexity")
 
 
@@ -29,31 +31,36 @@ def predicted_tags(eval_prediction) -> np.ndarray:
     return np.asarray(outputs).argmax(-1)
 
 
-def is_chunk_scheme(label_names: list[str]) -> bool:
-    """Labels like O, B-PER, I-PER (BIO/IOB1/BIOES): score spans, not just tokens."""
-    return any(name[:2] in ("B-", "I-", "E-", "S-", "L-", "U-") for name in label_names)
-
-
 class TaggingMetrics:
     """`compute_metrics` for taggers: token accuracy, plus span P/R/F1 (conlleval rules) for chunk labels.
 
-    Positions labelled -100 (padding, later word pieces) are dropped before scoring.
+    Positions labelled -100 (padding, later word pieces) are dropped before scoring. With `scheme`, the predicted and
+    gold tags are converted to that scheme first: a model trained on converted labels (`run_tagging.py --tag_scheme`)
+    is scored in the data's own scheme.
     """
 
-    def __init__(self, label_names: list[str], entity_level: bool = False):
+    def __init__(self, label_names: list[str], entity_level: bool = False, scheme: str | None = None):
         self.label_names = list(label_names)
         self.entity_level = entity_level  # also {TYPE}_precision/_recall/_f1/_number, as run_ner.py's option
+        self.scheme = scheme
         self.accuracy = load_metric("token_accuracy")
-        self.spans = load_metric("span_f1") if is_chunk_scheme(self.label_names) else None
+        self.spans = load_metric("span_f1") if label_scheme(self.label_names) else None
 
     def __call__(self, eval_prediction) -> dict[str, float]:
         predictions, labels = predicted_tags(eval_prediction), np.asarray(eval_prediction.label_ids)
         scored = labels != -100
-        results = self.accuracy.compute(predictions=predictions[scored].tolist(), references=labels[scored].tolist())
+        names = np.asarray(self.label_names, dtype=object)
+        predicted = [names[row[keep]].tolist() for row, keep in zip(predictions, scored)]
+        gold = [names[row[keep]].tolist() for row, keep in zip(labels, scored)]
+        if self.scheme is not None:
+            predicted = [convert(tags, self.scheme) for tags in predicted]
+            gold = [convert(tags, self.scheme) for tags in gold]
+        ids = {name: index for index, name in enumerate(sorted({tag for tags in predicted + gold for tag in tags}))}
+        results = self.accuracy.compute(
+            predictions=[ids[tag] for tags in predicted for tag in tags],
+            references=[ids[tag] for tags in gold for tag in tags],
+        )
         if self.spans is not None:
-            names = np.asarray(self.label_names, dtype=object)
-            predicted = [names[row[keep]].tolist() for row, keep in zip(predictions, scored)]
-            gold = [names[row[keep]].tolist() for row, keep in zip(labels, scored)]
             spans = self.spans.compute(predictions=predicted, references=gold)
             results.update(
                 precision=spans["overall_precision"], recall=spans["overall_recall"], f1=spans["overall_f1"]

@@ -1,12 +1,14 @@
-"""Span (chunk) precision, recall and F1 for BIO/IOB1/BIOES tag sequences, as conlleval and seqeval's default mode
-score them: a chunk is a maximal run of one type, an `I-` that cannot continue the previous chunk opens a new one.
-BILOU's `L-`/`U-` are read as `E-`/`S-` (seqeval's default mode does not know them and treats them as inside tags).
+"""Span (chunk) precision, recall and F1 for BIO/IOB1/BIOES/BILOU tag sequences, as conlleval and seqeval's default
+mode score them: chunks as `hf_rnn.schemes.chunks` reads them (an `I-` that cannot continue the previous chunk opens
+a new one; BILOU's `L-`/`U-` are read as `E-`/`S-`, which seqeval's default mode does not know).
 
 A local `evaluate` module: `evaluate.load(<this folder>)` works offline.
 """
 
 import datasets
 import evaluate
+
+from hf_rnn.schemes import chunks
 
 _DESCRIPTION = "Entity/chunk-level precision, recall and F1 (conlleval rules), overall and per type."
 _KWARGS = """
@@ -17,34 +19,6 @@ Returns:
     overall_precision, overall_recall, overall_f1, overall_accuracy (token level), and for every type a dict
     with precision, recall, f1 and number (gold chunks).
 """
-
-
-def _split(tag: str) -> tuple[str, str]:
-    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); a bare 'PER' is read as inside ('I', 'PER')."""
-    if tag in ("O", ""):
-        return "O", ""
-    prefix, sep, kind = tag.partition("-")
-    if sep and prefix in ("B", "I", "E", "S", "L", "U"):
-        return {"L": "E", "U": "S"}.get(prefix, prefix), kind
-    return "I", tag
-
-
-def chunks(tags: list[str]) -> set[tuple[str, int, int]]:
-    """(type, first, last) of every chunk in one sequence.
-
-    A chunk ends after an E-/S- tag, before a B-/S-/O tag, or where the type changes; any other tag opens a chunk
-    when none is open (so an I- after O starts one, as in conlleval).
-    """
-    found, start, current, previous = set(), 0, "", "O"
-    for position, tag in enumerate([*tags, "O"]):
-        prefix, kind = _split(tag)
-        if current and (previous in ("E", "S") or prefix in ("B", "S", "O") or kind != current):
-            found.add((current, start, position - 1))
-            current = ""
-        if prefix != "O" and not current:
-            start, current = position, kind
-        previous = prefix
-    return found
 
 
 def _prf(correct: int, predicted: int, gold: int) -> tuple[float, float, float]:

@@ -1,0 +1,76 @@
+"""The tagger's output layers behind one interface: checkpoints saved before it answer as they did, and both heads
+score, decode and give probabilities as their definitions say."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+import hf_rnn
+from hf_rnn.heads import CrfHead, SoftmaxHead
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pre_seams"
+BIO = dict(id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2})
+
+
+@pytest.mark.parametrize("name", ["softmax", "crf_bio_chars"])
+def test_checkpoints_saved_before_the_head_seam_answer_as_they_did(name):
+    """Saved by main 030a4ee (fixtures/pre_seams/make_fixtures.py): the same weights load, with the same outputs."""
+    folder = FIXTURES / name
+    expected = json.loads((folder / "expected.json").read_text())
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert isinstance(model, hf_rnn.RnnForTokenClassification)
+    assert (model.crf is not None) == (name != "softmax")
+    batch = tokenizer(expected["sentences"], is_split_into_words=True, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        output = model(**batch, labels=torch.tensor(expected["labels"]))
+        probabilities = model.tag_probabilities(output.emissions, batch["attention_mask"].bool())
+    assert output.predictions.tolist() == expected["predictions"]
+    for field, actual in (
+        ("logits", output.logits),
+        ("emissions", output.emissions),
+        ("probabilities", probabilities),
+    ):
+        torch.testing.assert_close(actual, torch.tensor(expected[field]), rtol=1e-6, atol=1e-6, msg=field)
+    assert output.loss.item() == pytest.approx(expected["loss"], rel=1e-6)
+
+
+def test_the_config_picks_the_head_and_the_crf_keeps_its_weight_names():
+    softmax = hf_rnn.RnnForTokenClassification(tiny_config(**BIO))
+    crf = hf_rnn.RnnForTokenClassification(tiny_config(use_crf=True, crf_constraints="BIO", **BIO))
+    assert isinstance(softmax.head, SoftmaxHead) and softmax.crf is None
+    assert crf.head is crf.crf and isinstance(crf.crf, CrfHead) and isinstance(crf.crf, hf_rnn.LinearChainCRF)
+    assert {"crf.transitions", "crf.start_transitions", "crf.end_transitions"} <= set(crf.state_dict())
+    assert not any(key.startswith("crf.") for key in softmax.state_dict())
+
+
+@pytest.mark.parametrize("use_crf", [False, True])
+def test_padding_is_never_scored_even_when_labelled(use_crf):
+    """Both heads score the labelled real tokens only: a label under the padding changes nothing."""
+    model = hf_rnn.RnnForTokenClassification(tiny_config(use_crf=use_crf, **BIO)).eval()
+    ids, mask = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]]), torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    clean = torch.tensor([[1, 2, 0, -100], [0, 1, -100, -100]])
+    dirty = torch.where(mask.bool(), clean, 2)
+    with torch.no_grad():
+        expected = model(ids, attention_mask=mask, labels=clean).loss
+        assert model(ids, attention_mask=mask, labels=dirty).loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_softmax_head_against_its_definition():
+    emissions = torch.randn(2, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    labels = torch.tensor([[1, 2, 0, -100], [0, -100, -100, -100]])
+    head = SoftmaxHead()
+    log_p = emissions.log_softmax(-1)
+    expected = -(log_p[0, 0, 1] + log_p[0, 1, 2] + log_p[0, 2, 0] + log_p[1, 0, 0]) / 4
+    torch.testing.assert_close(head.loss(emissions, labels, 4), expected)
+    assert head.decode(emissions, mask).tolist() == [
+        [int(emissions[row, t].argmax()) if mask[row, t] else -100 for t in range(4)] for row in range(2)
+    ]
+    probabilities = head.probabilities(emissions, mask)
+    torch.testing.assert_close(probabilities.sum(-1), mask.float())
+    assert head.logits(emissions, mask, None) is emissions
