@@ -1,6 +1,8 @@
 """Test environment: offline, with a throw-away HF_HOME, set before transformers is imported."""
 
 import os
+import signal
+import subprocess
 import tempfile
 
 os.environ.update(
@@ -39,3 +41,18 @@ def tiny_config(**overrides) -> hf_rnn.RnnConfig:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def run_launched(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """`subprocess.run(command, capture_output=True, text=True)` in a session of its own, killed whole on timeout: a
+    launcher (torchrun, accelerate) killed alone would leave its worker processes running, waiting for their peer."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_launched
 from transformers import AutoTokenizer
 
 import hf_rnn
@@ -53,7 +54,7 @@ def _run(
     OMP_NUM_THREADS is left to `env`, so that the scripts' own default (one thread) applies."""
     env = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, **(env or {})}
     command = [*(launcher or (sys.executable,)), str(ROOT / "examples" / script), *args, *flags]
-    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    result = run_launched(command, timeout=300, env=env, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -202,7 +203,8 @@ def _accelerate_environment(tmp_path: Path, *flags: str) -> dict:
     """The environment `accelerate launch FLAGS` gives the script it starts."""
     (tmp_path / "env.py").write_text("import json, os\nprint(json.dumps(dict(os.environ)))\n")
     command = [sys.executable, "-m", "accelerate.commands.launch", *flags, str(tmp_path / "env.py")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    result = run_launched(command, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

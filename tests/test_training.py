@@ -1,13 +1,12 @@
 """Loss scaling: the Trainer's gradient accumulation and multi-process runs must train exactly like one big batch."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import run_launched, tiny_config
 from trainer_run import train
 
 import hf_rnn
@@ -73,6 +72,6 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(head, tmp_pa
         [*launch, script, str(tmp_path / "ddp"), head, "4", "1"],
         [sys.executable, script, str(tmp_path / "single"), head, "8", "1"],
     ):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        result = run_launched(command, timeout=300, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_weights(_weights(tmp_path / "single"), _weights(tmp_path / "ddp"))
