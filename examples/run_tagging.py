@@ -116,7 +116,7 @@ class ModelArguments:
             "help": "Continue from an hf_rnn tagger (folder or Hub id): its architecture, tokenizer and labels."
         },
     )
-    cell_type: str = field(default="lstm", metadata={"help": "rnn, gru or lstm."})
+    cell_type: str = field(default="lstm", metadata={"help": "rnn, gru, lstm, mingru or minlstm."})
     embedding_size: int = 100
     hidden_size: int = 256
     num_layers: int = 1

@@ -165,8 +165,9 @@ def test_training_steps_reduce_the_loss(head, extra, cell_type):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    config = tiny_config(bidirectional=True, num_layers=3)
+@pytest.mark.parametrize("cell_type", CELLS)
+def test_gradient_checkpointing_gives_the_same_gradients(cell_type):
+    config = tiny_config(cell_type=cell_type, bidirectional=True, num_layers=3)
     model = hf_rnn.RnnForTokenClassification(config).train()
     ids = torch.randint(1, 37, (4, 6))
     mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [0] * 3 + [1] * 3, [1] * 6])
