@@ -130,6 +130,11 @@ class RnnLayer(GradientCheckpointingLayer):
         `pack=True` makes the final state exact for ragged lengths (the torch cells pack for it; only needed when the
         state is returned: the outputs are exact either way).
         """
+        if initial_state is not None and len(initial_state) != self.spec.state_size:
+            raise ValueError(
+                f"the cache holds {len(initial_state)} state tensor(s) per layer, but a {self.spec.display_name} layer "
+                f"carries {self.spec.state_size}: was it made by a model of another cell_type?"
+            )
         if inputs.size(1) == 0:  # nn.RNN refuses empty sequences: there is nothing to read, the state carries over
             return self._empty(inputs, initial_state)
         lengths = padding.lengths if pack else None

@@ -174,6 +174,14 @@ def test_generate_feeds_one_token_per_step(cell_type):
     assert lengths == [5, 1, 1, 1]
 
 
+@pytest.mark.parametrize("made_by, used_by", [("lstm", "minlstm"), ("mingru", "lstm")])
+def test_a_cache_of_another_cell_type_is_refused_by_name(made_by, used_by):
+    ids = torch.randint(1, 37, (2, 4))
+    cache = hf_rnn.RnnForCausalLM(tiny_config(cell_type=made_by))(ids).cache
+    with pytest.raises(ValueError, match=f"{REGISTRY[used_by].display_name} layer carries"):
+        hf_rnn.RnnForCausalLM(tiny_config(cell_type=used_by))(ids, cache=cache)
+
+
 def test_the_min_cells_start_from_one_over_the_square_root_of_their_input_width():
     model = hf_rnn.RnnModel(tiny_config(cell_type="minlstm", embedding_size=9, hidden_size=4, forget_bias=2.0))
     first, second = (layer.directions[0] for layer in model.layers)
