@@ -22,6 +22,7 @@ from transformers import (
 )
 
 import hf_rnn
+from hf_rnn.configuration_rnn import CELL_TYPES
 from hf_rnn.data import encode_for_tagging, load_sample_pos
 from hf_rnn.metrics import TaggingMetrics
 from hf_rnn.tokenization import build_word_tokenizer
@@ -30,7 +31,7 @@ from hf_rnn.tokenization import build_word_tokenizer
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="runs/quickstart")
-    parser.add_argument("--cell_type", default="lstm", choices=["rnn", "gru", "lstm"])
+    parser.add_argument("--cell_type", default="lstm", choices=CELL_TYPES)
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--use_crf", action="store_true", help="a BiLSTM-CRF (Viterbi decoding) instead of softmax")

@@ -133,7 +133,7 @@ class ModelArguments:
             " start one on an hf_rnn word language model's encoder and tokenizer."
         },
     )
-    cell_type: str = field(default="lstm", metadata={"help": "rnn, gru or lstm."})
+    cell_type: str = field(default="lstm", metadata={"help": "rnn, gru, lstm, mingru or minlstm."})
     embedding_size: int = 100
     hidden_size: int = 256
     num_layers: int = 1

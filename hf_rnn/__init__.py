@@ -1,4 +1,4 @@
-"""hf_rnn: Elman RNN, GRU, LSTM and BiLSTM-CRF models for the Hugging Face ecosystem.
+"""hf_rnn: Elman RNN, GRU, LSTM, minGRU/minLSTM and BiLSTM-CRF models for the Hugging Face ecosystem.
 
 Importing the package registers `RnnConfig` and every head with the `Auto*` classes, marks them for
 `register_for_auto_class` (so `save_pretrained`/`push_to_hub` ship the model code with the weights), does the same for

@@ -1,4 +1,4 @@
-"""Configuration of the hf_rnn recurrent models (Elman RNN, GRU, LSTM; uni- or bidirectional stacks).
+"""Configuration of the hf_rnn recurrent models (Elman RNN, GRU, LSTM, minGRU, minLSTM; uni- or bidirectional stacks).
 
 This file is shipped inside checkpoints for `trust_remote_code=True` loading, so it imports only transformers and its
 flat, torch-free sibling `schemes.py` (a language model's checkpoint carries no CRF code).
@@ -14,7 +14,7 @@ from transformers.generation import GenerationConfig
 
 from .schemes import SCHEMES, scheme_constraints
 
-CELL_TYPES = ("rnn", "gru", "lstm")
+CELL_TYPES = ("rnn", "gru", "lstm", "mingru", "minlstm")  # the names of cells.CELLS, without importing torch
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -43,7 +43,8 @@ class RnnConfig(PreTrainedConfig):
 
     Args:
         cell_type (`str`, defaults to `"lstm"`):
-            `"rnn"` (Elman: h_m = g(Θʰ h_{m-1} + Θˣ x_m)), `"gru"` or `"lstm"`.
+            `"rnn"` (Elman: h_m = g(Θʰ h_{m-1} + Θˣ x_m)), `"gru"`, `"lstm"`, or `"mingru"` / `"minlstm"` (Feng et
+            al. 2024: gates that read only the input, so training scans the whole sequence in parallel).
         vocab_size (`int`, defaults to 10000): size of the word vocabulary.
         embedding_size (`int`, defaults to 128): width of the word embeddings.
         char_encoder (`str`, *optional*):
@@ -75,7 +76,8 @@ class RnnConfig(PreTrainedConfig):
             Every weight is drawn from U[-initializer_range, initializer_range] (Zaremba et al. 2014 use 0.1 for
             small and 0.05 for medium models); biases start at zero. `None` (the default) scales each layer by
             1/sqrt(fan-in), PyTorch's choice for its recurrent cells.
-        forget_bias (`float`, defaults to 1.0): initial bias of the LSTM forget gate (Jozefowicz et al. 2015).
+        forget_bias (`float`, defaults to 1.0):
+            Initial bias of the LSTM and minLSTM forget gates (Jozefowicz et al. 2015).
         classifier_pooling (`str`, defaults to `"last"`):
             How [`RnnForSequenceClassification`] summarises a sequence: `"last"` (final state of each direction),
             `"mean"` or `"max"` over the real tokens.
@@ -330,7 +332,7 @@ class RnnConfig(PreTrainedConfig):
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             fail("problem_type", f"None or one of {', '.join(map(repr, PROBLEM_TYPES))}")
         if self.nonlinearity != "tanh" and self.cell_type != "rnn":
-            fail("nonlinearity", "'tanh' unless cell_type='rnn' (GRU and LSTM have fixed activations)")
+            fail("nonlinearity", "'tanh' unless cell_type='rnn' (the other cells have fixed activations)")
         if self.use_crf and (self.id2label is None or self.num_labels < 2):
             fail("use_crf", "False unless id2label names at least two tags")
         if self.crf_constraints is not None:

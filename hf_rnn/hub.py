@@ -9,6 +9,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from .cells import CELLS
+
 PIPELINE_TAGS = {
     "RnnForTokenClassification": "token-classification",
     "RnnForSequenceClassification": "text-classification",
@@ -30,7 +32,7 @@ def model_card(
     config = model.config
     architecture = type(model).__name__
     task = PIPELINE_TAGS.get(architecture, "feature-extraction")
-    kind = {"rnn": "Elman RNN", "gru": "GRU", "lstm": "LSTM"}[config.cell_type]
+    kind = CELLS[config.cell_type].display_name
     tags = ["hf_rnn", config.cell_type, "rnn"] + (["bidirectional"] if config.bidirectional else [])
     tags += (
         ["crf", "bilstm-crf"]

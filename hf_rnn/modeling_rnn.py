@@ -1,5 +1,5 @@
-"""PyTorch recurrent models (Elman RNN, GRU, LSTM) as Hugging Face `PreTrainedModel`s; the tagger, with its CRF, is
-in `modeling_tagger.py`.
+"""PyTorch recurrent models (Elman RNN, GRU, LSTM, minGRU, minLSTM) as Hugging Face `PreTrainedModel`s; the tagger,
+with its CRF, is in `modeling_tagger.py`.
 
 This file travels inside checkpoints (`trust_remote_code=True`), so it imports only torch, transformers and its
 flat siblings (`from .x import ...`).
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -17,13 +16,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.utils import ModelOutput, can_return_tuple
 
+from .cells import CELLS, cell_of
 from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .contextual import ContextualStringEmbeddings
 from .dropout import SequenceDropout, WordDropout
 from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real_tokens
-
-_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 @dataclass
@@ -109,19 +107,17 @@ class RnnTokenClassifierOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-State = tuple[torch.Tensor, ...]  # (h,) for RNN/GRU, (h, c) for LSTM; each (directions, B, H)
+State = tuple[torch.Tensor, ...]  # (h,), or (h, c) for the LSTM; each (directions, B, H)
 
 
 class RnnLayer(GradientCheckpointingLayer):
-    """One recurrent layer: a left-to-right `nn.RNN`/`nn.GRU`/`nn.LSTM`, plus a right-to-left one if bidirectional."""
+    """One recurrent layer: a left-to-right cell of `config.cell_type` (see `cells.py`), plus a right-to-left one if
+    bidirectional."""
 
     def __init__(self, config: RnnConfig, input_size: int):
         super().__init__()
-        cell = _CELLS[config.cell_type]
-        kwargs = {"nonlinearity": config.nonlinearity} if config.cell_type == "rnn" else {}
-        self.directions = nn.ModuleList(
-            cell(input_size, config.hidden_size, batch_first=True, **kwargs) for _ in range(config.num_directions)
-        )
+        self.spec = CELLS[config.cell_type]
+        self.directions = nn.ModuleList(self.spec.build(config, input_size) for _ in range(config.num_directions))
 
     def forward(
         self,
@@ -132,41 +128,24 @@ class RnnLayer(GradientCheckpointingLayer):
     ) -> tuple[torch.Tensor, State]:
         """inputs (B, T, in) in compact layout -> outputs (B, T, D * H) and the final state.
 
-        `pack=True` runs `pack_padded_sequence` so the final state is exact for ragged lengths (only needed when the
-        state is returned; the outputs are exact either way).
+        `pack=True` makes the final state exact for ragged lengths (the torch cells pack for it; only needed when the
+        state is returned: the outputs are exact either way).
         """
+        if initial_state is not None and len(initial_state) != self.spec.state_size:
+            raise ValueError(
+                f"the cache holds {len(initial_state)} state tensor(s) per layer, but a {self.spec.display_name} layer "
+                f"carries {self.spec.state_size}: was it made by a model of another cell_type?"
+            )
         if inputs.size(1) == 0:  # nn.RNN refuses empty sequences: there is nothing to read, the state carries over
             return self._empty(inputs, initial_state)
-        if (
-            inputs.device.type == "cpu"
-            and isinstance(self.directions[0], nn.LSTM)
-            and torch.is_autocast_enabled("cpu")
-        ):
-            # oneDNN has no low-precision LSTM under CPU autocast ("could not create a primitive descriptor"): run the
-            # recurrence in the weights' precision, as it runs without autocast
-            with torch.autocast("cpu", enabled=False):
-                dtype = self.directions[0].weight_ih_l0.dtype
-                state = None if initial_state is None else tuple(s.to(dtype) for s in initial_state)
-                return self.forward(inputs.to(dtype), padding, state, pack)
+        lengths = padding.lengths if pack else None
         outputs, finals = [], []
-        for direction, rnn in enumerate(self.directions):
+        for direction, cell in enumerate(self.directions):
             state = None if initial_state is None else tuple(s[direction : direction + 1] for s in initial_state)
             x = inputs
             if direction == 1:
                 x = x.flip(1) if padding is None else padding.reversed(x)
-            if pack:
-                lengths = padding.lengths.clamp(min=1).cpu()
-                out, final = rnn(
-                    pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), _torch_state(state)
-                )
-                out = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
-            else:
-                out, final = rnn(x, _torch_state(state))
-            final = final if isinstance(final, tuple) else (final,)
-            if pack:  # packing needs length >= 1: a row with no real token keeps its initial state
-                empty = (padding.lengths == 0).view(1, -1, 1)  # (1, B, 1)
-                start = state or tuple(torch.zeros_like(f) for f in final)
-                final = tuple(torch.where(empty, s, f) for s, f in zip(start, final))
+            out, final = cell(x, state, lengths)  # (B, T, H), state_size x (1, B, H)
             if direction == 1:
                 out = out.flip(1) if padding is None else padding.reversed(out)
             outputs.append(out)
@@ -175,19 +154,12 @@ class RnnLayer(GradientCheckpointingLayer):
 
     def _empty(self, inputs: torch.Tensor, initial_state: State | None) -> tuple[torch.Tensor, State]:
         """Outputs (B, 0, D * H) of a zero-length window, and the initial state (zeros by default) as its final one."""
-        rnn, batch_size = self.directions[0], inputs.size(0)
-        outputs = inputs.new_zeros(batch_size, 0, len(self.directions) * rnn.hidden_size)
+        batch_size, hidden_size = inputs.size(0), self.directions[0].hidden_size
+        outputs = inputs.new_zeros(batch_size, 0, len(self.directions) * hidden_size)
         if initial_state is None:
-            shape = (len(self.directions), batch_size, rnn.hidden_size)
-            initial_state = tuple(inputs.new_zeros(shape) for _ in range(2 if isinstance(rnn, nn.LSTM) else 1))
+            shape = (len(self.directions), batch_size, hidden_size)
+            initial_state = tuple(inputs.new_zeros(shape) for _ in range(self.spec.state_size))
         return outputs, initial_state
-
-
-def _torch_state(state: State | None):
-    """`nn.LSTM` takes an (h, c) pair, `nn.RNN`/`nn.GRU` a bare tensor."""
-    if state is None:
-        return None
-    return state[0].contiguous() if len(state) == 1 else tuple(s.contiguous() for s in state)
 
 
 class RnnPreTrainedModel(PreTrainedModel):
@@ -200,13 +172,15 @@ class RnnPreTrainedModel(PreTrainedModel):
 
     def init_range(self, module: nn.Module) -> float | None:
         """r of the U[-r, r] a module's weights start from: `config.initializer_range`, or by default 1/sqrt(fan-in)
-        (PyTorch's scale for its recurrent cells: the hidden size; the input width of a linear or convolution layer,
-        the width of an embedding; the tagger adds the CRF's). A fixed 0.1 starves narrow models: a 2-layer GRU LM of
-        width 32 could not learn a 19-token cycle in 600 Adam steps; Zaremba et al.'s recipes set 0.1 / 0.05."""
+        (PyTorch's scale for its recurrent cells: the hidden size; the input width of a min cell's projections or of a
+        linear or convolution layer, the width of an embedding; the tagger adds the CRF's). A fixed 0.1 starves narrow
+        models: a 2-layer GRU LM of width 32 could not learn a 19-token cycle in 600 Adam steps; Zaremba et al.'s
+        recipes set 0.1 / 0.05."""
         if self.config.initializer_range is not None:
             return self.config.initializer_range
-        if isinstance(module, nn.RNNBase):
-            fan_in = module.hidden_size
+        spec = cell_of(module)
+        if spec is not None:
+            fan_in = spec.fan_in(module)
         elif isinstance(module, nn.Linear):
             fan_in = module.in_features
         elif isinstance(module, nn.Conv1d):
@@ -242,21 +216,12 @@ class RnnPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """U[-r, r] for every weight (r from `init_range`), zero biases, LSTM forget-gate bias = `forget_bias`, zero
-        padding embedding."""
+        """U[-r, r] for every weight (r from `init_range`), zero biases, (min)LSTM forget-gate bias = `forget_bias`,
+        zero padding embedding."""
         r = self.init_range(module)
-        if isinstance(module, (nn.RNN, nn.GRU, nn.LSTM)):
-            for name, param in module.named_parameters():
-                if name.startswith("weight"):
-                    init.uniform_(param, -r, r)
-                elif isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
-                    # gate order (input, forget, cell, output); the forget bias sits in b_ih, b_hh stays zero.
-                    # Written whole: a slice would lose the flag that protects loaded weights.
-                    bias = torch.zeros_like(param)
-                    bias[module.hidden_size : 2 * module.hidden_size] = self.config.forget_bias
-                    init.copy_(param, bias)
-                else:
-                    init.zeros_(param)
+        spec = cell_of(module)
+        if spec is not None:  # a recurrent cell: its own rule (cells.py), e.g. the LSTM's forget-gate bias
+            spec.init(module, self.config, r)
         elif isinstance(module, (nn.Linear, nn.Conv1d)):
             init.uniform_(module.weight, -r, r)
             if module.bias is not None:

@@ -19,8 +19,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import hf_rnn  # noqa: E402
+from hf_rnn.cells import CELLS as REGISTRY  # noqa: E402
 
-CELLS = ("rnn", "gru", "lstm")
+CELLS = tuple(REGISTRY)  # every cell type gets the same behaviour tests
+TORCH_CELLS = tuple(name for name, spec in REGISTRY.items() if issubclass(spec.kind, torch.nn.RNNBase))
 
 
 def tiny_config(**overrides) -> hf_rnn.RnnConfig:

@@ -13,11 +13,11 @@ BIO = dict(id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I
 SEQ_LEN, WORD_LEN = 9, 5
 
 
-def tagger(use_crf: bool, char_encoder: str | None) -> hf_rnn.RnnForTokenClassification:
+def tagger(use_crf: bool, char_encoder: str | None, cell_type: str = "lstm") -> hf_rnn.RnnForTokenClassification:
     chars = dict(char_encoder=char_encoder, char_vocab_size=11, char_embedding_size=4, char_hidden_size=3)
     crf = dict(use_crf=True, crf_constraints="BIO") if use_crf else {}
     return hf_rnn.RnnForTokenClassification(
-        tiny_config(bidirectional=True, **BIO, **crf, **(chars if char_encoder else {}))
+        tiny_config(cell_type=cell_type, bidirectional=True, **BIO, **crf, **(chars if char_encoder else {}))
     ).eval()
 
 
@@ -40,9 +40,18 @@ def eager(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return outputs.predictions, outputs.logits
 
 
-@pytest.mark.parametrize("use_crf, char_encoder", [(True, None), (True, "lstm"), (False, "cnn")])
-def test_exported_program_equals_the_eager_tagger(use_crf, char_encoder, tmp_path):
-    model = tagger(use_crf, char_encoder)
+@pytest.mark.parametrize(
+    "use_crf, char_encoder, cell_type",
+    [
+        (True, None, "lstm"),
+        (True, "lstm", "lstm"),
+        (False, "cnn", "lstm"),
+        (True, None, "mingru"),
+        (False, None, "minlstm"),
+    ],
+)
+def test_exported_program_equals_the_eager_tagger(use_crf, char_encoder, cell_type, tmp_path):
+    model = tagger(use_crf, char_encoder, cell_type)
     generator = torch.Generator().manual_seed(0)
     program = export_tagger(model, batch(model, 3, generator))
     torch.export.save(program, tmp_path / "tagger.pt2")
@@ -55,10 +64,11 @@ def test_exported_program_equals_the_eager_tagger(use_crf, char_encoder, tmp_pat
         torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-6)
 
 
-def test_onnx_model_equals_the_eager_tagger(tmp_path):
+@pytest.mark.parametrize("cell_type", ["lstm", "minlstm"])  # minlstm: the scan (cumsum, logcumsumexp) exports too
+def test_onnx_model_equals_the_eager_tagger(cell_type, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="ONNX export needs hf_rnn[export] (onnx, onnxscript, onnxruntime)")
     pytest.importorskip("onnxscript", reason="ONNX export needs hf_rnn[export]")
-    model = tagger(True, "lstm")
+    model = tagger(True, "lstm", cell_type)
     generator = torch.Generator().manual_seed(1)
     path = export_tagger_onnx(model, batch(model, 3, generator), tmp_path / "tagger.onnx")
     session = ort.InferenceSession(str(path))

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import CELLS, tiny_config
+from conftest import CELLS, REGISTRY, TORCH_CELLS, tiny_config
 from torch import nn
 from transformers import (
     AutoModel,
@@ -63,7 +63,7 @@ def test_layer_matches_the_lecture_equations(cell_type, nonlinearity, bidirectio
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cell_type", CELLS)
+@pytest.mark.parametrize("cell_type", TORCH_CELLS)
 def test_bidirectional_stack_matches_torch_packed_module(cell_type):
     """Our per-direction layers with padding == one `nn.LSTM(bidirectional=True)` over a packed batch."""
     config = tiny_config(cell_type=cell_type, num_layers=2, bidirectional=True)
@@ -144,7 +144,8 @@ def test_final_state_of_a_padded_batch_equals_each_sequence_alone(cell_type, bid
     for row, seq in enumerate(sequences):
         alone = model(seq[None], use_cache=True).cache
         torch.testing.assert_close(cache.hidden[:, row], alone.hidden[:, 0], atol=1e-5, rtol=1e-5)
-        if cell_type == "lstm":
+        assert (cache.cell is None) == (alone.cell is None) == (REGISTRY[cell_type].state_size == 1)
+        if cache.cell is not None:
             torch.testing.assert_close(cache.cell[:, row], alone.cell[:, 0], atol=1e-5, rtol=1e-5)
 
 

@@ -48,12 +48,15 @@ def test_lora_on_a_crf_tagger_trains_the_adapters_the_classifier_and_the_crf_onl
     assert torch.equal(reloaded(input_ids=batch["input_ids"]).predictions, expected)
 
 
-def test_lora_on_a_language_model_keeps_generate_working():
+@pytest.mark.parametrize("cell_type", ["lstm", "mingru"])  # the min cells name their projection weight_ih_l0 too
+def test_lora_on_a_language_model_keeps_generate_working(cell_type):
     torch.manual_seed(0)
-    model = hf_rnn.RnnForCausalLM(tiny_config())
+    model = hf_rnn.RnnForCausalLM(tiny_config(cell_type=cell_type))
+    before = model.model.layers[0].directions[0].weight_ih_l0.detach().clone()
     ids = torch.randint(1, 37, (2, 8))
     tuned = lora_train(model, peft.TaskType.CAUSAL_LM, None, {"input_ids": ids, "labels": ids})
     with torch.no_grad():
         generated = tuned.generate(input_ids=ids[:, :3], max_new_tokens=4, do_sample=False)
         merged = tuned.merge_and_unload()
         assert torch.equal(merged.generate(input_ids=ids[:, :3], max_new_tokens=4, do_sample=False), generated)
+    assert not torch.equal(merged.model.layers[0].directions[0].weight_ih_l0, before)  # the adapter was trained

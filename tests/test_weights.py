@@ -4,37 +4,44 @@ import pytest
 import torch
 from conftest import CELLS, tiny_config
 from safetensors.torch import load_file
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
 import hf_rnn
+from hf_rnn.cell_min import MinLstmCell
 
 HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification, hf_rnn.RnnForCausalLM)
 
 
 def check_init_rule(model: hf_rnn.RnnPreTrainedModel) -> None:
-    """Every parameter as `_init_weights` promises: weights in U[-r, r], biases 0 except the LSTM forget gate; r is
+    """Every parameter as `_init_weights` promises: weights in U[-r, r], biases 0 except the (min)LSTM forget gate; r is
     `initializer_range`, or 1/sqrt(fan-in) when it is None."""
     config = model.config
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
-            check_parameter(config, f"{module_name}.{param_name}", param, model.init_range(module))
+            check_parameter(config, module, f"{module_name}.{param_name}", param, model.init_range(module))
     embeddings = model.get_input_embeddings().weight
     assert torch.all(embeddings[config.pad_token_id] == 0)
 
 
-def check_parameter(config, name: str, param: torch.Tensor, r: float) -> None:
+FORGET_GATED = {nn.LSTM: 4, MinLstmCell: 3}  # gates (input, forget, cell[, output]): the forget gate is the 2nd
+
+
+def check_parameter(config, module: nn.Module, name: str, param: torch.Tensor, r: float) -> None:
     assert torch.isfinite(param).all(), name
     if config.initializer_range is not None:
         assert r == config.initializer_range
-    if "bias_ih" in name and config.cell_type == "lstm":
-        size = param.size(0) // 4  # gates (input, forget, cell, output)
+    gates = next((n for kind, n in FORGET_GATED.items() if isinstance(module, kind)), None)
+    if "bias_ih" in name and gates is not None:
+        size = param.size(0) // gates
         expected = torch.zeros_like(param)
         expected[size : 2 * size] = config.forget_bias
         assert torch.equal(param, expected), name
     elif "bias" in name:
         assert torch.all(param == 0), name
     else:
-        assert param.abs().max() <= r and param.std() > r / 4, name
+        # the spread of U[-r, r] is r/sqrt(3); a handful of draws (a CRF's 3 start scores) can sit closer together
+        assert param.abs().max() <= r and (param.numel() < 10 or param.std() > r / 4), name
 
 
 def test_the_default_init_scale_is_one_over_the_square_root_of_the_fan_in():
@@ -159,8 +166,9 @@ def test_training_steps_reduce_the_loss(head, extra, cell_type):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    config = tiny_config(bidirectional=True, num_layers=3)
+@pytest.mark.parametrize("cell_type", CELLS)
+def test_gradient_checkpointing_gives_the_same_gradients(cell_type):
+    config = tiny_config(cell_type=cell_type, bidirectional=True, num_layers=3)
     model = hf_rnn.RnnForTokenClassification(config).train()
     ids = torch.randint(1, 37, (4, 6))
     mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [0] * 3 + [1] * 3, [1] * 6])

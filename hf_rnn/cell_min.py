@@ -1,0 +1,122 @@
+"""minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"): gates that read the input only.
+
+With no h_{t-1} inside the gates, every step is h_t = a_t ⊙ h_{t-1} + b_t with (a_t, b_t) known for all t at once,
+so training runs the whole sequence as one parallel scan (in log space, where the products of gates are sums),
+while `generate` still steps in O(1) from the carried state. Shipped inside checkpoints with the modeling files, so
+it imports only torch, transformers and its flat siblings.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import initialization as init
+
+from .configuration_rnn import RnnConfig
+
+State = tuple[torch.Tensor]  # (h,), (1, B, H): the min cells carry no memory cell
+
+
+def log_g(x: torch.Tensor) -> torch.Tensor:
+    """log g(x), g(x) = x + 1/2 for x >= 0 and sigmoid(x) below: the paper's positive, continuous activation, so the
+    candidate state has a logarithm. Both branches are finite everywhere (no NaN gradient through `where`)."""
+    return torch.where(x >= 0, (x.relu() + 0.5).log(), -F.softplus(-x))
+
+
+SCAN_CHUNK = 64  # steps per log-space scan; longer sequences chain chunks through their last state
+
+
+def linear_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | None) -> torch.Tensor:
+    """All h_t = a_t ⊙ h_{t-1} + b_t at once. log_a, log_b (B, T, H) (a_t in (0, 1], b_t > 0), h0 (B, H) or None
+    (zeros) -> h (B, T, H).
+
+    With A_t = a_1 ⋯ a_t: h_t = A_t h_0 + Σ_{s<=t} (A_t / A_s) b_s. The sum is taken in log space (a cumulative
+    sum and a log-cum-sum-exp), the h_0 term apart, so a carried state of either sign is exact. log A_t and the
+    terms log(b_s / A_s) grow with t and float32 loses ~ulp(|log A_t|) of h_t to their cancellation (4e-4 at
+    T = 2048), so the scan runs in chunks of `SCAN_CHUNK` steps, each starting from the previous one's last state:
+    the error stays that of a 64-step scan (~1e-5), at T / 64 sequential steps.
+    """
+    outputs = []
+    for start in range(0, log_a.size(1), SCAN_CHUNK):
+        steps = slice(start, start + SCAN_CHUNK)
+        log_decay = log_a[:, steps].cumsum(1)  # (B, C, H): log A_t within the chunk
+        h = (log_decay + torch.logcumsumexp(log_b[:, steps] - log_decay, dim=1)).exp()  # (B, C, H)
+        if h0 is not None:
+            h = h + log_decay.exp() * h0.unsqueeze(1)
+        outputs.append(h)
+        h0 = h[:, -1]  # (B, H)
+    return torch.cat(outputs, 1)
+
+
+class MinCell(nn.Module):
+    """One direction of a min cell: `gates` input projections stacked in `weight_ih_l0` (named like torch's cells,
+    so per-name recipes such as LoRA's `target_parameters` carry over) and the scan. Subclasses turn the projections
+    into (log a_t, log b_t)."""
+
+    gates: int
+
+    def __init__(self, config: RnnConfig, input_size: int):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, config.hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.empty(self.gates * config.hidden_size, input_size))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(self.gates * config.hidden_size))
+
+    def coefficients(self, projections: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """projections (B, T, gates * H) -> log a_t, log b_t, each (B, T, H)."""
+        raise NotImplementedError
+
+    def forward(
+        self, inputs: torch.Tensor, initial_state: State | None = None, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """inputs (B, T, in), each row's real steps first -> outputs (B, T, H), final state ((1, B, H),).
+
+        Outputs at real steps never depend on what follows them; with `lengths` (B,) the final state is each row's
+        output at its last real step (its initial state if it has none), without it the output at step T.
+        """
+        projections = F.linear(inputs, self.weight_ih_l0, self.bias_ih_l0)  # (B, T, gates * H)
+        dtype = torch.promote_types(projections.dtype, torch.float32)  # the scan in fp32 at least (autocast, bf16)
+        log_a, log_b = self.coefficients(projections.to(dtype))  # (B, T, H) each
+        h0 = None if initial_state is None else initial_state[0][0].to(dtype)  # (B, H)
+        outputs = linear_scan(log_a, log_b, h0)  # (B, T, H)
+        if lengths is None:
+            final = outputs[:, -1]  # (B, H)
+        else:
+            rows = torch.arange(inputs.size(0), device=inputs.device)
+            final = outputs[rows, (lengths - 1).clamp(min=0)]  # (B, H)
+            start = torch.zeros_like(final) if h0 is None else h0
+            final = torch.where((lengths == 0).unsqueeze(-1), start, final)
+        return outputs.to(projections.dtype), (final.to(projections.dtype).unsqueeze(0),)
+
+
+class MinGruCell(MinCell):
+    """z_t = σ(W_z x_t), h̃_t = g(W_h x_t), h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t; gates (update, candidate)."""
+
+    gates = 2
+
+    def coefficients(self, projections: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        update, candidate = projections.chunk(2, dim=-1)  # (B, T, H) each
+        return -F.softplus(update), -F.softplus(-update) + log_g(candidate)  # log(1 - z), log z + log h̃
+
+
+class MinLstmCell(MinCell):
+    """f_t = σ(W_f x_t), i_t = σ(W_i x_t), h̃_t = g(W_h x_t), h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t with the gates
+    normalised, f' = f / (f + i) and i' = i / (f + i); gates (input, forget, candidate), in `nn.LSTM`'s order."""
+
+    gates = 3
+
+    def coefficients(self, projections: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        input_gate, forget_gate, candidate = projections.chunk(3, dim=-1)  # (B, T, H) each
+        log_ratio = F.softplus(-forget_gate) - F.softplus(-input_gate)  # log(i / f)
+        return -F.softplus(log_ratio), -F.softplus(-log_ratio) + log_g(candidate)  # log f', log i' + log h̃
+
+
+def init_min_cell(module: MinCell, config: RnnConfig, r: float) -> None:
+    """U[-r, r] weights, zero biases; minLSTM's forget-gate bias = `forget_bias`, as for the LSTM (with 1.0 the
+    normalised forget gate starts at f' = 0.59 instead of 0.5)."""
+    init.uniform_(module.weight_ih_l0, -r, r)
+    bias = torch.zeros_like(module.bias_ih_l0)
+    if isinstance(module, MinLstmCell):  # written whole: a slice would lose the flag that protects loaded weights
+        bias[module.hidden_size : 2 * module.hidden_size] = config.forget_bias
+    init.copy_(module.bias_ih_l0, bias)
+
+
+__all__ = ["MinGruCell", "MinLstmCell", "init_min_cell", "linear_scan", "log_g"]
