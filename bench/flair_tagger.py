@@ -118,7 +118,7 @@ def time_hf_rnn(train_file: str, dev_file: str, epochs: int, grouped: bool) -> d
     sys.path.insert(0, str(HERE.parent))
     import hf_rnn
     from hf_rnn.data import encode_for_tagging, read_conll, tagging_dataset
-    from hf_rnn.tokenization import build_word_tokenizer
+    from hf_rnn.vocabulary import build_word_tokenizer
 
     train, dev = read_conll(train_file), read_conll(dev_file)
     label_names = sorted({tag for sentence in train + dev for tag in sentence.tags})

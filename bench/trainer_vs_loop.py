@@ -13,7 +13,7 @@ from transformers import DataCollatorForTokenClassification, Trainer
 
 import hf_rnn
 from hf_rnn.data import encode_for_tagging, load_sample_pos, read_conllu, tagging_dataset
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 
 def main() -> None:

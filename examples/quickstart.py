@@ -25,7 +25,7 @@ import hf_rnn
 from hf_rnn.configuration_rnn import CELL_TYPES
 from hf_rnn.data import encode_for_tagging, load_sample_pos
 from hf_rnn.metrics import TaggingMetrics
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from hf_rnn.launch import (
     start_from_language_model,
 )
 from hf_rnn.metrics import load_metric
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 FORMATS = {".csv": ",", ".tsv": "\t", ".json": None, ".jsonl": None}  # the delimiter; None: JSON (lines)

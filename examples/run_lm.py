@@ -5,7 +5,7 @@
     python examples/run_lm.py --char_level --reverse --train_file ... # a backward character LM (flair's kind)
 
 A word LM reads one sentence per line, its words split at whitespace and an `<eos>` after each line. `--char_level`
-trains on characters instead (hf_rnn.tokenization.build_char_tokenizer): every character of the file is a token,
+trains on characters instead (hf_rnn.vocabulary.build_char_tokenizer): every character of the file is a token,
 spaces and line ends ("\n") too, and evaluation also reports bits per character (`eval_bpc`, the mean NLL over
 ln 2). `--reverse` trains a backward LM: each file's token stream is read last token first, which is the text read
 right to left (a character LM reads the reversed text; a word LM each line's words backwards with `<eos>` now before
@@ -58,7 +58,7 @@ from hf_rnn.launch import (
     start,
 )
 from hf_rnn.tbptt import TbpttTrainer, bptt_windows
-from hf_rnn.tokenization import build_char_tokenizer, build_word_tokenizer
+from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 # Zaremba et al.'s optimiser; their schedule (constant, then decayed per epoch) is TbpttTrainer's decay_start

@@ -75,7 +75,7 @@ from hf_rnn.launch import (
 )
 from hf_rnn.metrics import TaggingMetrics, predicted_tags
 from hf_rnn.schemes import PREFIXES, SCHEMES, convert, detect_scheme, split_tag
-from hf_rnn.tokenization import build_word_tokenizer, lm_char_vocab
+from hf_rnn.vocabulary import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
 TABLES = (".json", ".jsonl", ".csv")  # read as run_ner.py reads them, the other files as CoNLL(-U)

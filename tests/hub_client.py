@@ -30,7 +30,7 @@ def push(repo_id: str, out_dir: str, revision: str | None) -> None:
     import hf_rnn
     from hf_rnn.data import encode_for_tagging, load_sample_pos
     from hf_rnn.hub import push_model
-    from hf_rnn.tokenization import build_word_tokenizer
+    from hf_rnn.vocabulary import build_word_tokenizer
 
     torch.manual_seed(0)
     raw = load_sample_pos()

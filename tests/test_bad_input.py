@@ -6,7 +6,7 @@ from conftest import CELLS, tiny_config
 from transformers import pipeline
 
 import hf_rnn
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification, hf_rnn.RnnForCausalLM)
 BIO = {0: "O", 1: "B-X", 2: "I-X"}

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import AutoTokenizer, DataCollatorForTokenClassification, pipeline
 
 import hf_rnn
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 SENTENCES = [["The", "Zürich", "office", "opened", "in", "1999", "."], ["the", "Office", "of", "Antidisestablishment"]]
 BIO = dict(id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2})

@@ -22,7 +22,7 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.data import TaggedSentence, encode_for_tagging, tagging_dataset
-from hf_rnn.tokenization import build_char_tokenizer, build_word_tokenizer, lm_char_vocab
+from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer, lm_char_vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ["The cat sat on the mat.", "A dog ran far away!", "The dog sat.", "Cats and dogs ran on."]

@@ -19,7 +19,7 @@ from hf_rnn.data import (
     standardize_tagging_dataset,
     tagging_dataset,
 )
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

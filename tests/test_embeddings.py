@@ -4,7 +4,7 @@ import torch
 import hf_rnn
 from hf_rnn.data import DataFormatError
 from hf_rnn.embeddings import load_word_vectors
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 
 def setup():

@@ -20,7 +20,7 @@ from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
 from hf_rnn.data import read_characters, read_conll, read_text
 from hf_rnn.launch import check_processes, load_pretrained, set_threads
 from hf_rnn.schemes import convert, scheme_constraints
-from hf_rnn.tokenization import build_char_tokenizer, build_word_tokenizer
+from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ from transformers import pipeline
 
 import hf_rnn
 import hf_rnn.crf as hf_crf
-from hf_rnn.tokenization import build_word_tokenizer
+from hf_rnn.vocabulary import build_word_tokenizer
 
 seqeval_scheme = pytest.importorskip("seqeval.scheme")
 

@@ -9,7 +9,7 @@ from tokenizers.models import WordLevel
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, pipeline
 
 import hf_rnn
-from hf_rnn.tokenization import EOS, PAD, UNK, build_char_tokenizer, build_word_tokenizer, join_words
+from hf_rnn.vocabulary import EOS, PAD, UNK, build_char_tokenizer, build_word_tokenizer, join_words
 
 # pre-split as in a CoNLL / UD EWT file
 SENTENCES = [

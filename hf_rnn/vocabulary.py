@@ -1,4 +1,4 @@
-"""A word-level fast tokenizer built with the `tokenizers` library.
+"""Vocabularies built from data, and the fast tokenizers over them (`tokenizers` library): words, and characters.
 
 Recurrent taggers and language models read whole words. The result is a `PreTrainedTokenizerFast` (an
 `RnnTokenizerFast`, which adds `char_ids`, when a character vocabulary is asked for), so it saves with
