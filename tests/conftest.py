@@ -3,7 +3,9 @@
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+import textwrap
 
 os.environ.update(
     HF_HUB_OFFLINE="1",
@@ -58,3 +60,23 @@ def run_launched(command: list[str], timeout: float, **kwargs) -> subprocess.Com
             process.communicate()
             raise
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def run_without_hf_rnn(
+    code: str, *args: str, cwd, timeout: float = 180, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run Python `code` with `args` (sys.argv[1:]) in a fresh process where `import hf_rnn` fails, from `cwd` and
+    without PYTHONPATH: what a machine with only transformers and torch sees (remote code). `check`: assert it succeeded."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    hidden = 'import sys\nsys.modules["hf_rnn"] = None  # any `import hf_rnn` now raises ImportError\n'
+    result = subprocess.run(
+        [sys.executable, "-c", hidden + textwrap.dedent(code), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0 or not check, result.stderr[-3000:]
+    return result

@@ -2,14 +2,10 @@
 padding invariance, and the whole path through saving, the pipeline and remote code."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import run_without_hf_rnn, tiny_config
 from torch import nn
 from transformers import AutoTokenizer, DataCollatorForTokenClassification, pipeline
 
@@ -196,18 +192,15 @@ def test_save_load_and_pipeline_with_characters(tokenizer, encoder, tmp_path):
         assert [p for _, _, p in tagged] == pytest.approx([float(e["score"]) for e in entities], rel=1e-5)
 
 
-LOADER = textwrap.dedent(
-    """
+LOADER = """
     import json, sys
-    sys.modules["hf_rnn"] = None  # any `import hf_rnn` now raises ImportError
     from transformers import AutoModelForTokenClassification, AutoTokenizer
     folder = sys.argv[1]
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True).eval()
     batch = tokenizer(json.loads(sys.argv[2]), is_split_into_words=True, padding=True, return_tensors="pt")
     print(json.dumps([type(tokenizer).__module__, model(**batch).predictions.tolist()]))
-    """
-)
+"""
 
 
 def test_remote_code_loads_the_character_tokenizer_and_model_without_hf_rnn(tokenizer, tmp_path):
@@ -217,16 +210,7 @@ def test_remote_code_loads_the_character_tokenizer_and_model_without_hf_rnn(toke
     assert json.loads((tmp_path / "tokenizer_config.json").read_text())["auto_map"]["AutoTokenizer"][1] == (
         "tokenization_rnn.RnnTokenizerFast"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", LOADER, str(tmp_path), json.dumps(SENTENCES)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_without_hf_rnn(LOADER, str(tmp_path), json.dumps(SENTENCES), cwd=tmp_path)
     module, predictions = json.loads(result.stdout.strip().splitlines()[-1])
     assert module.startswith("transformers_modules")
     batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")

@@ -3,14 +3,13 @@ features against flair's reading of each sentence by hand, padding, the frozen-f
 remote code, the pipelines, export, a loopback-Hub round trip and run_tagging.py end to end."""
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_without_hf_rnn
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -272,10 +271,8 @@ def test_export_takes_lm_char_ids_next_to_char_ids(lms):
     torch.testing.assert_close(logits, expected.logits, rtol=1e-5, atol=1e-6)
 
 
-LOADER = textwrap.dedent(
-    """
+LOADER = """
     import json, sys
-    sys.modules["hf_rnn"] = None  # any `import hf_rnn` now raises ImportError
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
     folder = sys.argv[1]
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
@@ -284,8 +281,7 @@ LOADER = textwrap.dedent(
     tagged = pipeline("token-classification", model=model, tokenizer=tokenizer)("A dog sat .")
     print(json.dumps([type(model).__module__, type(tokenizer).__module__, model(**batch).predictions.tolist(),
                       [entity["entity"] for entity in tagged]]))
-    """
-)
+"""
 
 
 def test_trained_tagger_loads_with_auto_classes_pipelines_and_remote_code(lms, tokenizer, tmp_path):
@@ -330,17 +326,7 @@ def test_trained_tagger_loads_with_auto_classes_pipelines_and_remote_code(lms, t
     for task in ("token-classification", "rnn-token-classification"):
         assert [e["entity"] for e in pipeline(task, model=str(folder))(text, ignore_labels=[])] == tags
     assert [tag for _, tag, _ in loaded.tag(text, reloaded)] == tags
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", LOADER, str(folder), json.dumps(SENTENCES)],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_without_hf_rnn(LOADER, str(folder), json.dumps(SENTENCES), cwd=folder)
     module, tokenizer_module, predictions, entities = json.loads(result.stdout.strip().splitlines()[-1])
     assert module.startswith("transformers_modules") and tokenizer_module.startswith("transformers_modules")
     assert predictions == expected.tolist() and entities == [t for t in tags if t != "O"]

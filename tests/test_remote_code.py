@@ -1,21 +1,16 @@
 """A saved checkpoint carries its code: it loads with `trust_remote_code=True` where hf_rnn cannot be imported."""
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import run_without_hf_rnn, tiny_config
 
 import hf_rnn
 
-LOADER = textwrap.dedent(
-    """
+LOADER = """
     import sys
-    sys.modules["hf_rnn"] = None  # any `import hf_rnn` now raises ImportError
     import torch
     from transformers import {auto}
     folder, trust = sys.argv[1], sys.argv[2] == "trust"
@@ -26,20 +21,12 @@ LOADER = textwrap.dedent(
         output = model(ids, attention_mask=(ids != 0).long())
         torch.save((output[0], output.get("predictions")), folder + "/out.pt")
     print(type(model).__module__)
-    """
-)
+"""
 
 
 def _load_elsewhere(folder, auto: str, trust: bool) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run(
-        [sys.executable, "-c", LOADER.format(auto=auto), str(folder), "trust" if trust else "no"],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return run_without_hf_rnn(
+        LOADER.format(auto=auto), str(folder), "trust" if trust else "no", cwd=folder, check=trust
     )
 
 
