@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Contextual string embeddings, with and without (the README's table): two character LMs pretrained on the training
+# text of UD English EWT and WNUT-17, then the same CRF+char tagger on UD UPOS, CoNLL-2000 and WNUT-17 with and without
+# them. CoNLL-2000's text is not pretraining text: its dev sentences are held out of its train file, and PTB holds
+# the same WSJ articles.
+# Usage: bash examples/reproduce_contextual.sh [DATA_DIR] [OUT_DIR]   (DATA_DIR defaults to ../shared/data)
+set -euo pipefail
+DATA=${1:-../shared/data}
+OUT=${2:-runs/contextual}
+PY=${PYTHON:-.venv/bin/python}
+mkdir -p "$OUT"
+# pretraining text: the training splits' sentences, one per line, words joined by spaces (500 held out for bpc)
+$PY - "$DATA" "$OUT" <<'PYTHON'
+import random, sys
+from hf_rnn.data import read_conll, read_conllu
+data, out = sys.argv[1:]
+lines = [" ".join(s.tokens) for s in read_conllu(f"{data}/ud_en_ewt/en_ewt-ud-train.conllu")]
+lines += [" ".join(s.tokens) for s in read_conll(f"{data}/wnut17/wnut17train.conll")]
+random.Random(0).shuffle(lines)
+open(f"{out}/lm-valid.txt", "w").write("\n".join(lines[:500]) + "\n")
+open(f"{out}/lm-train.txt", "w").write("\n".join(lines[500:]) + "\n")
+PYTHON
+LM=(--char_level --train_file "$OUT/lm-train.txt" --validation_file "$OUT/lm-valid.txt" --no_zaremba
+    --embedding_size 32 --hidden_size 256 --num_layers 1 --dropout 0.1 --bptt 100 --per_device_train_batch_size 32
+    --learning_rate 3e-3 --num_train_epochs 3 --save_strategy no --report_to none --seed 1)
+$PY examples/run_lm.py "${LM[@]}" --output_dir "$OUT/char-forward"
+$PY examples/run_lm.py "${LM[@]}" --reverse --output_dir "$OUT/char-backward"
+TAGGER=(--per_device_train_batch_size 32 --learning_rate 2e-3 --num_train_epochs 5 --train_sampling_strategy group_by_length
+        --normalize_digits --min_frequency 2 --embedding_size 100 --hidden_size 256 --dropout 0.5
+        --save_strategy no --eval_strategy no --report_to none --disable_tqdm true --seed 1 --no_plots
+        --use_crf --char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)
+LMS=(--forward_lm "$OUT/char-forward" --backward_lm "$OUT/char-backward")
+UD=(--train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DATA/ud_en_ewt/en_ewt-ud-dev.conllu")
+CONLL=(--train_file "$DATA/conll2000/train.txt" --validation_fraction 0.1)
+WNUT=(--train_file "$DATA/wnut17/wnut17train.conll" --validation_file "$DATA/wnut17/emerging.dev.conll"
+      --lowercase --min_frequency 1 --per_device_train_batch_size 16)
+for task in UD CONLL WNUT; do
+  declare -n ARGS=$task
+  $PY examples/run_tagging.py "${TAGGER[@]}" "${ARGS[@]}" --output_dir "$OUT/${task,,}"
+  $PY examples/run_tagging.py "${TAGGER[@]}" "${ARGS[@]}" "${LMS[@]}" --output_dir "$OUT/${task,,}-lm"
+done
