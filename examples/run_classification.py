@@ -30,7 +30,7 @@ from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, Tra
 
 import hf_rnn
 from hf_rnn.data import DataFormatError
-from hf_rnn.finetuning import FinetuningArguments, apply_finetuning
+from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
@@ -45,6 +45,7 @@ from hf_rnn.launch import (
     refuse_fixed,
     start,
     start_from_language_model,
+    train_and_save,
 )
 from hf_rnn.metrics import load_metric
 from hf_rnn.vocabulary import build_word_tokenizer
@@ -235,12 +236,8 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    apply_finetuning(trainer, finetuning_args)
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model()
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_state()  # trainer_state.json: the logged losses, for plots
+        train_and_save(trainer, finetuning_args, resume)
     metrics = None
     if training_args.do_eval:
         metrics = trainer.evaluate()

@@ -46,7 +46,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 import hf_rnn
 from hf_rnn.data import read_characters, read_text
-from hf_rnn.finetuning import FinetuningArguments, apply_finetuning
+from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
@@ -56,6 +56,7 @@ from hf_rnn.launch import (
     parse_args,
     refuse_fixed,
     start,
+    train_and_save,
 )
 from hf_rnn.tbptt import TbpttTrainer, bptt_windows
 from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer
@@ -204,12 +205,8 @@ def main() -> None:
         decay_start=lm_args.decay_start if lm_args.zaremba else None,
         lr_decay=lm_args.lr_decay,
     )
-    apply_finetuning(trainer, finetuning_args)
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model()
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_state()  # trainer_state.json: the logged losses, for plots
+        train_and_save(trainer, finetuning_args, resume)
     scores = {}
     for split, prefix in (("validation", "eval"), ("test", "predict")):
         if split in windows:  # asked for (parse() checked that it is given)

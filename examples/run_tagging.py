@@ -57,7 +57,7 @@ from hf_rnn.data import (
     tagging_dataset,
 )
 from hf_rnn.embeddings import load_word_vectors
-from hf_rnn.finetuning import FinetuningArguments, apply_finetuning
+from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
@@ -72,6 +72,7 @@ from hf_rnn.launch import (
     refuse_fixed,
     start,
     start_from_language_model,
+    train_and_save,
 )
 from hf_rnn.metrics import TaggingMetrics, predicted_tags
 from hf_rnn.schemes import PREFIXES, SCHEMES, convert, detect_scheme, split_tag
@@ -519,13 +520,8 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=TaggingMetrics(labels, data_args.return_entity_level_metrics, scheme=files_scheme),
     )
-    apply_finetuning(trainer, finetuning_args)
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model()
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_metrics("train", result.metrics)
-        trainer.save_state()
+        train_and_save(trainer, finetuning_args, resume)
     metrics = None
     if training_args.do_eval:
         metrics = trainer.evaluate()

@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from .checkpoints import resolve_resume
+from .finetuning import FinetuningArguments, apply_finetuning
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,17 @@ def refuse_fixed(parser: HfArgumentParser, checkpoint: str | None, *groups: tupl
             f"{' '.join(fixed)}: the model and its tokenizer come from --model_name_or_path {checkpoint}; drop these"
             " flags"
         )
+
+
+def train_and_save(trainer: Trainer, finetuning: FinetuningArguments, resume: str | bool | None) -> None:
+    """The scripts' training step, as run_ner.py's: with the fine-tuning schedules asked for, then the model, the train
+    metrics and trainer_state.json (the logged losses, for plots) saved in the output folder."""
+    apply_finetuning(trainer, finetuning)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
 
 
 def print_metrics(trainer: Trainer, metrics: Mapping[str, object]) -> None:
