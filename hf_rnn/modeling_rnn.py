@@ -90,13 +90,13 @@ class RnnTokenClassifierOutput(ModelOutput):
         Per-token scores whose argmax is the model's answer, so that per-token argmax tools (transformers'
         token-classification pipeline, run_ner-style `compute_metrics`) read it right. Softmax head: the emissions.
         With `use_crf`: max-marginal scores (the best allowed path through each tag), whose argmax at every real
-        position is the Viterbi path; computed when the model decodes (eval mode or `return_predictions=True`),
-        otherwise None.
+        position is the Viterbi path; computed when the model decodes (in eval mode, without `labels`, or with
+        `return_predictions=True`), otherwise None.
     emissions (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
         The classifier's per-token scores before any transition: the CRF's emission scores with `use_crf`.
     predictions (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
         The model's tags: the Viterbi path with `use_crf`, the argmax otherwise; -100 at padding. Returned in eval
-        mode (or with `return_predictions=True`).
+        mode, without `labels`, or with `return_predictions=True`.
     hidden_states (`tuple(torch.FloatTensor)`, *optional*): see [`RnnModelOutput`].
     """
 

@@ -80,7 +80,8 @@ class RnnForTokenClassification(RnnPreTrainedModel):
             log-likelihood of the sequences, divided by the number of labelled tokens — `num_items_in_batch` when
             the Trainer passes it, which counts them over the accumulated batches and all processes, so gradient
             accumulation and DDP equal one big batch. The same scale in both heads lets learning rates carry over.
-        return_predictions (`bool`, *optional*): decode `predictions`; defaults to `not self.training`.
+        return_predictions (`bool`, *optional*): decode `predictions` (and the CRF's `logits`); by default unless the
+            model trains on `labels` (the Trainer's step needs only the loss, and decoding costs as much again).
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -113,7 +114,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
                 "label_smoothing_factor=0 and no compute_loss_func: the CRF computes its own loss."
             )
         if return_predictions is None:
-            return_predictions = not self.training
+            return_predictions = not self.training or labels is None  # without labels, the tags are the answer
         predictions = head.decode(emissions, mask) if return_predictions else None
         return RnnTokenClassifierOutput(
             loss=loss,

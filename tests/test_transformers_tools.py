@@ -82,3 +82,41 @@ def test_label_smoothing_trains_the_smoothed_loss_of_the_model_s_own_targets(hea
     expected = LabelSmoother(epsilon=0.2)({"logits": logits}, labels)
     model.train()
     torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("use_crf", [False, True])
+def test_a_model_in_training_mode_gives_its_tags_to_the_pipeline(use_crf):
+    """A tagger fresh from its constructor is in training mode, and transformers' pipeline does not call `eval()`: with
+    no labels to train on, it still decodes (before, a CRF tagger's `logits` were None and the pipeline's
+    `output["logits"]` raised KeyError)."""
+    from transformers import pipeline
+
+    from hf_rnn.vocabulary import build_word_tokenizer
+
+    words = [["Anna", "reads", "a", "book", "."], ["The", "dog", "sat"]]
+    tokenizer = build_word_tokenizer(words)
+    labels = {0: "O", 1: "B-X", 2: "I-X"}
+    config = hf_rnn.RnnConfig(
+        vocab_size=tokenizer.vocab_size,
+        embedding_size=6,
+        hidden_size=5,
+        dropout=0.0,
+        output_dropout=0.0,
+        use_crf=use_crf,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    model = hf_rnn.RnnForTokenClassification(config)
+    if use_crf:
+        model.crf.transitions.data.normal_(0, 3)  # transitions that change the decision
+    assert model.training
+    batch = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
+    trained = model(**batch)
+    expected = model.eval()(**batch)
+    model.train()
+    assert torch.equal(trained.predictions, expected.predictions)
+    torch.testing.assert_close(trained.logits, expected.logits)
+    entities = pipeline("token-classification", model=model, tokenizer=tokenizer)("Anna reads a book .")
+    tags = [labels[t] for t in expected.predictions[0].tolist()]
+    assert [e["entity"] for e in entities] == [t for t in tags if t != "O"]
+    assert model(**batch, labels=expected.predictions.clamp(min=0)).predictions is None  # a training step: no decode
