@@ -99,8 +99,9 @@ class RnnConfig(PreTrainedConfig):
         forward_lm (`RnnConfig` or `dict`, *optional*):
             A character language model (`char_level=True`) whose states become contextual string embeddings
             (Akbik et al. 2018), appended to every word's features; its weights live in the model. The model then
-            reads `lm_char_ids` (B, T, W), which [`RnnTokenizerFast`] produces with `lm_char_vocab`. Build such a
-            tagger with [`RnnForTokenClassification.from_language_models`]. Stored as a nested dict in config.json.
+            reads `lm_char_ids` (B, N) and `lm_char_lengths` (B, T), which [`RnnTokenizerFast`] writes with
+            `lm_char_vocab`. Build such a tagger with [`RnnForTokenClassification.from_language_models`]. Stored as a
+            nested dict in config.json.
         backward_lm (`RnnConfig` or `dict`, *optional*):
             The same for a backward character LM (`reverse=True`), with the forward one's character vocabulary.
         fine_tune_lms (`bool`, defaults to `False`):

@@ -7,7 +7,7 @@ Shipped inside checkpoints with the modeling files, so it imports only torch and
 import torch
 from torch import nn
 
-from .masking import MaskCompaction, check_ids, is_tracing
+from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
 
 CACHE_BYTES = 2**32  # default bound of the frozen-feature cache (4 GiB of CPU memory)
 LM_SPECIALS = ("<pad>", "<unk>", " ", "\n")  # what the spelling needs in an LM's vocabulary
@@ -15,10 +15,14 @@ LM_SPECIALS = ("<pad>", "<unk>", " ", "\n")  # what the spelling needs in an LM'
 
 class LmSpelling:
     """How `RnnTokenizerFast` writes a sentence for the LMs (`lm_char_vocab`: the LM tokenizer's tokens in id order,
-    as `build_char_tokenizer` makes them): every token with characters as their ids followed by the id of a space,
-    the sentence's first word preceded by a newline's (the line break the LM saw before each line of its corpus),
-    characters the LM never saw as `<unk>`. Words are not cut: each token's ids are as long as it needs (`widen` pads
-    them to a batch's widest with `<pad>`, for tensors)."""
+    as `build_char_tokenizer` makes them): one flat character stream per sentence, `lm_char_ids`, holding every token
+    as its characters' ids followed by the id of a space, the sentence's first word preceded by a newline's (the line
+    break the LM saw before each line of its corpus), characters the LM never saw as `<unk>`; and `lm_char_lengths`,
+    how many of the stream's ids each token wrote (0 for tokens without characters, e.g. special ones).
+
+    Two 2-D inputs, padded with the LM's `<pad>` (id 0 in `build_char_tokenizer`'s vocabularies) and 0: any collator,
+    transformers' pipeline batching included, pads them along their last axis, and the model reads them whatever
+    side the padding is on. Words are never cut."""
 
     def __init__(self, lm_char_vocab: list[str]):
         vocab = lm_char_vocab
@@ -34,25 +38,22 @@ class LmSpelling:
         self.to_id = {token: index for index, token in enumerate(vocab)}
         self.pad_id, self.unk_id, self.space_id, self.newline_id = (self.to_id[token] for token in LM_SPECIALS)
 
-    def spell(self, rows: list[list[str | None]]) -> list[list[list[int]]]:
-        """Each row's tokens (None: a token without characters, e.g. a special one) -> their LM ids."""
-        spelled = []
-        for tokens in rows:
-            ids, started = [], False
-            for token in tokens:
-                if token is None:
-                    ids.append([])
-                    continue
-                ids.append([self.newline_id] * (not started) + [self.to_id.get(c, self.unk_id) for c in token])
-                ids[-1].append(self.space_id)
-                started = True
-            spelled.append(ids)
-        return spelled
+    def spell(self, tokens: list[str | None]) -> tuple[list[int], list[int]]:
+        """One row's tokens (None: a token without characters) -> (its stream `lm_char_ids`, `lm_char_lengths`)."""
+        stream, lengths = [], []
+        for token in tokens:
+            if token is None:
+                lengths.append(0)
+                continue
+            ids = [self.newline_id] * (not stream) + [self.to_id.get(c, self.unk_id) for c in token] + [self.space_id]
+            stream += ids
+            lengths.append(len(ids))
+        return stream, lengths
 
-    def widen(self, rows: list[list[list[int]]]) -> list[list[list[int]]]:
-        """Every token padded to the widest of all rows (at least 1)."""
-        width = max((len(token) for row in rows for token in row), default=1) or 1
-        return [[token + [self.pad_id] * (width - len(token)) for token in row] for row in rows]
+    def pad(self, streams: list[list[int]]) -> list[list[int]]:
+        """Every row's stream right-padded with `<pad>` to the longest (at least 1 id, for tensors)."""
+        longest = max(map(len, streams), default=1) or 1
+        return [stream + [self.pad_id] * (longest - len(stream)) for stream in streams]
 
 
 class ContextualStringEmbeddings(nn.Module):
@@ -105,23 +106,44 @@ class ContextualStringEmbeddings(nn.Module):
         self._cached_bytes = 0
         super()._load_from_state_dict(*args, **kwargs)
 
-    def forward(self, lm_char_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """lm_char_ids (B, T, W): each token's LM character ids (`pad_token_id` = padding) -> features (B, T, F),
-        zero for tokens without characters (padding)."""
+    def forward(
+        self,
+        lm_char_ids: torch.LongTensor,
+        lm_char_lengths: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """lm_char_ids (B, N): each row's character stream in the LMs' ids, `pad_token_id` = padding (anywhere);
+        lm_char_lengths (B, T): how many of them each token wrote -> features (B, T, F), zero for tokens without
+        characters (and for masked ones, whose characters the LMs do not read)."""
         problem = f"is not an LM character id in [0, {self.vocab_size}): was lm_char_vocab the LMs' vocabulary?"
         check_ids(lm_char_ids, self.vocab_size, "lm_char_ids", problem)
-        chars = lm_char_ids != self.pad_token_id  # (B, T, W)
-        if attention_mask is not None:
-            chars &= attention_mask.bool().unsqueeze(-1)
+        chars = lm_char_ids != self.pad_token_id  # (B, N)
+        if lm_char_lengths.is_floating_point() or lm_char_lengths.dtype == torch.bool:
+            raise ValueError(f"lm_char_lengths must hold integer counts, got {lm_char_lengths.dtype}")
+        if not is_tracing():
+            raise_at_first(lm_char_lengths < 0, "lm_char_lengths", "is negative", lm_char_lengths)
+            spelled, held = lm_char_lengths.sum(1), chars.sum(1)  # (B,)
+            if bool((spelled != held).any()):
+                row = int((spelled != held).nonzero()[0])
+                raise ValueError(
+                    f"lm_char_lengths[{row}] = {lm_char_lengths[row].tolist()} adds up to {int(spelled[row])}, but "
+                    f"lm_char_ids[{row}] holds {int(held[row])} characters (ids other than the LMs' pad_token_id="
+                    f"{self.pad_token_id}): were both written by one tokenizer call, and padded with that id?"
+                )
+        widths = lm_char_lengths
+        if attention_mask is not None:  # a masked token's characters leave the stream too
+            real = attention_mask.bool()
+            widths = lm_char_lengths * real
+            chars = chars & _owners_are_real(chars, lm_char_lengths, real)
         if self.fine_tune or not self.training or is_tracing():
-            return self.features(lm_char_ids, chars)
-        return self._cached_features(lm_char_ids, chars)
+            return self.features(lm_char_ids, chars, widths)
+        return self._cached_features(lm_char_ids, chars, widths)
 
-    def features(self, lm_char_ids: torch.LongTensor, chars: torch.Tensor) -> torch.Tensor:
-        """The LMs over each row's characters, read at the word boundaries: (B, T, W) -> (B, T, F)."""
-        widths = chars.sum(-1)  # (B, T) characters of each token: ["\n"] word " "
-        stream = MaskCompaction(chars.flatten(1))
-        text, mask = stream.compact(lm_char_ids.flatten(1)), stream.compact_mask  # (B, T*W), each row's at the left
+    def features(self, lm_char_ids: torch.LongTensor, chars: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+        """The LMs over each row's characters (`chars`, (B, N)) read at the word boundaries, where each token's
+        characters number `widths` (B, T): -> (B, T, F)."""
+        stream = MaskCompaction(chars)
+        text, mask = stream.compact(lm_char_ids), stream.compact_mask  # (B, N), each row's at the left
         if not is_tracing():  # (traced shapes may not depend on values: then the LMs read the full width)
             longest = max(int(stream.lengths.max()), 1)
             text, mask = text[:, :longest], mask[:, :longest]
@@ -141,17 +163,20 @@ class ContextualStringEmbeddings(nn.Module):
                 features.append(_read(states, length - 1 - before))  # (B, T, H_b), the same stream read backwards
         return torch.cat(features, dim=-1) * (widths > 0).unsqueeze(-1)  # (B, T, F)
 
-    def _cached_features(self, lm_char_ids: torch.LongTensor, chars: torch.Tensor) -> torch.Tensor:
+    def _cached_features(
+        self, lm_char_ids: torch.LongTensor, chars: torch.Tensor, widths: torch.Tensor
+    ) -> torch.Tensor:
         """`features`, computed only for the rows whose characters and word boundaries are not cached yet."""
-        words = chars.any(-1)  # (B, T) the tokens with characters
-        ids, mask, widths = lm_char_ids.cpu(), chars.cpu(), chars.sum(-1).cpu()
+        words = widths > 0  # (B, T) the tokens with characters
+        ids, mask, cpu_widths = lm_char_ids.cpu(), chars.cpu(), widths.cpu()
         keys = [
-            (ids[b][mask[b]].numpy().tobytes(), widths[b][widths[b] > 0].numpy().tobytes()) for b in range(len(ids))
+            (ids[b][mask[b]].numpy().tobytes(), cpu_widths[b][cpu_widths[b] > 0].numpy().tobytes())
+            for b in range(len(ids))
         ]
         found = {b: self.cache[key] for b, key in enumerate(keys) if key in self.cache}
         missing = [b for b in range(len(keys)) if b not in found]
         if missing:
-            computed = self.features(lm_char_ids[missing], chars[missing])  # (M, T, F)
+            computed = self.features(lm_char_ids[missing], chars[missing], widths[missing])  # (M, T, F)
             for row, b in enumerate(missing):
                 found[b] = computed[row][words[b]]  # (n_b, F)
                 size = found[b].numel() * found[b].element_size()
@@ -163,6 +188,18 @@ class ContextualStringEmbeddings(nn.Module):
         for b, rows in found.items():
             features[b][words[b]] = rows.to(features.device)
         return features
+
+
+def _owners_are_real(chars: torch.Tensor, lengths: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """chars (B, N): the stream's characters; lengths, real (B, T): each token's count and mask -> (B, N) whether
+    each character belongs to a real token. The k-th character of a row belongs to the token whose lengths' running
+    sum first passes k (counted with a scatter and a cumsum: exportable, no search)."""
+    rank = (chars.long().cumsum(1) - 1).clamp(min=0)  # (B, N) each character's place among its row's
+    ends = lengths.long().cumsum(1).clamp(max=chars.size(1))  # (B, T)
+    owner = torch.zeros(chars.size(0), chars.size(1) + 1, dtype=torch.long, device=chars.device)
+    owner = owner.scatter_add(1, ends, torch.ones_like(ends)).cumsum(1)[:, :-1]  # (B, N): token of the k-th char
+    owner = owner.gather(1, rank).clamp(max=lengths.size(1) - 1)  # (B, N): token of each stream position
+    return real.gather(1, owner)
 
 
 def _read(states: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Export a trained tagger — Viterbi decoding included — with `torch.export`, and from there to ONNX.
 
-The exported graph takes `input_ids`, `attention_mask` (and `char_ids` for character models, `lm_char_ids` for
-contextual string embeddings, whose width is fixed at the example's too) and returns the
+The exported graph takes `input_ids`, `attention_mask` (and `char_ids` for character models, `lm_char_ids` and
+`lm_char_lengths` for contextual string embeddings, the character stream's length fixed at the example's too) and returns the
 predicted tags (-100 at padding) and the per-token scores, exactly as the eager model does. The batch size is
 dynamic; the sequence length is fixed at the example's (the recurrences are unrolled over time), so pad inputs to
 that length — the mask takes care of the rest, any padding side or pattern.
@@ -17,7 +17,7 @@ from .modeling_tagger import RnnForTokenClassification
 
 
 class ExportableTagger(nn.Module):
-    """The tagger as a pure tensor function: (input_ids, attention_mask[, char_ids][, lm_char_ids]) ->
+    """The tagger as a pure tensor function: (input_ids, attention_mask[, char_ids][, lm_char_ids, lm_char_lengths]) ->
     (predictions, logits)."""
 
     def __init__(self, model: RnnForTokenClassification):
@@ -35,7 +35,7 @@ def _input_names(model: RnnForTokenClassification) -> list[str]:
     return (
         ["input_ids", "attention_mask"]
         + ["char_ids"] * bool(config.char_encoder)
-        + ["lm_char_ids"] * bool(config.language_models)
+        + ["lm_char_ids", "lm_char_lengths"] * bool(config.language_models)
     )
 
 
@@ -69,7 +69,7 @@ def export_tagger(model: RnnForTokenClassification, example: dict) -> torch.expo
 def export_tagger_onnx(model: RnnForTokenClassification, example: dict, path: str | Path) -> Path:
     """Write the tagger as an ONNX model (needs the `onnx` and `onnxscript` packages: the `export` extra, `pip install -e ".[export]"` in a clone).
 
-    Inputs are named `input_ids`, `attention_mask` (and `char_ids`), outputs `predictions` and `logits`.
+    Inputs are named as `export_tagger` takes them (`input_ids`, `attention_mask`, ...), outputs `predictions` and `logits`.
     """
     try:  # torch.onnx imports them lazily, deep inside the export, with no word of the extra that brings them
         import onnx  # noqa: F401

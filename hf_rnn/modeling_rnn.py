@@ -280,6 +280,7 @@ class RnnModel(RnnPreTrainedModel):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         lm_char_ids: torch.LongTensor | None = None,
+        lm_char_lengths: torch.LongTensor | None = None,
     ) -> RnnModelOutput:
         r"""
         attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
@@ -289,9 +290,12 @@ class RnnModel(RnnPreTrainedModel):
             Each token's characters (0 = padding), as [`RnnTokenizerFast`] returns them; required with
             `config.char_encoder`.
         cache (`RnnCache`, *optional*): the state to start from (returned by an earlier call with `use_cache=True`).
-        lm_char_ids (`torch.LongTensor` of shape `(batch_size, sequence_length, lm_word_width)`, *optional*):
-            Each token's characters as the language models' ids, with the separators they read between words, as
-            [`RnnTokenizerFast`] returns them with `lm_char_vocab`; required with `config.forward_lm`/`backward_lm`.
+        lm_char_ids (`torch.LongTensor` of shape `(batch_size, lm_stream_length)`, *optional*):
+            Each sentence as the language models read it (its words' characters in their ids, with the separators
+            between words; the LMs' `pad_token_id` = padding, on any side), as [`RnnTokenizerFast`] returns it with
+            `lm_char_vocab`; required with `config.forward_lm`/`backward_lm`, with `lm_char_lengths`.
+        lm_char_lengths (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            How many of the row's `lm_char_ids` each token wrote, in order (0: none, e.g. padding).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
@@ -302,15 +306,16 @@ class RnnModel(RnnPreTrainedModel):
                 if char_ids is None
                 else "`char_ids` was given, but this model has no character encoder (config.char_encoder is None)."
             )
-        if (lm_char_ids is None) != (self.contextual is None):
-            raise ValueError(
-                "This model reads language models' characters (config.forward_lm/backward_lm): pass `lm_char_ids`, as "
-                "RnnTokenizerFast returns them with lm_char_vocab."
-                if lm_char_ids is None
-                else "`lm_char_ids` was given, but this model has no language models (config.forward_lm/backward_lm)."
-            )
+        for name, ids in (("lm_char_ids", lm_char_ids), ("lm_char_lengths", lm_char_lengths)):
+            if (ids is None) != (self.contextual is None):
+                raise ValueError(
+                    "This model reads language models' characters (config.forward_lm/backward_lm): pass `lm_char_ids` "
+                    "and `lm_char_lengths`, as RnnTokenizerFast returns them with lm_char_vocab."
+                    if ids is None
+                    else f"`{name}` was given, but this model has no language models (config.forward_lm/backward_lm)."
+                )
         tokens = input_ids if inputs_embeds is None else inputs_embeds[..., 0]
-        _check_shapes(tokens, attention_mask, char_ids, cache, lm_char_ids)
+        _check_shapes(tokens, attention_mask, char_ids, cache, lm_char_ids, lm_char_lengths)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -327,7 +332,8 @@ class RnnModel(RnnPreTrainedModel):
         if self.char_encoder is not None:
             inputs_embeds = torch.cat([inputs_embeds, self.char_encoder(char_ids)], dim=-1)  # (B, T, E + F_c)
         if self.contextual is not None:
-            inputs_embeds = torch.cat([inputs_embeds, self.contextual(lm_char_ids, attention_mask)], dim=-1)  # + F_lm
+            features = self.contextual(lm_char_ids, lm_char_lengths, attention_mask)  # (B, T, F_lm)
+            inputs_embeds = torch.cat([inputs_embeds, features], dim=-1)
         hidden = self.embedding_dropout(self.word_dropout(inputs_embeds))
 
         padding = None
@@ -361,6 +367,7 @@ def _check_shapes(
     char_ids: torch.Tensor | None,
     cache: RnnCache | None,
     lm_char_ids: torch.Tensor | None = None,
+    lm_char_lengths: torch.Tensor | None = None,
 ) -> None:
     """What torch would report from deep inside a layer, said in terms of the inputs. `tokens` is (B, T)."""
     if tokens.dim() != 2:
@@ -374,9 +381,14 @@ def _check_shapes(
             raise_at_first(
                 (attention_mask != 0) & (attention_mask != 1), "attention_mask", "is not 0 or 1", attention_mask
             )
-    for name, ids, width in (("char_ids", char_ids, "max_word_length"), ("lm_char_ids", lm_char_ids, "width")):
-        if ids is not None and (ids.dim() != 3 or ids.shape[:2] != tokens.shape):
-            raise ValueError(f"{name} must be {(*tokens.shape, width)}, got {tuple(ids.shape)}")
+    if char_ids is not None and (char_ids.dim() != 3 or char_ids.shape[:2] != tokens.shape):
+        raise ValueError(f"char_ids must be {(*tokens.shape, 'max_word_length')}, got {tuple(char_ids.shape)}")
+    if lm_char_lengths is not None and lm_char_lengths.shape != tokens.shape:
+        raise ValueError(
+            f"lm_char_lengths must be {tuple(tokens.shape)} like input_ids, got {tuple(lm_char_lengths.shape)}"
+        )
+    if lm_char_ids is not None and (lm_char_ids.dim() != 2 or lm_char_ids.size(0) != tokens.size(0)):
+        raise ValueError(f"lm_char_ids must be ({tokens.size(0)}, 'stream_length'), got {tuple(lm_char_ids.shape)}")
     if cache is not None and cache.hidden.size(1) != tokens.size(0):
         raise ValueError(f"cache holds the state of {cache.hidden.size(1)} sequences, the batch has {tokens.size(0)}")
 
@@ -562,6 +574,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         lm_char_ids: torch.LongTensor | None = None,
+        lm_char_lengths: torch.LongTensor | None = None,
     ) -> SequenceClassifierOutput:
         r"""
         labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
@@ -576,6 +589,7 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
             use_cache=False,
             output_hidden_states=output_hidden_states,
             lm_char_ids=lm_char_ids,
+            lm_char_lengths=lm_char_lengths,
         )
         pooled = self.pool(outputs.last_hidden_state, attention_mask)  # (B, D*H)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)

@@ -71,6 +71,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_predictions: bool | None = None,
         lm_char_ids: torch.LongTensor | None = None,
+        lm_char_lengths: torch.LongTensor | None = None,
         **kwargs,
     ) -> RnnTokenClassifierOutput:
         r"""
@@ -91,6 +92,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
             use_cache=False,
             output_hidden_states=output_hidden_states,
             lm_char_ids=lm_char_ids,
+            lm_char_lengths=lm_char_lengths,
         )
         emissions = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, C)
         mask = real_tokens(attention_mask, emissions.shape[:2], emissions.device)  # (B, T)

@@ -4,8 +4,9 @@ Taggers with `config.char_encoder` read every word twice: its (normalised) word 
 case, digits and affixes survive normalisation and unknown words still carry information (Lample et al. 2016; Ma &
 Hovy 2016). The characters come from the text itself (through each token's offsets), so `<unk>` words keep them.
 
-With `lm_char_vocab` it also writes each word in a character language model's ids (`lm_char_ids`), for the
-contextual string embeddings of `config.forward_lm`/`backward_lm`.
+With `lm_char_vocab` it also writes the sentence in a character language model's ids (`lm_char_ids`, one stream per
+sentence, and `lm_char_lengths`, each token's share of it), for the contextual string embeddings of
+`config.forward_lm`/`backward_lm`.
 
 This file travels inside checkpoints (`trust_remote_code=True`), so it imports only transformers and flat siblings.
 """
@@ -24,7 +25,8 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
     r"""
     A `PreTrainedTokenizerFast` whose outputs add `char_ids`: for every token, `max_word_length` character ids
     (right-padded with 0; 1 for a character outside `char_vocab`; all 0 for special and padding tokens); and with
-    `lm_char_vocab`, `lm_char_ids`: every token in a character LM's ids, as `contextual.LmSpelling` writes them.
+    `lm_char_vocab`, `lm_char_ids` and `lm_char_lengths`: the sentence in a character LM's ids and each token's share
+    of them, as `contextual.LmSpelling` writes them.
 
     Args:
         char_vocab (`list[str]`, *optional*): the known characters; character `char_vocab[i]` gets id `i + 2`.
@@ -106,8 +108,10 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
             blank = [CHAR_PAD_ID] * self.max_word_length
             outputs["char_ids"] = [[blank if t is None else self.spell(t) for t in tokens] for tokens in rows]
         if self.lm_spelling is not None:
-            spelled = self.lm_spelling.spell(rows)  # each word as long as it is; tensors need one width
-            outputs["lm_char_ids"] = spelled if return_tensors is None else self.lm_spelling.widen(spelled)
+            spelled = [self.lm_spelling.spell(tokens) for tokens in rows]
+            streams = [stream for stream, _ in spelled]  # each as long as its sentence; tensors need one length
+            outputs["lm_char_ids"] = streams if return_tensors is None else self.lm_spelling.pad(streams)
+            outputs["lm_char_lengths"] = [lengths for _, lengths in spelled]
         for name, values in outputs.items():
             encoded[name] = values[0] if single else values
         if return_tensors is not None:
@@ -127,21 +131,21 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         return (list(zip(text, text_pair)) if text_pair is not None else [(t,) for t in text]), True
 
     def _pad(self, encoded_inputs, max_length=None, padding_side=None, **kwargs):
-        """Pad `char_ids` with all-zero words, and `lm_char_ids` with empty ones (`pad` widens them), wherever the
-        parent pads `input_ids`."""
-        words = {name: encoded_inputs.pop(name, None) for name in ("char_ids", "lm_char_ids")}
+        """Pad `char_ids` with all-zero words and `lm_char_lengths` with zeros wherever the parent pads `input_ids`
+        (`lm_char_ids`, a stream of its own, is padded by `pad`)."""
+        per_token = {name: encoded_inputs.pop(name, None) for name in ("char_ids", "lm_char_lengths")}
         padded = super()._pad(encoded_inputs, max_length=max_length, padding_side=padding_side, **kwargs)
-        for name, ids in words.items():
-            if ids is not None:
-                ids = list(ids)
-                missing = len(padded[self.model_input_names[0]]) - len(ids)
-                blank = [[CHAR_PAD_ID] * self.max_word_length if name == "char_ids" else [] for _ in range(missing)]
+        for name, values in per_token.items():
+            if values is not None:
+                values = list(values)
+                missing = len(padded[self.model_input_names[0]]) - len(values)
+                blank = [[CHAR_PAD_ID] * self.max_word_length if name == "char_ids" else 0 for _ in range(missing)]
                 left = (padding_side or self.padding_side) == "left"
-                padded[name] = blank + ids if left else ids + blank
+                padded[name] = blank + values if left else values + blank
         return padded
 
     def pad(self, encoded_inputs, *args, return_tensors=None, **kwargs):
-        """The parent's (what data collators call), with `lm_char_ids` widened to the batch's widest word."""
+        """The parent's (what data collators call), with the `lm_char_ids` streams padded to the batch's longest."""
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         if "lm_char_ids" not in encoded_inputs or self.lm_spelling is None:
@@ -154,8 +158,8 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         encoded_inputs = {key: to_py_obj(value) for key, value in encoded_inputs.items()}
         padded = super().pad(encoded_inputs, *args, return_tensors=None, **kwargs)
         batched = bool(padded[main]) and isinstance(padded[main][0], list)
-        lm_char_ids = self.lm_spelling.widen(padded["lm_char_ids"] if batched else [padded["lm_char_ids"]])
-        padded["lm_char_ids"] = lm_char_ids if batched else lm_char_ids[0]
+        streams = self.lm_spelling.pad(padded["lm_char_ids"] if batched else [padded["lm_char_ids"]])
+        padded["lm_char_ids"] = streams if batched else streams[0]
         return BatchEncoding(padded.data, tensor_type=return_tensors)
 
 

@@ -190,7 +190,7 @@ def build_word_tokenizer(
         names.append("char_ids")
     if lm_char_vocab is not None:
         kwargs.update(lm_char_vocab=list(lm_char_vocab))
-        names.append("lm_char_ids")
+        names += ["lm_char_ids", "lm_char_lengths"]
     tokenizer = RnnTokenizerFast(**kwargs, model_input_names=names)
     if char_min_frequency is not None:
         tokenizer.char_vocab  # noqa: B018  (validates the character settings now rather than at first use)

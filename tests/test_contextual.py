@@ -92,34 +92,38 @@ def flair_states(lm_folder: Path, words: list[str], forward: bool) -> torch.Tens
     return torch.stack(read)  # (words, H)
 
 
-def test_tokenizer_writes_each_word_for_the_lm(lms, tokenizer):
+def test_tokenizer_writes_each_sentence_for_the_lm(lms, tokenizer):
     vocab = lm_char_vocab(AutoTokenizer.from_pretrained(lms[0]))
     to_id = {c: i for i, c in enumerate(vocab)}
     encoding = tokenizer([["The", "Zebras"], ["a"]], is_split_into_words=True)
     # the first word after a newline, every word followed by a space, unseen characters <unk>, nothing cut or padded
     the, zebras = [to_id[c] for c in "\nThe "], [to_id.get(c, to_id["<unk>"]) for c in "Zebras "]
-    assert encoding["lm_char_ids"] == [[the, zebras], [[to_id[c] for c in "\na "]]]
+    assert encoding["lm_char_ids"] == [the + zebras, [to_id[c] for c in "\na "]]
+    assert encoding["lm_char_lengths"] == [[5, 7], [3]]
     assert to_id.get("Z") is None and zebras[0] == to_id["<unk>"]
-    assert tokenizer("The  Zebras")["lm_char_ids"] == [the, zebras]  # raw text: the words joined by one space
+    single = tokenizer("The  Zebras")  # raw text: the words joined by one space
+    assert single["lm_char_ids"] == the + zebras and single["lm_char_lengths"] == [5, 7]
     assert "char_ids" not in encoding  # no char_encoder's spelling without a char_vocab
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_lm_char_ids_follow_padding_in_the_call_and_in_the_collator(tokenizer, side, monkeypatch):
+def test_lm_inputs_follow_padding_in_the_call_and_in_the_collator(tokenizer, side, monkeypatch):
     monkeypatch.setattr(tokenizer, "padding_side", side)
     direct = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
     features = [dict(tokenizer(s, is_split_into_words=True), labels=t) for s, t in zip(SENTENCES, TAGS)]
     collated = DataCollatorForTokenClassification(tokenizer)(features)
     pad = tokenizer.lm_spelling.pad_id
-    width = len("\nZebras ")  # the widest word of the batch, with its markers
+    longest = len("\nA dog ran far away ! ")  # the longest stream of the batch
     for batch in (direct, collated):
-        assert batch["lm_char_ids"].shape == (3, 6, width)
+        assert batch["lm_char_ids"].shape == (3, longest) and batch["lm_char_lengths"].shape == (3, 6)
         for row, sentence in enumerate(SENTENCES):
             real = batch["attention_mask"][row].bool()
-            alone = tokenizer.lm_spelling.widen([tokenizer(sentence, is_split_into_words=True)["lm_char_ids"]])[0]
-            ids = batch["lm_char_ids"][row][real]
-            torch.testing.assert_close(ids[:, : len(alone[0])], torch.tensor(alone))
-            assert (ids[:, len(alone[0]) :] == pad).all() and (batch["lm_char_ids"][row][~real] == pad).all()
+            alone = tokenizer(sentence, is_split_into_words=True)
+            stream = batch["lm_char_ids"][row]
+            assert stream[: len(alone["lm_char_ids"])].tolist() == alone["lm_char_ids"]  # streams: right-padded
+            assert (stream[len(alone["lm_char_ids"]) :] == pad).all()
+            assert batch["lm_char_lengths"][row][real].tolist() == alone["lm_char_lengths"]
+            assert not batch["lm_char_lengths"][row][~real].any()
 
 
 def test_tokenizer_round_trip_and_bad_vocabularies(tokenizer, tmp_path):
@@ -137,7 +141,7 @@ def test_tokenizer_round_trip_and_bad_vocabularies(tokenizer, tmp_path):
 def test_features_are_flairs_reading_of_each_sentence_alone(lms, tokenizer, side):
     model = tagger(lms, tokenizer)
     batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, padding_side=side, return_tensors="pt")
-    features = model.model.contextual(batch["lm_char_ids"], batch["attention_mask"])  # (B, T, 12 + 12)
+    features = model.model.contextual(batch["lm_char_ids"], batch["lm_char_lengths"], batch["attention_mask"])
     for row, words in enumerate(SENTENCES):
         real = batch["attention_mask"][row].bool()
         expected = torch.cat([flair_states(lms[0], words, True), flair_states(lms[1], words, False)], dim=-1)
@@ -156,6 +160,35 @@ def test_padding_never_changes_a_contextual_model(lms, tokenizer, head, side):
         alone = model(**tokenizer([sentence], is_split_into_words=True, return_tensors="pt")).logits[0]
         mine = together[row][batch["attention_mask"][row].bool()] if head is hf_rnn.RnnForTokenClassification else None
         torch.testing.assert_close(together[row] if mine is None else mine, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_a_masked_token_leaves_the_lms_stream(lms, tokenizer):
+    """A hole in the mask: the other words read as in the sentence without that word (its characters are dropped)."""
+    model = tagger(lms, tokenizer)
+    words = SENTENCES[1]
+    batch = tokenizer([words], is_split_into_words=True, return_tensors="pt")
+    batch["attention_mask"][0, 2] = 0  # "ran"
+    features = model.model.contextual(batch["lm_char_ids"], batch["lm_char_lengths"], batch["attention_mask"])[0]
+    without = words[:2] + words[3:]
+    expected = torch.cat([flair_states(lms[0], without, True), flair_states(lms[1], without, False)], dim=-1)
+    torch.testing.assert_close(features[[0, 1, 3, 4, 5]], expected, rtol=1e-5, atol=1e-6)
+    assert not features[2].any()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("task", ["token-classification", "rnn-token-classification"])
+def test_pipelines_batch_a_contextual_tagger(lms, tokenizer, task, side, monkeypatch):
+    """transformers' pipeline batching pads every 2-D input along its last axis with 0 (whatever the key), on the
+    tokenizer's padding side: the LM inputs are made for exactly that (before, torch raised "The expanded size of the
+    tensor ..." from inside the pipeline's collate)."""
+    monkeypatch.setattr(tokenizer, "padding_side", side)
+    tagging = pipeline(task, model=tagger(lms, tokenizer), tokenizer=tokenizer)
+    texts = ["The cat sat .", "A dog ran far away !", "Zebras sat", "The"]
+    alone = [tagging(text, ignore_labels=[]) for text in texts]
+    together = tagging(texts, batch_size=3, ignore_labels=[])
+    for mine, reference in zip(together, alone):
+        assert [(e["word"], e["entity"]) for e in mine] == [(e["word"], e["entity"]) for e in reference]
+        assert [e["score"] for e in mine] == pytest.approx([e["score"] for e in reference], abs=1e-5)
 
 
 def test_the_builder_copies_the_lm_weights_and_nests_their_configs(lms, tokenizer, tmp_path):
@@ -188,12 +221,28 @@ def test_wrong_language_models_and_inputs_are_named(lms, tokenizer):
         hf_rnn.RnnForCausalLM(hf_rnn.RnnConfig(forward_lm=hf_rnn.RnnConfig(char_level=True)))
     model = tagger(lms, tokenizer)
     batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
-    with pytest.raises(ValueError, match="pass `lm_char_ids`"):
+    ids, lengths = batch["lm_char_ids"], batch["lm_char_lengths"]
+    with pytest.raises(ValueError, match="pass `lm_char_ids` and `lm_char_lengths`"):
         model(batch["input_ids"])
-    with pytest.raises(ValueError, match=r"lm_char_ids must be \(3, 6, 'width'\)"):
-        model(batch["input_ids"], lm_char_ids=batch["lm_char_ids"][:, :2])
+    with pytest.raises(ValueError, match="pass `lm_char_ids` and `lm_char_lengths`"):
+        model(batch["input_ids"], lm_char_ids=ids)
+    with pytest.raises(ValueError, match=r"lm_char_ids must be \(3, 'stream_length'\), got \(3, 6, 2\)"):
+        model(batch["input_ids"], lm_char_ids=ids[:, :12].reshape(3, 6, 2), lm_char_lengths=lengths)
+    with pytest.raises(ValueError, match=r"lm_char_lengths must be \(3, 6\) like input_ids, got \(3, 2\)"):
+        model(batch["input_ids"], lm_char_ids=ids, lm_char_lengths=lengths[:, :2])
     with pytest.raises(ValueError, match=r"lm_char_ids\[0, 0\] = .* is not an LM character id"):
-        model(batch["input_ids"], lm_char_ids=batch["lm_char_ids"] + 100)
+        model(batch["input_ids"], lm_char_ids=ids + 100, lm_char_lengths=lengths)
+    with pytest.raises(ValueError, match=r"lm_char_lengths\[0\] = \[6, 5, 5, 3, 1, 1\] adds up to 21, but lm_char_i"):
+        model(batch["input_ids"], lm_char_ids=ids, lm_char_lengths=lengths + 1)  # counts of another stream
+    other = tokenizer(SENTENCES[::-1], is_split_into_words=True, padding=True, return_tensors="pt")
+    with pytest.raises(ValueError, match=r"lm_char_lengths\[0\] = .* adds up to 12, but lm_char_ids\[0\] holds 15"):
+        model(batch["input_ids"], lm_char_ids=ids, lm_char_lengths=other["lm_char_lengths"])
+    with pytest.raises(ValueError, match=r"adds up to 15, but lm_char_ids\[0\] holds 22 characters .*pad_token_id=0"):
+        model(batch["input_ids"], lm_char_ids=ids.masked_fill(ids == 0, 3), lm_char_lengths=lengths)
+    with pytest.raises(ValueError, match=r"lm_char_lengths\[0, 0\] = -5 is negative"):
+        model(batch["input_ids"], lm_char_ids=ids, lm_char_lengths=lengths * torch.tensor([-1] + [1] * 5))
+    with pytest.raises(ValueError, match="lm_char_lengths must hold integer counts"):
+        model(batch["input_ids"], lm_char_ids=ids, lm_char_lengths=lengths.float())
 
 
 def _count_lm_rows(model) -> list[int]:
@@ -250,7 +299,7 @@ def test_frozen_lms_stay_fixed_and_fine_tuned_ones_train(lms, tokenizer, fine_tu
     assert loaded.model.contextual.forward_lm.training == fine_tune
 
 
-def test_export_takes_lm_char_ids_next_to_char_ids(lms):
+def test_export_takes_the_lm_inputs_next_to_char_ids(lms):
     from hf_rnn.export import export_tagger
 
     vocab = lm_char_vocab(AutoTokenizer.from_pretrained(lms[0]))
@@ -263,8 +312,8 @@ def test_export_takes_lm_char_ids_next_to_char_ids(lms):
     other = tokenizer(
         SENTENCES[::-1], is_split_into_words=True, padding=True, padding_side="left", return_tensors="pt"
     )
-    assert other["lm_char_ids"].shape == batch["lm_char_ids"].shape  # the exported graph's fixed width and length
-    names = ("input_ids", "attention_mask", "char_ids", "lm_char_ids")
+    assert other["lm_char_ids"].shape == batch["lm_char_ids"].shape  # the exported graph's fixed lengths
+    names = ("input_ids", "attention_mask", "char_ids", "lm_char_ids", "lm_char_lengths")
     predictions, logits = program.module()(*(other[name] for name in names))
     expected = model(**other)
     assert torch.equal(predictions, expected.predictions)
