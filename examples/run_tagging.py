@@ -33,7 +33,7 @@ TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it).
 import argparse
 import logging
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -75,7 +75,7 @@ from hf_rnn.launch import (
     train_and_save,
 )
 from hf_rnn.metrics import TaggingMetrics, predicted_tags
-from hf_rnn.schemes import PREFIXES, SCHEMES, convert, detect_scheme, split_tag
+from hf_rnn.schemes import PREFIXES, SCHEMES, convert, detect_scheme, label_scheme, split_tag
 from hf_rnn.vocabulary import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
@@ -211,8 +211,12 @@ def _is_tag(tag: object) -> bool:
     return (isinstance(tag, str) and bool(tag.strip())) or (isinstance(tag, int) and not isinstance(tag, bool))
 
 
-def read_files(data_args: DataArguments, seed: int, label_names: list[str] | None) -> DatasetDict:
-    """The files named, as splits; the labels are `label_names` (a checkpoint's), else the training file's."""
+def read_files(
+    data_args: DataArguments, seed: int, config: hf_rnn.RnnConfig | None
+) -> tuple[DatasetDict, DatasetDict, str | None]:
+    """The files named, as splits: as written, and in the labels the model reads (the checkpoint's, `config`, else
+    the training file's); and the files' scheme where it differs from the checkpoint's (`foreign_scheme`: then the
+    model reads the tags converted into its own, and its predictions are converted back)."""
     files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
     splits = {split: read_split(path, data_args) for split, path in files.items() if path}
     if data_args.validation_fraction > 0:
@@ -226,41 +230,89 @@ def read_files(data_args: DataArguments, seed: int, label_names: list[str] | Non
         order = torch.randperm(sentences, generator=torch.Generator().manual_seed(seed)).tolist()
         splits["validation"] = [splits["train"][i] for i in order[:held_out]]
         splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
-        # a dev split carved from the training file shares its label set (rare tags may fall on either side)
-        if label_names is None:
+    if config is None:
+        label_names = None
+        if data_args.validation_fraction > 0:
+            # a dev split carved from the training file shares its label set (rare tags may fall on either side)
             label_names = sorted({t for split in ("train", "validation") for s in splits[split] for t in s.tags})
-    return tagging_dataset(splits, label_names=label_names, unknown_tag=data_args.unknown_tag)
+        raw = tagging_dataset(splits, label_names=label_names, unknown_tag=data_args.unknown_tag)
+        return raw, raw, None
+    labels = checkpoint_labels(config)
+    files_scheme = foreign_scheme(config, [s.tags for part in splits.values() for s in part])
+    if files_scheme is None:
+        raw = tagging_dataset(splits, label_names=labels, unknown_tag=data_args.unknown_tag)
+        return raw, raw, None
+    target = checkpoint_scheme(config)
+    converted = {name: [replace(s, tags=convert(s.tags, target)) for s in part] for name, part in splits.items()}
+    own = sorted({tag for part in splits.values() for s in part for tag in s.tags})
+    raw = tagging_dataset(splits, label_names=own)
+    return raw, tagging_dataset(converted, label_names=labels, unknown_tag=data_args.unknown_tag), files_scheme
 
 
-def relabel(raw: DatasetDict, labels: list[str], checkpoint: str) -> DatasetDict:
-    """A dataset's tags as ids of a checkpoint's `labels`; a tag the checkpoint lacks is an error."""
-    names = raw["train"].features["tags"].feature.names  # every split has the same (standardize_tagging_dataset)
-    check_labels(checkpoint, labels, names)
-    index = [labels.index(name) for name in names]
+def checkpoint_labels(config: hf_rnn.RnnConfig) -> list[str]:
+    return [config.id2label[index] for index in range(config.num_labels)]
+
+
+def checkpoint_scheme(config: hf_rnn.RnnConfig) -> str | None:
+    """The scheme a tagger's labels are written in: its CRF's constraints, else what the label set tells (B-/I-
+    labels read as BIO: only sequences tell IOB1 apart)."""
+    return config.crf_constraints or label_scheme(checkpoint_labels(config))
+
+
+def foreign_scheme(config: hf_rnn.RnnConfig, sequences: list[list[str]]) -> str | None:
+    """The data's chunk scheme where a checkpoint's labels are written in another (a tagger trained with --tag_scheme
+    BIOES, given BIO files), else None. Without CRF constraints only label sets are compared, so B-/I- data is read
+    as it is by a B-/I- model (BIO and IOB1 share labels)."""
+    mine = checkpoint_scheme(config)
+    if config.crf_constraints is not None:
+        theirs = detect_scheme(sequences)
+    else:
+        theirs = label_scheme(tag for tags in sequences for tag in tags)
+    return theirs if mine is not None and theirs is not None and theirs != mine else None
+
+
+def relabel(raw: DatasetDict, config: hf_rnn.RnnConfig, checkpoint: str) -> tuple[DatasetDict, str | None]:
+    """A dataset's tags as ids of a checkpoint's labels, converted into its scheme where the data's differs (then
+    also the data's scheme, `foreign_scheme`); a tag the checkpoint lacks is an error."""
+    labels = checkpoint_labels(config)
+    names = next(iter(raw.values())).features["tags"].feature.names  # every split has the same
+    files_scheme = foreign_scheme(config, [tags for part in raw.values() for tags in tag_names(part)])
+    target = checkpoint_scheme(config) if files_scheme else None
+    index = {label: i for i, label in enumerate(labels)}
+
+    def tags_of(row: list[int]) -> list[int]:
+        tags = [names[tag] for tag in row]
+        tags = convert(tags, target) if target else tags
+        check_labels(checkpoint, labels, tags)
+        return [index[tag] for tag in tags]
+
     features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=labels))})
-    return raw.map(
-        lambda batch: {"tags": [[index[tag] for tag in tags] for tags in batch["tags"]]},
-        batched=True,
-        features=features,
-    )
+    mapped = raw.map(lambda batch: {"tags": [tags_of(row) for row in batch["tags"]]}, batched=True, features=features)
+    return mapped, files_scheme
 
 
-def load_splits(data_args: DataArguments, seed: int, label_names: list[str] | None, checkpoint: str | None):
-    """train/validation/test as `tokens` and `tags` (a ClassLabel sequence), each cut to its --max_*_samples."""
+def load_splits(
+    data_args: DataArguments, seed: int, config: hf_rnn.RnnConfig | None, checkpoint: str | None
+) -> tuple[DatasetDict, DatasetDict, str | None]:
+    """train/validation/test as `tokens` and `tags` (a ClassLabel sequence), each cut to its --max_*_samples: as
+    written, and in the labels of `config` (a checkpoint's) if given; and the data's scheme where it differs from the
+    checkpoint's (`read_files`)."""
     if data_args.dataset_name:
         raw = standardize_tagging_dataset(
             load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column
         )
-        if label_names is not None:
-            raw = relabel(raw, label_names, checkpoint)
+        read, files_scheme = relabel(raw, config, checkpoint) if config is not None else (raw, None)
     else:
-        raw = read_files(data_args, seed, label_names)
+        raw, read, files_scheme = read_files(data_args, seed, config)
     limits = {
         "train": data_args.max_train_samples,
         "validation": data_args.max_eval_samples,
         "test": data_args.max_predict_samples,
     }
-    return DatasetDict({split: first(part, limits.get(split)) for split, part in raw.items()})
+    raw, read = (
+        DatasetDict({split: first(part, limits.get(split)) for split, part in d.items()}) for d in (raw, read)
+    )
+    return raw, read, files_scheme
 
 
 def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
@@ -476,11 +528,16 @@ def main() -> None:
     checkpoint = model_args.model_name_or_path
     if checkpoint and not is_language_model(checkpoint):  # a tagger to continue
         model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification)
-        labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
-        raw = load_splits(data_args, training_args.seed, labels, checkpoint)
-        trained, files_scheme = raw, None  # the data's labels are the checkpoint's
+        labels = checkpoint_labels(model.config)
+        raw, trained, files_scheme = load_splits(data_args, training_args.seed, model.config, checkpoint)
+        if files_scheme:
+            logger.info(
+                "the data is written in %s, the checkpoint's labels in %s: tags converted, predictions back",
+                files_scheme,
+                checkpoint_scheme(model.config),
+            )
     else:  # a new tagger: on a language model's encoder (ULMFiT), or from scratch
-        raw = load_splits(data_args, training_args.seed, None, None)
+        raw, _, _ = load_splits(data_args, training_args.seed, None, None)
         trained, scheme, files_scheme = training_labels(raw, model_args.tag_scheme)
         labels = trained["train"].features["tags"].feature.names
         if checkpoint:

@@ -958,6 +958,15 @@ def test_run_tagging_trains_in_bioes_on_bio_files_and_scores_in_bio(tmp_path, mo
     pairs = [(t, g) for tags, guesses in zip(gold, predicted) for t, g in zip(tags, guesses)]
     assert metrics["predict_accuracy"] == pytest.approx(sum(t == g for t, g in pairs) / len(pairs))
     assert metrics["predict_f1"] > 0.5
+    # the BIOES tagger on the BIO files again, from its checkpoint: read in BIOES, scored and written in BIO (before:
+    # "the data has labels ['B-LOC', ...] that the model does not know")
+    again = tmp_path / "again"
+    test = ["--test_file", str(files["dev"]), "--do_train", "false", "--no_plots", "--output_dir", str(again)]
+    _main(monkeypatch, "run_tagging", "--model_name_or_path", str(out), *test)
+    assert _conll_sentences(again / "predictions.conll") == rows
+    reloaded = json.loads((again / "predict_results.json").read_text())
+    assert reloaded["predict_f1"] == pytest.approx(metrics["predict_f1"])
+    assert reloaded["predict_accuracy"] == pytest.approx(metrics["predict_accuracy"])
 
 
 @pytest.mark.parametrize(
