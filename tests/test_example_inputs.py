@@ -1,0 +1,120 @@
+"""The example scripts refuse bad input (tables, corpora, validation splits) before training, with nothing
+written."""
+
+import pytest
+from example_scripts import (
+    SAMPLE,
+    refused,
+)
+
+from hf_rnn.data import read_conll
+
+# ---- bad input: refused before training, with nothing written ------------------------------------------------------
+
+
+BAD_TABLES = {  # train.csv's text -> the error
+    "empty text cell": ("text,label\nhello world,a\n,b\n", "train.csv:3: empty 'text' value"),
+    "empty label cell": ("text,label\nhello world,a\nbye now,\n", "train.csv:3: empty 'label' value"),
+    "blank label": ("text,label\nhello world,a\nbye now, \n", "train.csv:3: empty 'label' value"),
+    "missing cell": ("text,label\nhello world,a\nbye now\n", "train.csv:3: empty 'label' value"),
+    "extra cell": ("text,label\nhello world,a\nbye,now,b\n", "train.csv:3: 3 cells, the header has 2"),
+    "no label column": ("text,category\nhello,a\n", "train.csv: no 'label' column (--label_column); it has"),
+    "header only": ("text,label\n", "train.csv: no rows below the header"),
+    "empty file": ("", "train.csv: empty file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TABLES)
+def test_run_classification_refuses_a_bad_table(tmp_path, monkeypatch, capsys, case):
+    text, error = BAD_TABLES[case]
+    (tmp_path / "train.csv").write_text(text)
+    message = refused(
+        monkeypatch,
+        capsys,
+        "run_classification",
+        "--train_file",
+        str(tmp_path / "train.csv"),
+        output_dir=tmp_path / "out",
+    )
+    assert error in message
+
+
+BAD_VALIDATION_FILES = {  # the validation file's name and text -> the error
+    "empty CSV cell": ("dev.csv", "text,label\nhello,a\n,b\n", "dev.csv:3: empty 'text' value"),
+    "JSON null": ("dev.jsonl", '{"text": "hello", "label": "a"}\n{"text": null, "label": "b"}\n', "row 2: empty"),
+    "JSON list": ("dev.jsonl", '{"text": ["hello"], "label": "a"}\n', "dev.jsonl: row 1: the 'text' value is a list"),
+    "unseen label": ("dev.csv", "text,label\nhello,c\n", "dev.csv: labels ['c'] do not occur in the training file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_VALIDATION_FILES)
+def test_run_classification_refuses_a_bad_validation_file(tmp_path, monkeypatch, capsys, case):
+    name, text, error = BAD_VALIDATION_FILES[case]
+    (tmp_path / "train.csv").write_text("text,label\nhello world,a\nbye now,b\n")
+    (tmp_path / name).write_text(text)
+    message = refused(
+        monkeypatch,
+        capsys,
+        "run_classification",
+        "--train_file",
+        str(tmp_path / "train.csv"),
+        "--validation_file",
+        str(tmp_path / name),
+        output_dir=tmp_path / "out",
+    )
+    assert error in message
+
+
+@pytest.mark.parametrize("short", ["train", "validation"])
+def test_run_lm_refuses_a_corpus_shorter_than_one_window(tmp_path, monkeypatch, capsys, short):
+    lines = [" ".join(s.tokens) for s in read_conll(SAMPLE / "sample_pos.dev.tsv")]
+    files = {"train": tmp_path / "long.txt", "validation": tmp_path / "long.txt", short: tmp_path / "short.txt"}
+    (tmp_path / "long.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "short.txt").write_text("a b c\nd e\n")  # 7 tokens with the <eos>s; a window here needs 2 * 20 + 1
+    message = refused(
+        monkeypatch,
+        capsys,
+        "run_lm",
+        "--train_file",
+        str(files["train"]),
+        "--validation_file",
+        str(files["validation"]),
+        "--bptt",
+        "20",
+        "--per_device_train_batch_size",
+        "2",
+        "--per_device_eval_batch_size",
+        "2",
+        output_dir=tmp_path / "out",
+    )
+    assert f"{tmp_path / 'short.txt'}: 7 tokens" in message and "--bptt 20" in message and "needs 41" in message
+
+
+def test_run_lm_refuses_an_empty_corpus(tmp_path, monkeypatch, capsys):
+    (tmp_path / "train.txt").write_text("\n\n")
+    message = refused(
+        monkeypatch, capsys, "run_lm", "--train_file", str(tmp_path / "train.txt"), output_dir=tmp_path / "out"
+    )
+    assert message.startswith(f"{tmp_path / 'train.txt'}:1: no text found")
+
+
+@pytest.mark.parametrize("fraction", ["1.0", "1.5", "-0.1"])
+def test_run_tagging_refuses_a_validation_fraction_outside_0_1(tmp_path, monkeypatch, capsys, fraction):
+    train = str(SAMPLE / "sample_pos.train.tsv")
+    args = ("--train_file", train, "--validation_fraction", fraction)
+    message = refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
+    assert f"--validation_fraction {fraction}" in message and "[0, 1)" in message
+
+
+def test_run_tagging_refuses_a_validation_fraction_that_leaves_no_training_sentence(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny.tsv").write_text("Hello\tINTJ\n!\tPUNCT\n")
+    args = ("--train_file", str(tmp_path / "tiny.tsv"), "--validation_fraction", "0.5")
+    message = refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
+    assert f"{tmp_path / 'tiny.tsv'} has 1 sentence" in message and "--validation_fraction 0.5" in message
+
+
+def test_run_tagging_refuses_a_validation_fraction_next_to_a_validation_file(tmp_path, monkeypatch, capsys):
+    train, dev = str(SAMPLE / "sample_pos.train.tsv"), str(SAMPLE / "sample_pos.dev.tsv")
+    args = ("--train_file", train, "--validation_file", dev, "--validation_fraction", "0.1")
+    message = refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
+    assert "--validation_fraction" in message and "--validation_file" in message
