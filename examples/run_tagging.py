@@ -13,7 +13,7 @@ one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_check
 that one.
 `--forward_lm` and `--backward_lm` (character LMs from run_lm.py --char_level [--reverse], folders or Hub ids) add
 contextual string embeddings (Akbik et al. 2018) to the word features; the LMs stay frozen unless --fine_tune_lms, and
-their features are computed once per training sentence.
+their features are computed once per training and dev sentence.
 Evaluation reports token accuracy and, for BIO/IOB1/BIOES/BILOU labels, span precision/recall/F1 (conlleval rules).
 The training file's label scheme is detected (hf_rnn.schemes) and becomes the CRF's constraints. `--tag_scheme BIOES`
 (or BILOU, BIO, IOB1) trains on labels converted to that scheme, and converts the predicted tags back to the files'
@@ -559,6 +559,8 @@ def main() -> None:
         DatasetDict({split: part for split, part in d.items() if steps.get(split)}) for d in (raw, trained)
     )
     data = encode_for_tagging(trained, tokenizer, max_length=data_args.max_length)
+    if model.model.contextual is not None:
+        model.model.contextual.cache_eval = True  # a dev set evaluated each epoch: through frozen LMs once
     logger.info(
         "%s: %d parameters, %d words in the vocabulary, %d tags, %s",
         type(model).__name__,

@@ -69,8 +69,10 @@ class ContextualStringEmbeddings(nn.Module):
 
     Frozen LMs (`fine_tune=False`, flair's default) stay in eval mode and run without gradients; in training each
     sentence's features are kept on the CPU, keyed by its characters and word boundaries, and reused in later epochs
-    (flair's embedding storage), up to `cache_bytes` (then new sentences are computed each time). The cache is not
-    saved and is emptied when weights are loaded.
+    (flair's embedding storage), up to `cache_bytes` (then new sentences are computed each time). `cache_eval=True`
+    keeps them in eval mode too, so that a dev set evaluated every epoch runs through the LMs once (run_tagging sets
+    it; it is off by default, as a served model would keep every text it ever saw). The cache is not saved and is
+    emptied when weights are loaded.
     """
 
     def __init__(self, language_models: dict[str, nn.Module], fine_tune: bool):
@@ -84,6 +86,7 @@ class ContextualStringEmbeddings(nn.Module):
         self.feature_size = sum(lm.config.output_size for lm in language_models.values())
         self.cache: dict[tuple[bytes, bytes], torch.Tensor] = {}
         self.cache_bytes = CACHE_BYTES
+        self.cache_eval = False
         self._cached_bytes = 0
         self.train()
 
@@ -135,7 +138,7 @@ class ContextualStringEmbeddings(nn.Module):
             real = attention_mask.bool()
             widths = lm_char_lengths * real
             chars = chars & _owners_are_real(chars, lm_char_lengths, real)
-        if self.fine_tune or not self.training or is_tracing():
+        if self.fine_tune or is_tracing() or not (self.training or self.cache_eval):
             return self.features(lm_char_ids, chars, widths)
         return self._cached_features(lm_char_ids, chars, widths)
 

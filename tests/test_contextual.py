@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import run_without_hf_rnn
+from example_scripts import run_main
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -20,6 +21,7 @@ from transformers import (
 )
 
 import hf_rnn
+from hf_rnn.contextual import ContextualStringEmbeddings
 from hf_rnn.data import TaggedSentence, encode_for_tagging, tagging_dataset
 from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer, lm_char_vocab
 
@@ -279,6 +281,21 @@ def test_frozen_lms_compute_each_training_sentence_once(lms, tokenizer):
     assert rows == [2, 1, 3, 2, 1] and len(contextual.cache) == 2
 
 
+def test_cache_eval_reads_a_dev_set_through_the_lms_once(lms, tokenizer):
+    model = tagger(lms, tokenizer)  # eval mode
+    rows = _count_lm_rows(model)
+    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+    reference = model(**batch).emissions
+    model(**batch)
+    assert rows == [3, 3]  # off by default: a served model keeps nothing
+    model.model.contextual.cache_eval = True
+    first, again = model(**batch).emissions, model(**batch).emissions
+    assert rows == [3, 3, 3] and torch.equal(first, again)
+    torch.testing.assert_close(first, reference, rtol=1e-5, atol=1e-6)
+    model.train()(**batch)  # training reads the same features (frozen LMs run in eval mode either way)
+    assert rows == [3, 3, 3]
+
+
 @pytest.mark.parametrize("fine_tune", [False, True])
 def test_frozen_lms_stay_fixed_and_fine_tuned_ones_train(lms, tokenizer, fine_tune, tmp_path):
     model = tagger(lms, tokenizer, fine_tune_lms=fine_tune, dropout=0.1).train()
@@ -457,6 +474,36 @@ def test_run_tagging_with_two_language_models(lms, tmp_path):
     ]
     together = model(**batch).predictions.tolist()
     assert [[t for t in row if t != -100] for row in together] == alone
+
+
+def test_run_tagging_reads_each_dev_sentence_through_the_lms_once(lms, tmp_path, monkeypatch):
+    """Three epochs, evaluated after each and at the end: 3 training and 2 dev sentences through the LMs, once each."""
+    rows = []
+    features = ContextualStringEmbeddings.features
+    monkeypatch.setattr(
+        ContextualStringEmbeddings,
+        "features",
+        lambda self, *inputs: rows.append(len(inputs[0])) or features(self, *inputs),
+    )
+    write = lambda path, sentences: path.write_text(  # noqa: E731
+        "".join("".join(f"{w}\t{LABELS[0]}\n" for w in s) + "\n" for s in sentences)
+    )
+    write(tmp_path / "train.tsv", SENTENCES)
+    write(tmp_path / "dev.tsv", [["A", "cat", "ran"], ["Dogs", "sat", "far"]])
+    data = ["--train_file", str(tmp_path / "train.tsv"), "--validation_file", str(tmp_path / "dev.tsv")]
+    lm_flags = [
+        "--forward_lm",
+        str(lms[0]),
+        "--backward_lm",
+        str(lms[1]),
+        "--embedding_size",
+        "4",
+        "--hidden_size",
+        "4",
+    ]
+    steps = ["--num_train_epochs", "3", "--eval_strategy", "epoch", "--per_device_train_batch_size", "4"]
+    run_main(monkeypatch, "run_tagging", *data, *lm_flags, *steps, "--no_plots", "--output_dir", str(tmp_path / "out"))
+    assert sum(rows) == 3 + 2  # without the dev cache: 3 + 4 * 2
 
 
 def test_meta_device_init_reaches_every_weight_with_each_models_own_rule():
