@@ -49,6 +49,7 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.data import (
+    DataFormatError,
     TaggedSentence,
     encode_for_tagging,
     read_conll,
@@ -242,11 +243,41 @@ def read_files(
     if files_scheme is None:
         raw = tagging_dataset(splits, label_names=labels, unknown_tag=data_args.unknown_tag)
         return raw, raw, None
-    target = checkpoint_scheme(config)
-    converted = {name: [replace(s, tags=convert(s.tags, target)) for s in part] for name, part in splits.items()}
-    own = sorted({tag for part in splits.values() for s in part for tag in s.tags})
-    raw = tagging_dataset(splits, label_names=own)
-    return raw, tagging_dataset(converted, label_names=labels, unknown_tag=data_args.unknown_tag), files_scheme
+    target, types = checkpoint_scheme(config), {split_tag(label)[1] for label in labels}
+    raw_splits, converted = {}, {}
+    for name, part in splits.items():
+        raw_splits[name], converted[name] = [], []
+        for s in part:
+            tags = s.tags
+            if data_args.unknown_tag is not None:  # types the checkpoint lacks, in the files' own scheme
+                tags = [tag if split_tag(tag)[1] in types else data_args.unknown_tag for tag in tags]
+            written = exactly_converted(tags, files_scheme, target, lambda i, s=s: f"{s.path}:{s.lines[i]}")
+            for position, (tag, label) in enumerate(zip(tags, written)):
+                if label not in labels:
+                    raise DataFormatError(
+                        s.path,
+                        s.lines[position],
+                        f"tag {tag!r} ({label!r} in the checkpoint's {target}) is not in "
+                        f"its label set {labels} (pass --unknown_tag to map the types it lacks)",
+                    )
+            raw_splits[name].append(replace(s, tags=tags))
+            converted[name].append(replace(s, tags=written))
+    own = sorted({tag for part in raw_splits.values() for s in part for tag in s.tags})
+    return tagging_dataset(raw_splits, label_names=own), tagging_dataset(converted, label_names=labels), files_scheme
+
+
+def exactly_converted(tags: list[str], source: str, target: str, where) -> list[str]:
+    """`tags`, valid in `source`, written in `target`. A tag that converting would change (an `I-X` after `O` in BIO,
+    read as `B-X`) is refused at `where(position)`: the metrics, computed on the tags converted back, and
+    predictions.conll's gold column must be the data's own tags."""
+    written = convert(tags, target)
+    for position, (tag, back) in enumerate(zip(tags, convert(written, source))):
+        if tag != back:
+            raise ValueError(
+                f"{where(position)}: tag {tag!r} is not valid {source} here (it reads as {back!r}); converting the tags"
+                f" to {target} would change them: fix the data"
+            )
+    return written
 
 
 def checkpoint_labels(config: hf_rnn.RnnConfig) -> list[str]:
@@ -263,12 +294,14 @@ def foreign_scheme(config: hf_rnn.RnnConfig, sequences: list[list[str]]) -> str 
     """The data's chunk scheme where a checkpoint's labels are written in another (a tagger trained with --tag_scheme
     BIOES, given BIO files), else None. Without CRF constraints only label sets are compared, so B-/I- data is read
     as it is by a B-/I- model (BIO and IOB1 share labels)."""
-    mine = checkpoint_scheme(config)
-    if config.crf_constraints is not None:
-        theirs = detect_scheme(sequences)
+    mine, theirs = checkpoint_scheme(config), detect_scheme(sequences)
+    if mine is None or theirs is None:
+        return None
+    if config.crf_constraints is None:  # the labels' kind (B-/I-, BIOES, BILOU) decides; the sequences tell IOB1
+        differ = label_scheme(tag for tags in sequences for tag in tags) != mine
     else:
-        theirs = label_scheme(tag for tags in sequences for tag in tags)
-    return theirs if mine is not None and theirs is not None and theirs != mine else None
+        differ = theirs != mine
+    return theirs if differ else None
 
 
 def relabel(raw: DatasetDict, config: hf_rnn.RnnConfig, checkpoint: str) -> tuple[DatasetDict, str | None]:
@@ -280,14 +313,23 @@ def relabel(raw: DatasetDict, config: hf_rnn.RnnConfig, checkpoint: str) -> tupl
     target = checkpoint_scheme(config) if files_scheme else None
     index = {label: i for i, label in enumerate(labels)}
 
-    def tags_of(row: list[int]) -> list[int]:
+    def tags_of(row: list[int], where) -> list[int]:
         tags = [names[tag] for tag in row]
-        tags = convert(tags, target) if target else tags
+        tags = exactly_converted(tags, files_scheme, target, where) if target else tags
         check_labels(checkpoint, labels, tags)
         return [index[tag] for tag in tags]
 
     features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=labels))})
-    mapped = raw.map(lambda batch: {"tags": [tags_of(row) for row in batch["tags"]]}, batched=True, features=features)
+    mapped = DatasetDict(
+        {
+            split: part.map(
+                lambda row, n: {"tags": tags_of(row["tags"], lambda i: f"{split} row {n}, position {i}")},
+                with_indices=True,
+                features=features,
+            )
+            for split, part in raw.items()
+        }
+    )
     return mapped, files_scheme
 
 
@@ -402,9 +444,10 @@ def tag_names(split) -> list[list[str]]:
     return [[names[tag] for tag in tags] for tags in split["tags"]]
 
 
-def to_scheme(raw: DatasetDict, scheme: str) -> DatasetDict:
-    """The splits with their tags written in `scheme` (`schemes.convert`, chunk by chunk); the labels are the scheme's
-    for every type in the data, so a one-word chunk in the dev set has its S- label even if training has none."""
+def to_scheme(raw: DatasetDict, scheme: str, source: str) -> DatasetDict:
+    """The splits with their tags, written in `source`, written in `scheme` (`exactly_converted`); the labels are the
+    scheme's for every type in the data, so a one-word chunk in the dev set has its S- label even if training has
+    none."""
     names = raw["train"].features["tags"].feature.names
     kinds = sorted({split_tag(name)[1] for name in names} - {None})
     labels = (["O"] if "O" in names else []) + [f"{prefix}-{kind}" for kind in kinds for prefix in PREFIXES[scheme]]
@@ -413,7 +456,15 @@ def to_scheme(raw: DatasetDict, scheme: str) -> DatasetDict:
     return DatasetDict(
         {
             split: part.map(
-                lambda row: {"tags": [index[tag] for tag in convert([names[t] for t in row["tags"]], scheme)]},
+                lambda row, n: {
+                    "tags": [
+                        index[tag]
+                        for tag in exactly_converted(
+                            [names[t] for t in row["tags"]], source, scheme, lambda i: f"{split} row {n}, position {i}"
+                        )
+                    ]
+                },
+                with_indices=True,
                 features=features,
             )
             for split, part in raw.items()
@@ -429,7 +480,7 @@ def training_labels(raw: DatasetDict, tag_scheme: str) -> tuple[DatasetDict, str
         return raw, files, None
     if files is None:
         raise ValueError(f"--tag_scheme {tag_scheme}: the training labels are not chunk tags (<prefix>-<TYPE> and O)")
-    return to_scheme(raw, tag_scheme), tag_scheme, files
+    return to_scheme(raw, tag_scheme, files), tag_scheme, files
 
 
 def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict, scheme: str | None):

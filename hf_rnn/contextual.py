@@ -116,15 +116,20 @@ class ContextualStringEmbeddings(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """lm_char_ids (B, N): each row's character stream in the LMs' ids, `pad_token_id` = padding (anywhere);
-        lm_char_lengths (B, T): how many of them each token wrote -> features (B, T, F), zero for tokens without
-        characters (and for masked ones, whose characters the LMs do not read)."""
+        lm_char_lengths (B, T): how many of them each token wrote, 0 for the tokens attention_mask hides -> features
+        (B, T, F), zero for tokens without characters."""
         problem = f"is not an LM character id in [0, {self.vocab_size}): was lm_char_vocab the LMs' vocabulary?"
         check_ids(lm_char_ids, self.vocab_size, "lm_char_ids", problem)
-        chars = lm_char_ids != self.pad_token_id  # (B, N)
         if lm_char_lengths.is_floating_point() or lm_char_lengths.dtype == torch.bool:
             raise ValueError(f"lm_char_lengths must hold integer counts, got {lm_char_lengths.dtype}")
+        lm_char_ids, lm_char_lengths = lm_char_ids.long(), lm_char_lengths.long()  # (uint8 ids: embeddings want these)
+        chars = lm_char_ids != self.pad_token_id  # (B, N)
         if not is_tracing():
             raise_at_first(lm_char_lengths < 0, "lm_char_lengths", "is negative", lm_char_lengths)
+            if attention_mask is not None:
+                hidden = (lm_char_lengths > 0) & ~attention_mask.bool()
+                problem = "counts characters of a token attention_mask hides: leave them out of lm_char_ids (count 0)"
+                raise_at_first(hidden, "lm_char_lengths", problem, lm_char_lengths)
             spelled, held = lm_char_lengths.sum(1), chars.sum(1)  # (B,)
             if bool((spelled != held).any()):
                 row = int((spelled != held).nonzero()[0])
@@ -133,14 +138,20 @@ class ContextualStringEmbeddings(nn.Module):
                     f"lm_char_ids[{row}] holds {int(held[row])} characters (ids other than the LMs' pad_token_id="
                     f"{self.pad_token_id}): were both written by one tokenizer call, and padded with that id?"
                 )
-        widths = lm_char_lengths
-        if attention_mask is not None:  # a masked token's characters leave the stream too
-            real = attention_mask.bool()
-            widths = lm_char_lengths * real
-            chars = chars & _owners_are_real(chars, lm_char_lengths, real)
+        if 0 in lm_char_lengths.shape or lm_char_ids.size(1) == 0:  # no token or no character (an empty text)
+            return lm_char_ids.new_zeros(*lm_char_lengths.shape, self.feature_size, dtype=self._dtype())
         if self.fine_tune or is_tracing() or not (self.training or self.cache_eval):
-            return self.features(lm_char_ids, chars, widths)
-        return self._cached_features(lm_char_ids, chars, widths)
+            return self.features(lm_char_ids, chars, lm_char_lengths)
+        return self._cached_features(lm_char_ids, chars, lm_char_lengths)
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _apply(self, *args, **kwargs):
+        """`.to(dtype or device)`: the cached features were the old dtype's."""
+        self.cache.clear()
+        self._cached_bytes = 0
+        return super()._apply(*args, **kwargs)
 
     def features(self, lm_char_ids: torch.LongTensor, chars: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
         """The LMs over each row's characters (`chars`, (B, N)) read at the word boundaries, where each token's
@@ -186,23 +197,11 @@ class ContextualStringEmbeddings(nn.Module):
                 if self._cached_bytes + size <= self.cache_bytes:
                     self.cache[keys[b]] = found[b].cpu()
                     self._cached_bytes += size
-        dtype = next(iter(found.values())).dtype if found else torch.get_default_dtype()
+        dtype = next(iter(found.values())).dtype if found else self._dtype()
         features = torch.zeros(*words.shape, self.feature_size, dtype=dtype, device=lm_char_ids.device)
         for b, rows in found.items():
             features[b][words[b]] = rows.to(features.device)
         return features
-
-
-def _owners_are_real(chars: torch.Tensor, lengths: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """chars (B, N): the stream's characters; lengths, real (B, T): each token's count and mask -> (B, N) whether
-    each character belongs to a real token. The k-th character of a row belongs to the token whose lengths' running
-    sum first passes k (counted with a scatter and a cumsum: exportable, no search)."""
-    rank = (chars.long().cumsum(1) - 1).clamp(min=0)  # (B, N) each character's place among its row's
-    ends = lengths.long().cumsum(1).clamp(max=chars.size(1))  # (B, T)
-    owner = torch.zeros(chars.size(0), chars.size(1) + 1, dtype=torch.long, device=chars.device)
-    owner = owner.scatter_add(1, ends, torch.ones_like(ends)).cumsum(1)[:, :-1]  # (B, N): token of the k-th char
-    owner = owner.gather(1, rank).clamp(max=lengths.size(1) - 1)  # (B, N): token of each stream position
-    return real.gather(1, owner)
 
 
 def _read(states: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -164,17 +164,51 @@ def test_padding_never_changes_a_contextual_model(lms, tokenizer, head, side):
         torch.testing.assert_close(together[row] if mine is None else mine, alone, rtol=1e-5, atol=1e-6)
 
 
-def test_a_masked_token_leaves_the_lms_stream(lms, tokenizer):
-    """A hole in the mask: the other words read as in the sentence without that word (its characters are dropped)."""
+def test_a_masked_token_with_characters_is_refused(lms, tokenizer):
+    """The tokenizer gives masked (padding) tokens no characters; a hole in the mask over a word's characters would
+    leave them in the stream the LMs read, so it is refused rather than read."""
     model = tagger(lms, tokenizer)
-    words = SENTENCES[1]
-    batch = tokenizer([words], is_split_into_words=True, return_tensors="pt")
+    batch = tokenizer([SENTENCES[1]], is_split_into_words=True, return_tensors="pt")
     batch["attention_mask"][0, 2] = 0  # "ran"
-    features = model.model.contextual(batch["lm_char_ids"], batch["lm_char_lengths"], batch["attention_mask"])[0]
-    without = words[:2] + words[3:]
-    expected = torch.cat([flair_states(lms[0], without, True), flair_states(lms[1], without, False)], dim=-1)
-    torch.testing.assert_close(features[[0, 1, 3, 4, 5]], expected, rtol=1e-5, atol=1e-6)
-    assert not features[2].any()
+    with pytest.raises(
+        ValueError, match=r"lm_char_lengths\[0, 2\] = 4 counts characters of a token attention_mask hid"
+    ):
+        model(**batch)
+    start, width = int(batch["lm_char_lengths"][0, :2].sum()), int(batch["lm_char_lengths"][0, 2])
+    ids = batch["lm_char_ids"]
+    batch["lm_char_ids"] = torch.cat([ids[:, :start], ids[:, start + width :]], dim=1)  # "ran " out of the stream
+    batch["lm_char_lengths"][0, 2] = 0
+    without = tokenizer([SENTENCES[1][:2] + SENTENCES[1][3:]], is_split_into_words=True, return_tensors="pt")
+    real = batch["attention_mask"][0].bool()
+    torch.testing.assert_close(model(**batch).emissions[0][real], model(**without).emissions[0], rtol=1e-5, atol=1e-6)
+
+
+def test_empty_inputs_and_other_id_types(lms, tokenizer):
+    model = tagger(lms, tokenizer)
+    for text in ("", "   "):  # no token, no character: the pipelines answer [] as for any tagger
+        for task in ("token-classification", "rnn-token-classification"):
+            assert pipeline(task, model=model, tokenizer=tokenizer)(text) == []
+    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+    assert model(**{k: v[:0] for k, v in batch.items()}).emissions.shape == (0, 6, len(LABELS))  # batch of none
+    small = {
+        **batch,
+        "lm_char_ids": batch["lm_char_ids"].to(torch.uint8),
+        "lm_char_lengths": batch["lm_char_lengths"].int(),
+    }
+    torch.testing.assert_close(model(**small).emissions, model(**batch).emissions)
+
+
+def test_the_feature_cache_follows_the_dtype(lms, tokenizer):
+    model = tagger(lms, tokenizer).train()
+    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+    float32 = model(**batch).emissions
+    model.to(torch.bfloat16)
+    assert not model.model.contextual.cache  # features of float32 weights
+    assert model(**batch).emissions.dtype == torch.bfloat16
+    model.to(torch.float32)  # (the weights went through bfloat16: compare with the LMs read afresh, in eval mode)
+    cached = model(**batch).emissions
+    assert cached.dtype == torch.float32 and float32.dtype == torch.float32
+    torch.testing.assert_close(cached, model.eval()(**batch).emissions)
 
 
 @pytest.mark.parametrize("side", ["right", "left"])

@@ -104,3 +104,60 @@ def test_run_tagging_refuses_to_convert_tags_that_are_not_chunks(tmp_path, monke
     data = ["--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--tag_scheme", "BIOES"]
     with pytest.raises(ValueError, match="--tag_scheme BIOES: the training labels are not chunk tags"):
         run_main(monkeypatch, "run_tagging", *data, "--output_dir", str(tmp_path))
+
+
+# ---- a checkpoint on files of another scheme: read in its own, scored and written in the files' ---------------------
+
+
+def _scored(folder: Path) -> tuple[list[list[str]], list[list[str]], dict]:
+    rows = conll_sentences(folder / "predictions.conll")
+    gold, predicted = [[t for _, t, _ in s] for s in rows], [[g for _, _, g in s] for s in rows]
+    return gold, predicted, json.loads((folder / "predict_results.json").read_text())
+
+
+def _accuracy(gold: list[list[str]], predicted: list[list[str]]) -> float:
+    pairs = [(t, g) for tags, guesses in zip(gold, predicted) for t, g in zip(tags, guesses)]
+    return sum(t == g for t, g in pairs) / len(pairs)
+
+
+@pytest.mark.parametrize("head", [["--use_crf"], []], ids=["crf", "softmax"])
+def test_a_bioes_checkpoint_scores_iob1_files_in_iob1(tmp_path, monkeypatch, head):
+    """Before, a softmax checkpoint (no CRF constraints to name its scheme) wrote IOB1 files' predictions in BIO."""
+    bio, iob1 = _chunk_files(tmp_path, "BIO"), _chunk_files(tmp_path, "IOB1")
+    model = tmp_path / "model"
+    train = ["--train_file", str(bio["train"]), "--tag_scheme", "BIOES", "--output_dir", str(model), "--no_plots"]
+    run_main(monkeypatch, "run_tagging", *train, *TINY_TAGGER, *head)
+    out = tmp_path / "out"
+    test = ["--test_file", str(iob1["dev"]), "--do_train", "false", "--no_plots", "--output_dir", str(out)]
+    run_main(monkeypatch, "run_tagging", "--model_name_or_path", str(model), *test)
+    gold, predicted, metrics = _scored(out)
+    assert gold == [s.tags for s in read_conll(iob1["dev"])]
+    assert all(convert(tags, "IOB1") == tags for tags in predicted)  # valid IOB1: B- only between two chunks
+    assert metrics["predict_accuracy"] == pytest.approx(_accuracy(gold, predicted))
+
+
+def test_converting_refuses_tags_it_would_change_and_maps_unknown_types_before(tmp_path, monkeypatch):
+    files = _chunk_files(tmp_path, "BIO")
+    model = tmp_path / "model"
+    train = ["--train_file", str(files["train"]), "--tag_scheme", "BIOES", "--output_dir", str(model), "--no_plots"]
+    run_main(monkeypatch, "run_tagging", *train, *TINY_TAGGER, "--use_crf")
+    sentences = read_conll(files["dev"])
+    broken = tmp_path / "broken.tsv"  # an I-NP after O: BIO that converting would read as B-NP
+    row, position = next(
+        (r, i) for r, x in enumerate(sentences) for i, tag in enumerate(x.tags) if i and tag == "I-NP"
+    )
+    sentences[row].tags[position - 1] = "O"
+    broken.write_text("\n".join("".join(f"{w}\t{t}\n" for w, t in zip(s.tokens, s.tags)) for s in sentences))
+    test = ["--do_train", "false", "--no_plots", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(ValueError, match=rf"broken.tsv:{sentences[row].lines[position]}: tag 'I-NP' is not valid BIO"):
+        run_main(monkeypatch, "run_tagging", "--model_name_or_path", str(model), "--test_file", str(broken), *test)
+    unseen = tmp_path / "unseen.tsv"  # a type the checkpoint never saw, mapped to O by --unknown_tag in BIO
+    sentences = read_conll(files["dev"])
+    sentences[0].tags = ["B-MISC"] + ["O" if t.endswith("MISC") else t for t in sentences[0].tags[1:]]
+    unseen.write_text("\n".join("".join(f"{w}\t{t}\n" for w, t in zip(s.tokens, s.tags)) for s in sentences))
+    out = tmp_path / "unseen"
+    test = ["--do_train", "false", "--no_plots", "--output_dir", str(out), "--test_file", str(unseen)]
+    run_main(monkeypatch, "run_tagging", "--model_name_or_path", str(model), "--unknown_tag", "O", *test)
+    gold, predicted, metrics = _scored(out)
+    assert gold[0][0] == "O" and gold[1:] == [s.tags for s in sentences[1:]]  # as the metrics read them
+    assert metrics["predict_accuracy"] == pytest.approx(_accuracy(gold, predicted))
