@@ -3,6 +3,8 @@
 # text of UD English EWT and WNUT-17, then the same CRF+char tagger on UD UPOS, CoNLL-2000 and WNUT-17 with and without
 # them. CoNLL-2000's text is not pretraining text: its dev sentences are held out of its train file, and PTB holds
 # the same WSJ articles.
+# The LMs train in two stages: 3 epochs (the 5-epoch table), then 10 more from there (the table of the best recipes,
+# examples/reproduce_tagging.sh's, each run with and without them). TABLES="short" or "long" runs one table's taggers.
 # Usage: bash examples/reproduce_contextual.sh [DATA_DIR] [OUT_DIR]   (DATA_DIR defaults to ../shared/data)
 set -euo pipefail
 DATA=${1:-../shared/data}
@@ -23,8 +25,15 @@ PYTHON
 LM=(--char_level --train_file "$OUT/lm-train.txt" --validation_file "$OUT/lm-valid.txt" --no_zaremba
     --embedding_size 32 --hidden_size 256 --num_layers 1 --dropout 0.1 --bptt 100 --per_device_train_batch_size 32
     --learning_rate 3e-3 --num_train_epochs 3 --save_strategy no --report_to none --seed 1)
+TABLES=${TABLES:-short long}
 $PY examples/run_lm.py "${LM[@]}" --output_dir "$OUT/char-forward"
 $PY examples/run_lm.py "${LM[@]}" --reverse --output_dir "$OUT/char-backward"
+for direction in forward backward; do  # stage 2: the architecture, tokenizer and direction come from stage 1
+  $PY examples/run_lm.py --model_name_or_path "$OUT/char-$direction" --train_file "$OUT/lm-train.txt" \
+    --validation_file "$OUT/lm-valid.txt" --no_zaremba --bptt 100 --per_device_train_batch_size 32 \
+    --learning_rate 2e-3 --num_train_epochs 10 --save_strategy no --report_to none --seed 2 \
+    --output_dir "$OUT/char-$direction-13"
+done
 TAGGER=(--per_device_train_batch_size 32 --learning_rate 2e-3 --num_train_epochs 5 --train_sampling_strategy group_by_length
         --normalize_digits --min_frequency 2 --embedding_size 100 --hidden_size 256 --dropout 0.5
         --save_strategy no --eval_strategy no --report_to none --disable_tqdm true --seed 1 --no_plots
@@ -34,8 +43,23 @@ UD=(--train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DA
 CONLL=(--train_file "$DATA/conll2000/train.txt" --validation_fraction 0.1)
 WNUT=(--train_file "$DATA/wnut17/wnut17train.conll" --validation_file "$DATA/wnut17/emerging.dev.conll"
       --lowercase --min_frequency 1 --per_device_train_batch_size 16)
-for task in UD CONLL WNUT; do
+for task in UD CONLL WNUT; do  # the 5-epoch table, stage-1 LMs
+  [[ " $TABLES " == *" short "* ]] || break
   declare -n ARGS=$task
   $PY examples/run_tagging.py "${TAGGER[@]}" "${ARGS[@]}" --output_dir "$OUT/${task,,}"
   $PY examples/run_tagging.py "${TAGGER[@]}" "${ARGS[@]}" "${LMS[@]}" --output_dir "$OUT/${task,,}-lm"
+done
+# the best recipes (reproduce_tagging.sh's ud-upos-crf-char-2x20-wide, conll2000-crf-char, wnut17-crf-char-30)
+LMS=(--forward_lm "$OUT/char-forward-13" --backward_lm "$OUT/char-backward-13")
+CHARS=(--use_crf --char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)
+BEST=("${TAGGER[@]}" --num_train_epochs 10)  # the later value of a flag wins
+UD_BEST=("${UD[@]}" "${CHARS[@]}" --char_hidden_size 50 --num_layers 2 --locked_dropout --embedding_size 200
+         --word_dropout 0.1 --num_train_epochs 20)
+CONLL_BEST=("${CONLL[@]}" "${CHARS[@]}")
+WNUT_BEST=("${WNUT[@]}" "${CHARS[@]}" --num_train_epochs 30)
+for task in UD_BEST CONLL_BEST WNUT_BEST; do
+  [[ " $TABLES " == *" long "* ]] || break
+  declare -n ARGS=$task
+  $PY examples/run_tagging.py "${BEST[@]}" "${ARGS[@]}" --output_dir "$OUT/${task,,}"
+  $PY examples/run_tagging.py "${BEST[@]}" "${ARGS[@]}" "${LMS[@]}" --output_dir "$OUT/${task,,}-lm"
 done
