@@ -157,6 +157,9 @@ def test_converting_refuses_tags_it_would_change_and_maps_unknown_types_before(t
     unseen.write_text("\n".join("".join(f"{w}\t{t}\n" for w, t in zip(s.tokens, s.tags)) for s in sentences))
     out = tmp_path / "unseen"
     test = ["--do_train", "false", "--no_plots", "--output_dir", str(out), "--test_file", str(unseen)]
+    line = sentences[0].lines[0]
+    with pytest.raises(ValueError, match=rf"unseen.tsv:{line}: tag 'B-MISC' \('S-MISC' in the checkpoint's BIOES\)"):
+        run_main(monkeypatch, "run_tagging", "--model_name_or_path", str(model), *test)
     run_main(monkeypatch, "run_tagging", "--model_name_or_path", str(model), "--unknown_tag", "O", *test)
     gold, predicted, metrics = _scored(out)
     assert gold[0][0] == "O" and gold[1:] == [s.tags for s in sentences[1:]]  # as the metrics read them
