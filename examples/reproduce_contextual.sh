@@ -11,17 +11,7 @@ DATA=${1:-../shared/data}
 OUT=${2:-runs/contextual}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
-# pretraining text: the training splits' sentences, one per line, words joined by spaces (500 held out for bpc)
-$PY - "$DATA" "$OUT" <<'PYTHON'
-import random, sys
-from hf_rnn.data import read_conll, read_conllu
-data, out = sys.argv[1:]
-lines = [" ".join(s.tokens) for s in read_conllu(f"{data}/ud_en_ewt/en_ewt-ud-train.conllu")]
-lines += [" ".join(s.tokens) for s in read_conll(f"{data}/wnut17/wnut17train.conll")]
-random.Random(0).shuffle(lines)
-open(f"{out}/lm-valid.txt", "w").write("\n".join(lines[:500]) + "\n")
-open(f"{out}/lm-train.txt", "w").write("\n".join(lines[500:]) + "\n")
-PYTHON
+$PY examples/pretraining_text.py "$DATA" "$OUT"  # lm-train.txt, lm-valid.txt (500 held out for bpc)
 LM=(--char_level --train_file "$OUT/lm-train.txt" --validation_file "$OUT/lm-valid.txt" --no_zaremba
     --embedding_size 32 --hidden_size 256 --num_layers 1 --dropout 0.1 --bptt 100 --per_device_train_batch_size 32
     --learning_rate 3e-3 --num_train_epochs 3 --save_strategy no --report_to none --seed 1)

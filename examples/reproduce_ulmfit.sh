@@ -8,22 +8,8 @@ DATA=${1:-../shared/data}
 OUT=${2:-runs/ulmfit}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
-# the training splits' sentences, one per line, 500 held out (as reproduce_contextual.sh), words seen once as <unk>
-$PY - "$DATA" "$OUT" <<'PYTHON'
-import random, sys
-from collections import Counter
-from hf_rnn.data import read_conll, read_conllu
-data, out = sys.argv[1:]
-lines = [" ".join(s.tokens) for s in read_conllu(f"{data}/ud_en_ewt/en_ewt-ud-train.conllu")]
-lines += [" ".join(s.tokens) for s in read_conll(f"{data}/wnut17/wnut17train.conll")]
-random.Random(0).shuffle(lines)
-held, train = lines[:500], lines[500:]
-counts = Counter(w for line in train for w in line.split())
-unk = lambda line: " ".join(w if counts[w] > 1 else "<unk>" for w in line.split())
-open(f"{out}/valid.txt", "w").write("\n".join(map(unk, held)) + "\n")
-open(f"{out}/train.txt", "w").write("\n".join(map(unk, train)) + "\n")
-PYTHON
-$PY examples/run_lm.py --train_file "$OUT/train.txt" --validation_file "$OUT/valid.txt" --no_zaremba \
+$PY examples/pretraining_text.py "$DATA" "$OUT" --rare_as_unk  # as reproduce_contextual.sh's, words seen once as <unk>
+$PY examples/run_lm.py --train_file "$OUT/lm-train.txt" --validation_file "$OUT/lm-valid.txt" --no_zaremba \
   --embedding_size 100 --hidden_size 256 --num_layers 1 --dropout 0.5 --bptt 35 --per_device_train_batch_size 32 \
   --learning_rate 2e-3 --num_train_epochs 2 --save_strategy no --report_to none --seed 1 --output_dir "$OUT/word-lm"
 $PY - "$OUT" <<'PYTHON'

@@ -264,3 +264,27 @@ def test_the_crf_benchmark_without_pytorch_crf_names_the_extra(tmp_path):
     )
     assert result.returncode != 0 and 'pip install -e ".[bench]"' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_pretraining_text_holds_each_training_sentence_once(tmp_path):
+    """reproduce_contextual.sh's and reproduce_ulmfit.sh's LM text: both training files' sentences, 500 held out."""
+    data = tmp_path / "data"
+    (data / "ud_en_ewt").mkdir(parents=True)
+    (data / "wnut17").mkdir()
+    ud = [f"Word{i} one ." for i in range(400)]
+    wnut = [f"tweet {i} here" for i in range(200)]
+    (data / "ud_en_ewt" / "en_ewt-ud-train.conllu").write_text(
+        "".join("".join(f"{k}\t{w}\t_\tX\t_\t_\t0\t_\t_\t_\n" for k, w in enumerate(s.split(), 1)) + "\n" for s in ud)
+    )
+    (data / "wnut17" / "wnut17train.conll").write_text(
+        "".join("".join(f"{w}\tO\n" for w in s.split()) + "\n" for s in wnut)
+    )
+    for flags in ([], ["--rare_as_unk"]):
+        out = tmp_path / f"out{len(flags)}"
+        run_script("pretraining_text.py", str(data), str(out), *flags, flags=())
+        train, valid = ((out / f"lm-{name}.txt").read_text().splitlines() for name in ("train", "valid"))
+        assert len(valid) == 500 and len(train) == 100
+        if flags:  # "Word17" and "17" occur once: <unk>; "one", ".", "tweet", "here" recur and stay
+            assert {w for line in train + valid for w in line.split()} == {"<unk>", "one", ".", "tweet", "here"}
+        else:
+            assert sorted(train + valid) == sorted(ud + wnut)
