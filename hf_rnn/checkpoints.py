@@ -95,8 +95,8 @@ def _training_states(folder: Path) -> str | None:
     with fresh ones), the random state(s), and the gradient scaler's where saved: each a dict that torch loads."""
     for name in (OPTIMIZER_NAME, SCHEDULER_NAME):
         if not (folder / name).is_file():
-            saved_alone = " (a --save_only_model checkpoint: start from its weights with --model_name_or_path)"
-            return f"{name}: missing{saved_alone if not (folder / OPTIMIZER_NAME).exists() else ''}"
+            only_model = " (as in a --save_only_model checkpoint: --model_name_or_path starts a new run from one)"
+            return f"{name}: missing{only_model if name == OPTIMIZER_NAME else ''}"
     rng_states = sorted(folder.glob(_RNG_STATES))
     if not rng_states:
         return "rng_state.pth: missing"
