@@ -140,7 +140,7 @@ def resolve_resume(value: str | None, output_dir: str) -> str | None:
         return None
     folder = Path(output_dir if value.lower() == "true" else value)
     if not folder.is_dir():
-        raise ValueError(f"--resume_from_checkpoint {value}: no such folder")
+        raise ValueError(f"--resume_from_checkpoint {value}: no such folder {folder}")
     if value.lower() != "true" and not checkpoints(folder):
         reason = incomplete(folder)
         if reason is not None:
