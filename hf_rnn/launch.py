@@ -59,6 +59,7 @@ def at_least(low: int) -> Range:
 
 FINITE = (lambda value: 0 <= value < math.inf, "a finite number >= 0")
 SHARE = (lambda value: 0 <= value < 1, "a number in [0, 1)")
+SEED = (lambda value: 0 <= value < 2**32, "a whole number in [0, 2**32)")  # numpy's
 # Numbers that transformers 5.x or the scripts take as given but that train the wrong thing or fail deep inside training:
 # a negative or NaN learning rate (gradient ascent, NaN weights), a batch size of 0 (ZeroDivisionError), a NaN
 # logging interval, a seed numpy refuses after the run started. A learning rate of 0 is allowed (it evaluates a loaded
@@ -80,7 +81,12 @@ RANGES: dict[str, Range] = {
     "logging_steps": FINITE,
     "eval_steps": FINITE,
     "save_steps": FINITE,
-    "seed": (lambda value: 0 <= value < 2**32, "a whole number in [0, 2**32)"),
+    "eval_delay": FINITE,
+    "seed": SEED,
+    "data_seed": SEED,
+    "dataloader_num_workers": at_least(0),
+    "dataloader_prefetch_factor": at_least(1),
+    "torch_empty_cache_steps": at_least(1),
     "max_train_samples": at_least(1),
     "max_eval_samples": at_least(1),
     "max_predict_samples": at_least(1),

@@ -213,6 +213,8 @@ BAD_FLAGS = [
     ("run_tagging", "--weight_decay", "-1"),
     ("run_tagging", "--adam_beta1", "1.5"),
     ("run_tagging", "--seed", "-1"),
+    ("run_tagging", "--data_seed", "4294967296"),
+    ("run_tagging", "--dataloader_num_workers", "-1"),
     ("run_tagging", "--logging_steps", "nan"),
     ("run_tagging", "--max_length", "0"),
     ("run_classification", "--per_device_train_batch_size", "0"),
