@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(OFFLINE) $(PY) examples/quickstart.py --output_dir runs/quickstart --use_crf --char_encoder lstm
+	$(OFFLINE) $(PY) examples/quickstart.py --output_dir runs/quickstart --overwrite_output_dir --use_crf --char_encoder lstm
 
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q

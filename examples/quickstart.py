@@ -24,6 +24,7 @@ from transformers import (
 import hf_rnn
 from hf_rnn.configuration_rnn import CELL_TYPES
 from hf_rnn.data import encode_for_tagging, load_sample_pos
+from hf_rnn.launch import check_output_dir
 from hf_rnn.metrics import TaggingMetrics
 from hf_rnn.vocabulary import build_word_tokenizer
 
@@ -31,6 +32,9 @@ from hf_rnn.vocabulary import build_word_tokenizer
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="runs/quickstart")
+    parser.add_argument(
+        "--overwrite_output_dir", action="store_true", help="replace the run in a non-empty --output_dir (make demo)"
+    )
     parser.add_argument("--cell_type", default="lstm", choices=CELL_TYPES)
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -40,6 +44,10 @@ def main() -> None:
         "--threads", type=int, help="torch CPU threads (default: OMP_NUM_THREADS when it is set, otherwise 1)"
     )
     args = parser.parse_args()
+    try:
+        check_output_dir(args.output_dir, None, args.overwrite_output_dir)
+    except ValueError as error:
+        parser.error(str(error))
     if args.threads is not None or "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(args.threads or 1)
     torch.manual_seed(args.seed)

@@ -14,20 +14,20 @@ mkdir -p "$OUT"
 $PY examples/pretraining_text.py "$DATA" "$OUT"  # lm-train.txt, lm-valid.txt (500 held out for bpc)
 LM=(--char_level --train_file "$OUT/lm-train.txt" --validation_file "$OUT/lm-valid.txt" --no_zaremba
     --embedding_size 32 --hidden_size 256 --num_layers 1 --dropout 0.1 --bptt 100 --per_device_train_batch_size 32
-    --learning_rate 3e-3 --num_train_epochs 3 --save_strategy no --report_to none --seed 1)
+    --learning_rate 3e-3 --num_train_epochs 3 --save_strategy no --report_to none --seed 1 --overwrite_output_dir true)
 TABLES=${TABLES:-short long}
 $PY examples/run_lm.py "${LM[@]}" --output_dir "$OUT/char-forward"
 $PY examples/run_lm.py "${LM[@]}" --reverse --output_dir "$OUT/char-backward"
 for direction in forward backward; do  # stage 2: the architecture, tokenizer and direction come from stage 1
   $PY examples/run_lm.py --model_name_or_path "$OUT/char-$direction" --train_file "$OUT/lm-train.txt" \
     --validation_file "$OUT/lm-valid.txt" --no_zaremba --bptt 100 --per_device_train_batch_size 32 \
-    --learning_rate 2e-3 --num_train_epochs 10 --save_strategy no --report_to none --seed 2 \
+    --learning_rate 2e-3 --num_train_epochs 10 --save_strategy no --report_to none --seed 2 --overwrite_output_dir true \
     --output_dir "$OUT/char-$direction-13"
 done
 TAGGER=(--per_device_train_batch_size 32 --learning_rate 2e-3 --num_train_epochs 5 --train_sampling_strategy group_by_length
         --normalize_digits --min_frequency 2 --embedding_size 100 --hidden_size 256 --dropout 0.5
         --save_strategy no --eval_strategy no --report_to none --disable_tqdm true --seed 1 --no_plots
-        --use_crf --char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)
+        --overwrite_output_dir true --use_crf --char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)
 LMS=(--forward_lm "$OUT/char-forward" --backward_lm "$OUT/char-backward")
 UD=(--train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DATA/ud_en_ewt/en_ewt-ud-dev.conllu")
 CONLL=(--train_file "$DATA/conll2000/train.txt" --validation_fraction 0.1)

@@ -12,7 +12,7 @@ run() {  # cell epochs learning-rate decay-start
       --embedding_size 200 --hidden_size 200 --num_layers 2 --bptt 20 --per_device_train_batch_size 20 \
       --per_device_eval_batch_size 20 --zaremba --learning_rate "$3" --max_grad_norm 5 --init_range 0.1 \
       --decay_start "$4" --lr_decay 2 --num_train_epochs "$2" --save_strategy no --eval_strategy epoch \
-      --logging_steps 500 --report_to none --disable_tqdm true --seed 1
+      --logging_steps 500 --report_to none --disable_tqdm true --seed 1 --overwrite_output_dir true
 }
 run lstm 6 1 4 &
 run gru 6 0.5 4 &

@@ -8,7 +8,7 @@ OUT=${2:-runs}
 PY=${PYTHON:-.venv/bin/python}
 COMMON=(--per_device_train_batch_size 32 --learning_rate 2e-3 --num_train_epochs 10 --train_sampling_strategy group_by_length
         --normalize_digits --min_frequency 2 --embedding_size 100 --hidden_size 256 --dropout 0.5
-        --save_strategy no --eval_strategy no --report_to none --disable_tqdm true --seed 1)
+        --save_strategy no --eval_strategy no --report_to none --disable_tqdm true --seed 1 --overwrite_output_dir true)
 CHARS=(--char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)  # Lample et al. 2016
 UD=(--train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DATA/ud_en_ewt/en_ewt-ud-dev.conllu")
 CONLL=(--train_file "$DATA/conll2000/train.txt" --validation_fraction 0.1)

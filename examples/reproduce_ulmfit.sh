@@ -11,7 +11,8 @@ mkdir -p "$OUT"
 $PY examples/pretraining_text.py "$DATA" "$OUT" --rare_as_unk  # as reproduce_contextual.sh's, words seen once as <unk>
 $PY examples/run_lm.py --train_file "$OUT/lm-train.txt" --validation_file "$OUT/lm-valid.txt" --no_zaremba \
   --embedding_size 100 --hidden_size 256 --num_layers 1 --dropout 0.5 --bptt 35 --per_device_train_batch_size 32 \
-  --learning_rate 2e-3 --num_train_epochs 2 --save_strategy no --report_to none --seed 1 --output_dir "$OUT/word-lm"
+  --learning_rate 2e-3 --num_train_epochs 2 --save_strategy no --report_to none --seed 1 --overwrite_output_dir true \
+  --output_dir "$OUT/word-lm"
 $PY - "$OUT" <<'PYTHON'
 import sys, torch, hf_rnn
 from transformers import AutoTokenizer
@@ -27,7 +28,7 @@ tag() {  # tag NAME LM [FLAGS...]
     --train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DATA/ud_en_ewt/en_ewt-ud-dev.conllu" \
     --per_device_train_batch_size 32 --learning_rate 2e-3 --num_train_epochs 3 --train_sampling_strategy group_by_length \
     --save_strategy no --eval_strategy no --report_to none --disable_tqdm true --seed 1 --no_plots \
-    --output_dir "$OUT/tag-$name" "$@"
+    --overwrite_output_dir true --output_dir "$OUT/tag-$name" "$@"
 }
 tag scratch random-lm
 tag lm word-lm

@@ -34,6 +34,7 @@ from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
+    RunArguments,
     check_labels,
     check_steps,
     default_steps,
@@ -143,7 +144,7 @@ def defaults(given: argparse.Namespace) -> dict:
 
 def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, FinetuningArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
-    parser = HfArgumentParser((ClassificationArguments, FinetuningArguments, TrainingArguments))
+    parser = HfArgumentParser((ClassificationArguments, FinetuningArguments, RunArguments))
     arguments, finetuning_args, training_args = parse_args(parser, defaults, args)
     data = {"train": arguments.train_file, "eval": arguments.validation_file, "predict": arguments.test_file}
     flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}

@@ -37,6 +37,7 @@ epoch start.
 
 import argparse
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
+    RunArguments,
+    at_least,
     check_steps,
     default_steps,
     load_pretrained,
@@ -110,10 +113,19 @@ def defaults(given: argparse.Namespace) -> dict:
     return {**TRAINING_DEFAULTS, **(ZAREMBA if given.zaremba else {}), **steps}
 
 
+# --lr_decay divides the lr every epoch after --decay_start: below 1 it grows it, 0 divides by zero
+RANGES = {
+    "bptt": at_least(1),
+    "decay_start": at_least(0),
+    "lr_decay": (lambda value: 1 <= value < math.inf, "a finite number >= 1 (1: a constant lr)"),
+    "init_range": (lambda value: 0 < value < math.inf, "a finite number > 0"),
+}
+
+
 def parse(args: list[str] | None = None) -> tuple[LmArguments, FinetuningArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults, and the recipe's unless --no_zaremba); contradictions are usage errors."""
-    parser = HfArgumentParser((LmArguments, FinetuningArguments, TrainingArguments))
-    lm_args, finetuning_args, training_args = parse_args(parser, defaults, args)
+    parser = HfArgumentParser((LmArguments, FinetuningArguments, RunArguments))
+    lm_args, finetuning_args, training_args = parse_args(parser, defaults, args, RANGES)
     if lm_args.zaremba and (training_args.lr_scheduler_type != "constant" or training_args.warmup_steps):
         parser.error(
             f"--lr_scheduler_type {training_args.lr_scheduler_type.value} --warmup_steps {training_args.warmup_steps}:"

@@ -62,6 +62,7 @@ from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
+    RunArguments,
     check_labels,
     check_steps,
     default_steps,
@@ -387,7 +388,7 @@ def parse(
     args: list[str] | None = None,
 ) -> tuple[DataArguments, ModelArguments, FinetuningArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
-    parser = HfArgumentParser((DataArguments, ModelArguments, FinetuningArguments, TrainingArguments))
+    parser = HfArgumentParser((DataArguments, ModelArguments, FinetuningArguments, RunArguments))
     data_args, model_args, finetuning_args, training_args = parse_args(parser, defaults, args)
     files = data_args.train_file or data_args.validation_file or data_args.test_file
     if data_args.dataset_name and files:

@@ -8,13 +8,16 @@ learning rates train each group at the lr of the group above divided by `layer_l
 unfreezing trains only the head in the first epoch, then one more group per epoch from the top.
 
     trainer = Trainer(model=model, args=args, ...)
-    apply_finetuning(trainer, FinetuningArguments(layer_lr_decay=2.6, gradual_unfreezing=True))
-    trainer.train()
+    with finetuning_schedules(trainer, FinetuningArguments(layer_lr_decay=2.6, gradual_unfreezing=True)):
+        trainer.train()
 
 The optimizer is the one `args` names (`--optim`, its betas and eps, `--weight_decay` but on biases), built before
 training, as the Trainer's `optimizers=` argument would be: not with DeepSpeed or FSDP, which build their own.
 """
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -36,8 +39,8 @@ class FinetuningArguments:
     )
 
     def __post_init__(self):
-        if self.layer_lr_decay is not None and not self.layer_lr_decay > 0:
-            raise ValueError(f"--layer_lr_decay must be a positive number, got {self.layer_lr_decay}")
+        if self.layer_lr_decay is not None and not 0 < self.layer_lr_decay < math.inf:
+            raise ValueError(f"--layer_lr_decay must be a finite positive number, got {self.layer_lr_decay}")
 
 
 def layer_groups(model: PreTrainedModel) -> list[list[str]]:
@@ -65,13 +68,30 @@ def discriminative_optimizer(trainer: Trainer, layer_lr_decay: float) -> torch.o
     parameters = dict(model.named_parameters())
     groups = []
     for depth, names in enumerate(reversed(layer_groups(model))):
+        lr = _group_lr(args.learning_rate, layer_lr_decay, depth)
         for decay in (True, False):
             chosen = [parameters[n] for n in names if (n in decayed) == decay and parameters[n].requires_grad]
             if chosen:
-                lr = args.learning_rate / layer_lr_decay**depth
                 groups.append({"params": chosen, "lr": lr, "weight_decay": args.weight_decay if decay else 0.0})
     optimizer_class, kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
     return optimizer_class(groups, **kwargs)
+
+
+def _group_lr(learning_rate: float, layer_lr_decay: float, depth: int) -> float:
+    """`learning_rate / layer_lr_decay ** depth`, refused where it leaves the floats (a decay far from 1 in a deep
+    model: 1e-300 ** 2 is 0, 1e200 ** 2 overflows) and a group would train at lr 0, infinity or NaN."""
+    try:
+        lr = learning_rate / layer_lr_decay**depth
+    except ZeroDivisionError:
+        lr = math.inf
+    except OverflowError:
+        lr = 0.0
+    if learning_rate and not 0 < lr < math.inf:
+        raise ValueError(
+            f"--layer_lr_decay {layer_lr_decay}: the layer group {depth} below the head would train at lr"
+            f" {learning_rate} / {layer_lr_decay} ** {depth}, which is {lr} as a float; give a decay closer to 1"
+        )
+    return lr
 
 
 class GradualUnfreezing(TrainerCallback):
@@ -106,3 +126,17 @@ def apply_finetuning(trainer: Trainer, arguments: FinetuningArguments) -> None:
         trainer.optimizer = discriminative_optimizer(trainer, arguments.layer_lr_decay)
     if arguments.gradual_unfreezing:
         trainer.add_callback(GradualUnfreezing(trainer.model))
+
+
+@contextmanager
+def finetuning_schedules(trainer: Trainer, arguments: FinetuningArguments) -> Iterator[None]:
+    """`apply_finetuning` for a `with` block around training: leaving it, an exception included, every weight that
+    trained before it trains again (gradual unfreezing's `on_train_end` is not called when training raises, and the
+    model would keep most of its weights frozen)."""
+    trainable = [parameter for parameter in trainer.model.parameters() if parameter.requires_grad]
+    apply_finetuning(trainer, arguments)
+    try:
+        yield
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)

@@ -11,8 +11,11 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
+import shutil
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -27,8 +30,8 @@ from transformers import (
     set_seed,
 )
 
-from .checkpoints import resolve_resume
-from .finetuning import FinetuningArguments, apply_finetuning
+from .checkpoints import checkpoints, resolve_resume
+from .finetuning import FinetuningArguments, finetuning_schedules
 
 logger = logging.getLogger(__name__)
 
@@ -46,19 +49,97 @@ CPU_PROCESSES = (
 )
 
 Defaults = Mapping[str, object] | Callable[[argparse.Namespace], Mapping[str, object]]
+# A flag's valid values: a test, and what to give instead.
+Range = tuple[Callable[[float], bool], str]
 
 
-def parse_args(parser: HfArgumentParser, defaults: Defaults, args: list[str] | None = None) -> tuple:
+def at_least(low: int) -> Range:
+    return (lambda value: value >= low, f"a whole number >= {low}")
+
+
+FINITE = (lambda value: 0 <= value < math.inf, "a finite number >= 0")
+SHARE = (lambda value: 0 <= value < 1, "a number in [0, 1)")
+SEED = (lambda value: 0 <= value < 2**32, "a whole number in [0, 2**32)")  # numpy's
+# Numbers that transformers 5.x or the scripts take as given but that train the wrong thing or fail deep inside training:
+# a negative or NaN learning rate (gradient ascent, NaN weights), a batch size of 0 (ZeroDivisionError), a NaN
+# logging interval, a seed numpy refuses after the run started. A learning rate of 0 is allowed (it evaluates a loaded
+# model through the training loop), as is a max_grad_norm of 0 (no clipping).
+RANGES: dict[str, Range] = {
+    "per_device_train_batch_size": at_least(1),
+    "per_device_eval_batch_size": at_least(1),
+    "gradient_accumulation_steps": at_least(1),
+    "eval_accumulation_steps": at_least(1),
+    "learning_rate": FINITE,
+    "num_train_epochs": FINITE,
+    "weight_decay": FINITE,
+    "max_grad_norm": FINITE,
+    "adam_beta1": SHARE,
+    "adam_beta2": SHARE,
+    "adam_epsilon": FINITE,
+    "label_smoothing_factor": SHARE,
+    "warmup_steps": FINITE,
+    "logging_steps": FINITE,
+    "eval_steps": FINITE,
+    "save_steps": FINITE,
+    "eval_delay": FINITE,
+    "seed": SEED,
+    "data_seed": SEED,
+    "dataloader_num_workers": at_least(0),
+    "dataloader_prefetch_factor": at_least(1),
+    "torch_empty_cache_steps": at_least(1),
+    "max_train_samples": at_least(1),
+    "max_eval_samples": at_least(1),
+    "max_predict_samples": at_least(1),
+    "max_length": at_least(1),
+    "max_word_length": at_least(1),
+}
+
+
+@dataclasses.dataclass
+class RunArguments(TrainingArguments):
+    """`TrainingArguments` with transformers 4.x's `--overwrite_output_dir`, which 5.x dropped: the scripts refuse to
+    train into a folder that holds another run (`check_output_dir`) unless told to replace it."""
+
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Train into a non-empty --output_dir, replacing the run there (its checkpoint-N folders are"
+            " removed, so that a later --resume_from_checkpoint True cannot pick one of them)."
+        },
+    )
+
+
+def parse_args(
+    parser: HfArgumentParser,
+    defaults: Defaults,
+    args: list[str] | None = None,
+    ranges: Mapping[str, Range] | None = None,
+) -> tuple:
     """`parser.parse_args_into_dataclasses(args)` with the script's `defaults` in place of the dataclasses' own (a
     flag given on the command line still wins). `defaults` may be a function of a first parse, for defaults that
-    depend on another flag. Then sets the CPU threads (`set_threads`) and checks the launch (`check_processes`);
-    a launch whose processes would each train alone is a usage error."""
+    depend on another flag. A value a dataclass refuses, or outside `RANGES` and the script's own `ranges`, is a
+    usage error. Then sets the CPU threads (`set_threads`) and checks the launch (`check_processes`); a launch whose
+    processes would each train alone is a usage error."""
     if callable(defaults):
         defaults = defaults(parser.parse_known_args(args)[0])
     parser.set_defaults(**defaults)
-    parsed = parser.parse_args_into_dataclasses(args)
-    set_threads()
+    try:
+        parsed = parser.parse_args_into_dataclasses(args)
+    except ValueError as error:  # a __post_init__'s check (TrainingArguments', FinetuningArguments')
+        parser.error(str(error))
+    ranges = {**RANGES, **(ranges or {})}
+    wrong = [
+        f"--{name} {value}: give {ranges[name][1]}"
+        for arguments in parsed
+        for name, value in vars(arguments).items()
+        if name in ranges and isinstance(value, int | float) and not ranges[name][0](value)
+    ]
     training_args = next(arguments for arguments in parsed if isinstance(arguments, TrainingArguments))
+    if training_args.do_train and training_args.max_steps <= 0 and not training_args.num_train_epochs:
+        wrong.append("--num_train_epochs 0: training would take no step; give a number of epochs > 0 or --max_steps")
+    if wrong:
+        parser.error("; ".join(wrong))
+    set_threads()
     try:
         check_processes(training_args.world_size, script=parser.prog)
     except ValueError as error:
@@ -78,13 +159,46 @@ def set_threads(environ: Mapping[str, str] = os.environ) -> None:
         logger.info("torch uses 1 CPU thread; set OMP_NUM_THREADS=N for N")
 
 
-def start(training_args: TrainingArguments) -> tuple[str | None, bool]:
-    """The scripts' common opening: seed, the checkpoint to resume from, and the push taken over from the Trainer
-    (hf_rnn pushes once at the end, with its own model card; the Trainer's push would write another card)."""
+def start(training_args: RunArguments) -> tuple[str | None, bool]:
+    """The scripts' common opening: seed, the checkpoint to resume from, an output folder that holds another run
+    refused (`check_output_dir`), and the push taken over from the Trainer (hf_rnn pushes once at the end, with its
+    own model card; the Trainer's push would write another card)."""
     set_seed(training_args.seed)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    if training_args.do_train:
+        main_process = training_args.process_index == 0
+        check_output_dir(training_args.output_dir, resume, training_args.overwrite_output_dir, main_process)
     push, training_args.push_to_hub = training_args.push_to_hub, False
     return resume, push
+
+
+def check_output_dir(output_dir: str, resume: str | None, overwrite: bool, main_process: bool = True) -> None:
+    """Refuse to train into a folder that holds another run, as transformers' run_ner.py does: the Trainer would
+    overwrite its model, rotate its checkpoints away (`--save_total_limit`) or mix them with this run's, and a later
+    `--resume_from_checkpoint True` would pick the other run's. Resuming from a checkpoint inside the folder continues
+    its run; `overwrite` replaces the run (the main process removes its `checkpoint-N` folders, the rest is
+    overwritten as this run writes it)."""
+    folder = Path(output_dir)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"--output_dir {output_dir}: a file, not a folder")
+    content = sorted(path.name for path in folder.iterdir())
+    if not content or (resume is not None and folder.resolve() in Path(resume).resolve().parents):
+        return
+    saved = checkpoints(folder)
+    if not overwrite:
+        shown = [path.name for path in saved] + [name for name in content if name not in {p.name for p in saved}]
+        hint = ", or --resume_from_checkpoint True to continue its run" if saved else ""
+        raise ValueError(
+            f"--output_dir {output_dir} is not empty ({len(content)} entries: {', '.join(shown[:4])}"
+            f"{', ...' if len(shown) > 4 else ''}): training would overwrite the run there; pass another"
+            f" --output_dir, --overwrite_output_dir to replace it{hint}"
+        )
+    if main_process:
+        for checkpoint in saved:
+            logger.warning("--overwrite_output_dir: removing the previous run's %s", checkpoint)
+            shutil.rmtree(checkpoint)
 
 
 def check_processes(world_size: int, environ: Mapping[str, str] = os.environ, script: str = "SCRIPT") -> None:
@@ -189,8 +303,8 @@ def refuse_fixed(parser: HfArgumentParser, checkpoint: str | None, *groups: tupl
 def train_and_save(trainer: Trainer, finetuning: FinetuningArguments, resume: str | bool | None) -> None:
     """The scripts' training step, as run_ner.py's: with the fine-tuning schedules asked for, then the model, the train
     metrics and trainer_state.json (the logged losses, for plots) saved in the output folder."""
-    apply_finetuning(trainer, finetuning)
-    result = trainer.train(resume_from_checkpoint=resume)
+    with finetuning_schedules(trainer, finetuning):
+        result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)

@@ -45,12 +45,22 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path):
 
 
 def _checkpoint(folder: Path, max_shard_size: int | str = "50GB") -> Path:
-    """A checkpoint as Trainer._save_checkpoint leaves it: the model's files first, trainer_state.json last."""
+    """A checkpoint as Trainer._save_checkpoint leaves it: the model's files first, then the optimizer, scheduler and
+    random states, trainer_state.json last (its global_step the N of checkpoint-N)."""
+    import random
+
+    import numpy as np
     from transformers import TrainerState
 
     model = hf_rnn.RnnForCausalLM(hf_rnn.RnnConfig(vocab_size=10, embedding_size=4, hidden_size=4))
     model.save_pretrained(folder, max_shard_size=max_shard_size)
-    TrainerState().save_to_json(str(folder / "trainer_state.json"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(torch.optim.lr_scheduler.ConstantLR(optimizer).state_dict(), folder / "scheduler.pt")
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()}
+    torch.save(rng, folder / "rng_state.pth")
+    step = int(folder.name.split("-")[1]) if folder.name.startswith("checkpoint-") else 1
+    TrainerState(global_step=step).save_to_json(str(folder / "trainer_state.json"))
     return folder
 
 

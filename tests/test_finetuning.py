@@ -1,5 +1,7 @@
 """hf_rnn.finetuning: ULMFiT's layer groups, discriminative learning rates and gradual unfreezing through the Trainer."""
 
+import math
+
 import pytest
 import torch
 from conftest import tiny_config
@@ -136,7 +138,7 @@ def test_gradual_unfreezing_resumes_at_its_epoch():
     }
 
 
-@pytest.mark.parametrize("decay", [0.0, -2.6])
+@pytest.mark.parametrize("decay", [0.0, -2.6, math.inf, math.nan])
 def test_a_decay_that_is_not_positive_is_refused(decay):
-    with pytest.raises(ValueError, match=rf"--layer_lr_decay must be a positive number, got {decay}"):
+    with pytest.raises(ValueError, match=rf"--layer_lr_decay must be a finite positive number, got {decay}"):
         FinetuningArguments(layer_lr_decay=decay)
