@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, load_dataset
-from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments
+from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments
 
 import hf_rnn
 from hf_rnn.data import DataFormatError
@@ -34,6 +34,7 @@ from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
+    RowOrderTrainer,
     check_labels,
     check_steps,
     default_steps,
@@ -227,7 +228,7 @@ def main() -> None:
         predicted = np.asarray(prediction.predictions).argmax(-1)
         return accuracy.compute(predictions=predicted.tolist(), references=prediction.label_ids.tolist())
 
-    trainer = Trainer(
+    trainer = RowOrderTrainer(
         model=model,
         args=training_args,
         train_dataset=data.get("train"),

@@ -62,6 +62,7 @@ from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
+    RowOrderTrainer,
     check_labels,
     check_steps,
     default_steps,
@@ -621,7 +622,7 @@ def main() -> None:
         ", ".join(f"{len(part)} {split} sentences" for split, part in data.items()),
     )
 
-    trainer = Trainer(
+    trainer = RowOrderTrainer(
         model=model,
         args=training_args,
         train_dataset=data.get("train"),

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from datasets import Dataset
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -26,6 +27,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_utils import has_length
 
 from .checkpoints import resolve_resume
 from .finetuning import FinetuningArguments, apply_finetuning
@@ -184,6 +186,22 @@ def refuse_fixed(parser: HfArgumentParser, checkpoint: str | None, *groups: tupl
             f"{' '.join(fixed)}: the model and its tokenizer come from --model_name_or_path {checkpoint}; drop these"
             " flags"
         )
+
+
+class RowOrderTrainer(Trainer):
+    """A `Trainer` whose evaluation and prediction outputs come in the dataset's row order, whatever
+    `train_sampling_strategy` says: the scripts write row i's prediction next to input row i.
+
+    transformers' Trainer also groups evaluation and prediction batches by length under `group_by_length`, so
+    `predict(dataset).predictions[i]` would be another row's answer (its metrics stay right: they pair predictions with
+    the labels batched with them). One process reads the rows in order; several get transformers' own default (no
+    sampler: accelerate shards the rows in order and gathers them back in order).
+    """
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
+        if eval_dataset is None or not has_length(eval_dataset) or self.args.world_size > 1:
+            return None
+        return SequentialSampler(eval_dataset)
 
 
 def train_and_save(trainer: Trainer, finetuning: FinetuningArguments, resume: str | bool | None) -> None:
