@@ -45,7 +45,16 @@ def test_predictions_csv_holds_each_texts_own_label_under_length_grouping(tmp_pa
     with open(table, "w", newline="") as handle:
         csv.writer(handle).writerows([("text", "label"), *rows])
     out = tmp_path / "out"
-    files = ["--train_file", str(table), "--test_file", str(table), "--num_train_epochs", "20", "--learning_rate", "0.01"]
+    files = [
+        "--train_file",
+        str(table),
+        "--test_file",
+        str(table),
+        "--num_train_epochs",
+        "20",
+        "--learning_rate",
+        "0.01",
+    ]
     run_main(monkeypatch, "run_classification", *files, *GROUPED, "--output_dir", str(out), "--hidden_size", "16")
 
     model, tokenizer = load_pretrained(str(out), hf_rnn.RnnForSequenceClassification)
