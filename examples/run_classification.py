@@ -71,6 +71,12 @@ class ClassificationArguments:
             " start one on an hf_rnn language model's encoder and tokenizer."
         },
     )
+    model_revision: str = field(
+        default="main",
+        metadata={
+            "help": "The revision of --model_name_or_path to load: a branch (e.g. a --hub_revision), tag or commit."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N rows."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Predict the first N rows."})
@@ -149,7 +155,7 @@ def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, Finet
     data = {"train": arguments.train_file, "eval": arguments.validation_file, "predict": arguments.test_file}
     flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
     checkpoint = arguments.model_name_or_path
-    from_lm = bool(checkpoint) and is_language_model(checkpoint)
+    from_lm = bool(checkpoint) and is_language_model(checkpoint, arguments.model_revision)
     check_steps(parser, training_args, checkpoint, data, flags, new_head=from_lm)
     refuse_fixed(parser, checkpoint, (arguments, ARCHITECTURE if from_lm else ARCHITECTURE + HEAD))
     return arguments, finetuning_args, training_args
@@ -196,14 +202,16 @@ def main() -> None:
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     splits = {split: load_table(path, args.text_column, args.label_column) for split, path in files.items() if path}
     checkpoint = args.model_name_or_path
-    if checkpoint and not is_language_model(checkpoint):  # a classifier to continue
-        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForSequenceClassification)
+    if checkpoint and not is_language_model(checkpoint, args.model_revision):  # a classifier to continue
+        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForSequenceClassification, args.model_revision)
         seen = {label for part in splits.values() for label in part[args.label_column]}
         check_labels(checkpoint, model.config.label2id, seen)
     else:  # a new classifier: on a language model's encoder (ULMFiT), or from scratch
         if checkpoint:
             head = head_config(args, splits["train"])
-            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForSequenceClassification, head)
+            model, tokenizer = start_from_language_model(
+                checkpoint, hf_rnn.RnnForSequenceClassification, head, args.model_revision
+            )
         else:
             model, tokenizer = build_model(args, splits["train"])
         for split, part in splits.items():  # the training file's labels are the model's

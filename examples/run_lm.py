@@ -79,6 +79,12 @@ class LmArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Continue from an hf_rnn language model (folder or Hub id), its vocabulary."}
     )
+    model_revision: str = field(
+        default="main",
+        metadata={
+            "help": "The revision of --model_name_or_path to load: a branch (e.g. a --hub_revision), tag or commit."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N windows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N windows."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Score the first N windows."})
@@ -151,7 +157,7 @@ def main() -> None:
     files = {"train": lm_args.train_file, "validation": lm_args.validation_file, "test": lm_args.test_file}
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     if lm_args.model_name_or_path:
-        model, tokenizer = load_pretrained(lm_args.model_name_or_path, hf_rnn.RnnForCausalLM)
+        model, tokenizer = load_pretrained(lm_args.model_name_or_path, hf_rnn.RnnForCausalLM, lm_args.model_revision)
         char_level, reverse = model.config.char_level, model.config.reverse
     else:
         char_level, reverse = lm_args.char_level, lm_args.reverse

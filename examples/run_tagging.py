@@ -136,6 +136,12 @@ class ModelArguments:
             " start one on an hf_rnn word language model's encoder and tokenizer."
         },
     )
+    model_revision: str = field(
+        default="main",
+        metadata={
+            "help": "The revision of --model_name_or_path to load: a branch (e.g. a --hub_revision), tag or commit."
+        },
+    )
     cell_type: str = field(default="lstm", metadata={"help": "rnn, gru, lstm, mingru or minlstm."})
     embedding_size: int = 100
     hidden_size: int = 256
@@ -404,7 +410,7 @@ def parse(
         "predict": "--test_file or --dataset_name (its 'test' split)",
     }
     checkpoint = model_args.model_name_or_path
-    from_lm = bool(checkpoint) and is_language_model(checkpoint)
+    from_lm = bool(checkpoint) and is_language_model(checkpoint, model_args.model_revision)
     check_steps(parser, training_args, checkpoint, data, flags, new_head=from_lm)
     if not 0 <= data_args.validation_fraction < 1:
         parser.error(f"--validation_fraction {data_args.validation_fraction}: give a share in [0, 1)")
@@ -421,7 +427,11 @@ def parse(
             f"--crf_constraints {model_args.crf_constraints}: the model's labels are written in --tag_scheme"
             f" {model_args.tag_scheme}; leave it auto"
         )
-    unfixed = ("model_name_or_path", *(HEAD if from_lm else ()))  # what the checkpoint leaves to the flags
+    unfixed = (
+        "model_name_or_path",
+        "model_revision",
+        *(HEAD if from_lm else ()),
+    )  # what the checkpoint leaves to the flags
     fixed = [f.name for f in fields(ModelArguments) if f.name not in unfixed]
     refuse_fixed(parser, checkpoint, (model_args, fixed), (data_args, TOKENIZER_FLAGS))
     return data_args, model_args, finetuning_args, training_args
@@ -578,8 +588,9 @@ def main() -> None:
     resume, push = start(training_args)
 
     checkpoint = model_args.model_name_or_path
-    if checkpoint and not is_language_model(checkpoint):  # a tagger to continue
-        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification)
+    revision = model_args.model_revision
+    if checkpoint and not is_language_model(checkpoint, revision):  # a tagger to continue
+        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification, revision)
         labels = checkpoint_labels(model.config)
         raw, trained, files_scheme = load_splits(data_args, training_args.seed, model.config, checkpoint)
         if files_scheme:
@@ -593,14 +604,14 @@ def main() -> None:
         trained, scheme, files_scheme = training_labels(raw, model_args.tag_scheme)
         labels = trained["train"].features["tags"].feature.names
         if checkpoint:
-            if AutoConfig.from_pretrained(checkpoint).char_level:
+            if AutoConfig.from_pretrained(checkpoint, revision=revision).char_level:
                 raise ValueError(
                     f"--model_name_or_path {checkpoint}: a character language model, whose encoder reads characters,"
                     " not words: give it as --forward_lm (or --backward_lm if reversed) for contextual string"
                     " embeddings, or start the tagger from a word language model"
                 )
             head = head_config(model_args, labels, scheme)
-            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head)
+            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head, revision)
         else:
             model, tokenizer = build_model(model_args, data_args, trained, scheme)
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}

@@ -113,34 +113,41 @@ def check_processes(world_size: int, environ: Mapping[str, str] = os.environ, sc
         )
 
 
-def load_pretrained(path: str, model_class: type[PreTrainedModel]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """`--model_name_or_path`: the model and the tokenizer saved with it, from a folder or a Hub id. A checkpoint of
-    another head is refused: `from_pretrained` would start that head from random weights (and default labels); a
-    language model's encoder starts a new head through `start_from_language_model`."""
-    architectures = AutoConfig.from_pretrained(path).architectures or []
+def load_pretrained(
+    path: str, model_class: type[PreTrainedModel], revision: str = "main"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """`--model_name_or_path`: the model and the tokenizer saved with it, from a folder or a Hub id (at `revision`,
+    `--model_revision`: a branch, tag or commit). A checkpoint of another head is refused: `from_pretrained` would
+    start that head from random weights (and default labels); a language model's encoder starts a new head through
+    `start_from_language_model`."""
+    architectures = AutoConfig.from_pretrained(path, revision=revision).architectures or []
     if model_class.__name__ not in architectures:
         raise ValueError(
             f"--model_name_or_path {path}: a checkpoint of {', '.join(architectures) or 'no known head'}, not of"
             f" {model_class.__name__}; start from one of those, or train from scratch without --model_name_or_path"
         )
-    return model_class.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    return (
+        model_class.from_pretrained(path, revision=revision),
+        AutoTokenizer.from_pretrained(path, revision=revision),
+    )
 
 
-def is_language_model(path: str) -> bool:
-    """Whether `path` is a language model's checkpoint (a path that does not load is not: loading it says why)."""
+def is_language_model(path: str, revision: str = "main") -> bool:
+    """Whether `path` (at `revision`) is a language model's checkpoint (a path that does not load is not: loading it
+    says why)."""
     try:
-        return "RnnForCausalLM" in (AutoConfig.from_pretrained(path).architectures or [])
+        return "RnnForCausalLM" in (AutoConfig.from_pretrained(path, revision=revision).architectures or [])
     except OSError:
         return False
 
 
 def start_from_language_model(
-    path: str, model_class: type[PreTrainedModel], new_head: Mapping[str, object]
+    path: str, model_class: type[PreTrainedModel], new_head: Mapping[str, object], revision: str = "main"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A `model_class` whose encoder (`model.*`: embeddings and recurrent layers, the LM's architecture) and tokenizer
-    come from the language model at `path`, with a new head configured by `new_head`. Logs which weights were loaded,
-    which are new and which of the checkpoint's were left out (its output layer)."""
-    config = AutoConfig.from_pretrained(path)
+    come from the language model at `path` (at `revision`), with a new head configured by `new_head`. Logs which
+    weights were loaded, which are new and which of the checkpoint's were left out (its output layer)."""
+    config = AutoConfig.from_pretrained(path, revision=revision)
     if config.reverse:
         raise ValueError(
             f"--model_name_or_path {path}: a backward language model (config.reverse), whose encoder reads text right"
@@ -148,7 +155,7 @@ def start_from_language_model(
         )
     # the LM's auto_map names its own head: saving the new model writes its own
     config = type(config)(**{**config.to_diff_dict(), **new_head, "architectures": None, "auto_map": None})
-    model, info = model_class.from_pretrained(path, config=config, output_loading_info=True)
+    model, info = model_class.from_pretrained(path, config=config, output_loading_info=True, revision=revision)
     loaded = [name for name in model.state_dict() if name not in info["missing_keys"]]
     logger.info(
         "%s from the language model %s: %d weights loaded (%s); new: %s; left out: %s",
@@ -159,7 +166,7 @@ def start_from_language_model(
         ", ".join(sorted(info["missing_keys"])) or "none",
         ", ".join(sorted(info["unexpected_keys"])) or "none",
     )
-    return model, AutoTokenizer.from_pretrained(path)
+    return model, AutoTokenizer.from_pretrained(path, revision=revision)
 
 
 def check_labels(path: str, model_labels: Iterable[str], data_labels: Iterable[str]) -> None:
