@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -226,6 +227,14 @@ def print_metrics(trainer: Trainer, metrics: Mapping[str, object]) -> None:
     """One JSON line on stdout (the main process's), floats rounded: what a caller of the script parses."""
     if trainer.is_world_process_zero():
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+
+
+def card_dataset(dataset_name: str | None, train_file: str | None) -> str | None:
+    """The model card's `datasets:` entry: a Hub dataset's id, else the name of the local folder the data came from
+    (`--dataset_name` folder, or the training file's folder); never a path, which names this machine's folders."""
+    if dataset_name:
+        return Path(dataset_name).name if Path(dataset_name).exists() else dataset_name
+    return (Path(train_file).parent.name or None) if train_file else None
 
 
 def first(dataset: Dataset, count: int | None) -> Dataset:
