@@ -63,6 +63,7 @@ from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
     RowOrderTrainer,
+    card_dataset,
     check_labels,
     check_steps,
     default_steps,
@@ -95,6 +96,7 @@ class DataArguments:
     dataset_name: str | None = field(
         default=None, metadata={"help": "Instead of files: a Hub dataset (e.g. wnut_17) or a local dataset folder."}
     )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "--dataset_name's configuration."})
     tokens_column: str = field(default="tokens", metadata={"help": "JSON/CSV, --dataset_name: the words' column."})
     tags_column: str = field(default="ner_tags", metadata={"help": "JSON/CSV, --dataset_name: the tags' column."})
     validation_file: str | None = field(default=None, metadata={"help": "Evaluation file; see validation_fraction."})
@@ -348,7 +350,9 @@ def load_splits(
     checkpoint's (`read_files`)."""
     if data_args.dataset_name:
         raw = standardize_tagging_dataset(
-            load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column
+            load_dataset(data_args.dataset_name, data_args.dataset_config_name),
+            data_args.tokens_column,
+            data_args.tags_column,
         )
         read, files_scheme = relabel(raw, config, checkpoint) if config is not None else (raw, None)
     else:
@@ -655,8 +659,7 @@ def main() -> None:
     if training_args.do_predict:
         print_metrics(trainer, write_predictions(trainer, raw["test"], data["test"], labels, files_scheme))
     if push:
-        dataset = data_args.dataset_name or (Path(data_args.train_file).parent.name if data_args.train_file else None)
-        push_trained(trainer, metrics, dataset=dataset or None)
+        push_trained(trainer, metrics, dataset=card_dataset(data_args.dataset_name, data_args.train_file))
     trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 
