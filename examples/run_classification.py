@@ -45,6 +45,7 @@ from hf_rnn.launch import (
     parse_args,
     print_metrics,
     refuse_fixed,
+    refuse_stored_tables,
     start,
     start_from_language_model,
     train_and_save,
@@ -212,6 +213,8 @@ def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, Finet
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((ClassificationArguments, FinetuningArguments, TrainingArguments))
     arguments, finetuning_args, training_args = parse_args(parser, defaults, args)
+    given = {f"--{split}_file": getattr(arguments, f"{split}_file") for split in ("train", "validation", "test")}
+    refuse_stored_tables(parser, given)
     files = arguments.train_file or arguments.validation_file or arguments.test_file
     if arguments.dataset_name and files:
         parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")

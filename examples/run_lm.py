@@ -56,6 +56,7 @@ from hf_rnn.launch import (
     load_pretrained,
     parse_args,
     refuse_fixed,
+    refuse_stored_tables,
     start,
     train_and_save,
 )
@@ -131,6 +132,8 @@ def parse(args: list[str] | None = None) -> tuple[LmArguments, FinetuningArgumen
     """The flags (hf_rnn.launch's defaults, and the recipe's unless --no_zaremba); contradictions are usage errors."""
     parser = HfArgumentParser((LmArguments, FinetuningArguments, TrainingArguments))
     lm_args, finetuning_args, training_args = parse_args(parser, defaults, args)
+    given = {f"--{split}_file": getattr(lm_args, f"{split}_file") for split in ("train", "validation", "test")}
+    refuse_stored_tables(parser, given)
     if lm_args.zaremba and (training_args.lr_scheduler_type != "constant" or training_args.warmup_steps):
         parser.error(
             f"--lr_scheduler_type {training_args.lr_scheduler_type.value} --warmup_steps {training_args.warmup_steps}:"

@@ -73,6 +73,7 @@ from hf_rnn.launch import (
     parse_args,
     print_metrics,
     refuse_fixed,
+    refuse_stored_tables,
     start,
     start_from_language_model,
     train_and_save,
@@ -400,6 +401,8 @@ def parse(
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((DataArguments, ModelArguments, FinetuningArguments, TrainingArguments))
     data_args, model_args, finetuning_args, training_args = parse_args(parser, defaults, args)
+    given = {f"--{split}_file": getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}
+    refuse_stored_tables(parser, given)
     files = data_args.train_file or data_args.validation_file or data_args.test_file
     if data_args.dataset_name and files:
         parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")

@@ -229,6 +229,21 @@ def print_metrics(trainer: Trainer, metrics: Mapping[str, object]) -> None:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
 
+STORED_FORMATS = {".parquet": "Parquet", ".arrow": "Arrow", ".feather": "Arrow"}  # binary tables, not text
+
+
+def refuse_stored_tables(parser: HfArgumentParser, files: Mapping[str, str | None]) -> None:
+    """A Parquet or Arrow file given where a script reads text (its bytes would read as "not valid UTF-8") is a usage
+    error that says how such data loads: `--dataset_name` on its folder (`load_dataset` reads it)."""
+    for flag, path in files.items():
+        kind = STORED_FORMATS.get(os.path.splitext(path or "")[1].lower())
+        if kind:
+            parser.error(
+                f"{flag} {path}: a {kind} file; {flag} reads text files. Put it in a folder as train{Path(path).suffix}"
+                f" (validation..., test...) and pass the folder as --dataset_name"
+            )
+
+
 def card_dataset(dataset_name: str | None, train_file: str | None) -> str | None:
     """The model card's `datasets:` entry: a Hub dataset's id, else the name of the local folder the data came from
     (`--dataset_name` folder, or the training file's folder); never a path, which names this machine's folders."""

@@ -4,7 +4,7 @@ reads as the same data given as files."""
 import json
 
 import pytest
-from example_scripts import SAMPLE, run_main
+from example_scripts import SAMPLE, TINY_TAGGER, refused, run_main
 
 from hf_rnn.data import read_conll
 
@@ -71,3 +71,32 @@ def test_run_classification_joins_text_columns_from_files_and_dataset_folders_al
     assert predicted["columns"] == predicted["named"] == predicted["joined"]
     scores = {name: json.loads((tmp_path / name / "eval_results.json").read_text()) for name in runs}
     assert scores["named"]["eval_loss"] == scores["columns"]["eval_loss"] == scores["joined"]["eval_loss"]
+
+
+@pytest.mark.parametrize("script", ["run_tagging", "run_lm", "run_classification"])
+def test_a_parquet_file_is_refused_with_the_way_to_load_it(tmp_path, monkeypatch, capsys, script):
+    """It was read as CoNLL or plain text ("not valid UTF-8")."""
+    (tmp_path / "train.parquet").write_bytes(b"PAR1\x15\x04\x15\x80\x80")
+    message = refused(
+        monkeypatch, capsys, script, "--train_file", str(tmp_path / "train.parquet"), output_dir=tmp_path / "out"
+    )
+    assert f"--train_file {tmp_path / 'train.parquet'}: a Parquet file" in message and "--dataset_name" in message
+
+
+def test_run_tagging_on_a_folder_of_parquet_files_tags_as_on_its_json_files(tmp_path, monkeypatch):
+    from datasets import Dataset
+
+    sentences = read_conll(SAMPLE / "sample_pos.train.tsv")
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for split, part in (("train", sentences[:100]), ("test", sentences[100:110])):
+        table = Dataset.from_dict({"tokens": [s.tokens for s in part], "ner_tags": [s.tags for s in part]})
+        table.to_json(tmp_path / f"{split}.jsonl")
+        table.to_parquet(folder / f"{split}.parquet")
+    tiny = [*TINY_TAGGER, "--max_steps", "3", "--no_plots", "--do_predict"]
+    json_files = ["--train_file", str(tmp_path / "train.jsonl"), "--test_file", str(tmp_path / "test.jsonl")]
+    run_main(monkeypatch, "run_tagging", *json_files, *tiny, "--output_dir", str(tmp_path / "json"))
+    named = ["--dataset_name", str(folder), "--do_eval", "false"]
+    run_main(monkeypatch, "run_tagging", *named, *tiny, "--output_dir", str(tmp_path / "named"))
+    predictions = [(tmp_path / run / "predictions.conll").read_text() for run in ("json", "named")]
+    assert predictions[0] == predictions[1] and predictions[0].count("\n\n") == 10
