@@ -2,9 +2,12 @@
 that row, whatever order the Trainer batches the rows in."""
 
 import csv
+import json
+import sys
 
+import pytest
 import torch
-from example_scripts import SAMPLE, TINY_TAGGER, conll_sentences, run_main
+from example_scripts import SAMPLE, TINY_TAGGER, conll_sentences, example_script, run_main
 
 import hf_rnn
 from hf_rnn.data import read_conll
@@ -66,3 +69,44 @@ def test_predictions_csv_holds_each_texts_own_label_under_length_grouping(tmp_pa
     for row in written:
         logits = alone(model, tokenizer, row["text"]).logits[0]
         assert row["predicted"] == model.config.id2label[int(logits.argmax())]
+
+
+SAVING = {  # flags -> (save_strategy, save_steps, save_total_limit)
+    (): ("epoch", 500, 1),
+    ("--eval_strategy", "steps", "--eval_steps", "200"): ("steps", 500, 1),  # as --load_best_model_at_end needs
+    ("--save_steps", "100"): ("steps", 100, None),  # a saving flag given: the Trainer's defaults for the rest
+    ("--save_strategy", "steps"): ("steps", 500, None),
+    ("--save_total_limit", "3"): ("steps", 500, 3),
+}
+
+
+@pytest.mark.parametrize("script", ["run_tagging", "run_lm", "run_classification"])
+@pytest.mark.parametrize("flags", SAVING, ids=lambda flags: " ".join(flags) or "defaults")
+def test_the_scripts_save_one_checkpoint_per_epoch_unless_told_how(script, flags):
+    data = ["--train_file", "t.txt", "--validation_file", "v.txt", "--output_dir", "out", *flags]
+    training_args = example_script(script).parse(data)[-1]
+    saving = (training_args.save_strategy.value, training_args.save_steps, training_args.save_total_limit)
+    assert saving == SAVING[flags]
+
+
+@pytest.mark.slow  # 576 steps (~10 s)
+def test_by_default_a_run_keeps_one_checkpoint_its_last(tmp_path, monkeypatch):
+    """The Trainer's default saved a checkpoint every 500 steps and kept them all (257 MB for a 101-second WNUT-17
+    run; here checkpoint-500 and -576); the scripts keep the newest one."""
+    out = tmp_path / "out"
+    train = ["--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--max_train_samples", "64", "--no_plots"]
+    tiny = [
+        "--embedding_size",
+        "8",
+        "--hidden_size",
+        "8",
+        "--per_device_train_batch_size",
+        "1",
+        "--num_train_epochs",
+        "9",
+    ]
+    quiet = ["--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none"]
+    monkeypatch.setattr(sys, "argv", ["run_tagging", *train, *tiny, *quiet, "--output_dir", str(out)])
+    example_script("run_tagging").main()
+    steps = json.loads((out / "trainer_state.json").read_text())["global_step"]
+    assert steps == 576 and sorted(path.name for path in out.glob("checkpoint-*")) == [f"checkpoint-{steps}"]
