@@ -110,3 +110,27 @@ def test_by_default_a_run_keeps_one_checkpoint_its_last(tmp_path, monkeypatch):
     example_script("run_tagging").main()
     steps = json.loads((out / "trainer_state.json").read_text())["global_step"]
     assert steps == 576 and sorted(path.name for path in out.glob("checkpoint-*")) == [f"checkpoint-{steps}"]
+
+
+def test_run_tagging_tags_a_file_of_words(tmp_path, monkeypatch):
+    """--do_predict on a file without tags (one word per line, as flair and spaCy tag a file) writes each word and
+    the tag the saved model gives its sentence alone, and no metrics; before, the file was refused ("expected a token
+    and a tag column")."""
+    model = tmp_path / "model"
+    train = ["--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--max_train_samples", "64", "--no_plots"]
+    run_main(monkeypatch, "run_tagging", *train, *TINY_TAGGER, "--output_dir", str(model))
+    sentences = read_conll(SAMPLE / "sample_pos.dev.tsv")[:12]
+    words = tmp_path / "words.txt"
+    words.write_text("-DOCSTART-\n\n" + "\n".join("".join(f"{w}\n" for w in s.tokens) for s in sentences))
+    out = tmp_path / "out"
+    test = ["--test_file", str(words), "--do_train", "false", "--output_dir", str(out), *GROUPED]
+    run_main(monkeypatch, "run_tagging", "--model_name_or_path", str(model), *test)
+
+    tagger, tokenizer = load_pretrained(str(model), hf_rnn.RnnForTokenClassification)
+    tagger.eval()
+    written = conll_sentences(out / "predictions.conll")
+    assert [[word for word, _ in rows] for rows in written] == [s.tokens for s in sentences]
+    for rows, sentence in zip(written, sentences):
+        tags = alone(tagger, tokenizer, sentence.tokens, is_split_into_words=True).predictions[0]
+        assert [guess for _, guess in rows] == [tagger.config.id2label[int(t)] for t in tags]
+    assert not (out / "predict_results.json").exists()
