@@ -2,19 +2,23 @@
 
     python examples/run_classification.py --train_file train.csv --validation_file dev.csv --output_dir runs/cls \
         --text_column text --label_column label --pooling max
+    python examples/run_classification.py --dataset_name path/to/dataset --text_column_names premise,hypothesis ...
 
 Labels are read as the strings in the file and mapped to ids sorted by name (a label seen only in validation is an
 error that names it). Texts are split on whitespace by a word-level tokenizer built from the training texts. An empty
 cell, a missing column or a table without rows is refused before training, naming the file and the line (JSON: row).
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, predict when a test file is), `--max_{train,eval,predict}_samples` keep the
-first rows of a file, and `--model_name_or_path` continues from an hf_rnn classifier (its architecture, tokenizer and
-labels), or starts a new classifier on an hf_rnn language model's encoder and tokenizer, with the training file's
-labels and `--pooling` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its fine-tuning schedules,
-hf_rnn.finetuning). `--do_predict` writes the test metrics (predict_results.json) and predictions.csv (text, label, predicted).
+first rows of a file, `--dataset_name` (with `--dataset_config_name`) reads a Hub dataset or a local dataset folder
+instead of files, `--text_column_names a,b` joins several text columns with a space (transformers' flag; also
+`--label_column_name`), and `--model_name_or_path` (at `--model_revision`) continues from an hf_rnn classifier (its
+architecture, tokenizer and labels), or starts a new classifier on an hf_rnn language model's encoder and tokenizer,
+with the training file's labels and `--pooling` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
+fine-tuning schedules, hf_rnn.finetuning). `--do_predict` writes the test metrics (predict_results.json) and
+predictions.csv (text, label, predicted: each row's own, whatever the batching).
 Every `TrainingArguments` flag works; the defaults differ from the Trainer's where those do not train an RNN from
-scratch: lr 2e-3, a loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS
-is set (hf_rnn.launch).
+scratch: lr 2e-3, a loss logged every 2 % of the steps, one checkpoint per epoch with only the newest kept unless a
+--save_* flag is given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 """
 
 import argparse

@@ -21,13 +21,16 @@ U[-init, init] weights, and the lr divided by `lr_decay` every epoch after `deca
 `hf_rnn.tbptt.zaremba_schedule`, so that a resumed run continues the schedule). With a per-token mean
 loss the same lr trains ~35x slower, which is why the scale matters (a bare-PyTorch rerun that way reached 136 test perplexity instead of 82.8). `--no_zaremba` trains
 on the per-token mean with the Trainer's AdamW and linear decay, from lr 2e-3. Every flag can be set, the recipe's
-included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, and torch uses
-one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
+included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, a checkpoint
+saved per epoch (only the newest kept) unless a --save_* flag is given, and torch uses one CPU thread unless
+OMP_NUM_THREADS is set (hf_rnn.launch).
 
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, report the test perplexity when a test file is; predict_results.json),
 `--max_{train,eval,predict}_samples N` keep the first N windows of a file (N x bptt tokens, taken before
-`--reverse` turns them round), and `--model_name_or_path` continues from an hf_rnn language model (its architecture,
+`--reverse` turns them round), `--dataset_name` (with `--dataset_config_name`) reads a Hub dataset or a local dataset
+folder instead of files (its 'text' column, else its first, one line per row), and `--model_name_or_path` (at
+`--model_revision`) continues from an hf_rnn language model (its architecture,
 vocabulary, `--char_level` and `--reverse`). `--layer_lr_decay` and `--gradual_unfreezing` (hf_rnn.finetuning) are
 ULMFiT's fine-tuning schedules.
 

@@ -2,12 +2,16 @@
 
     python examples/run_tagging.py --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
         --output_dir runs/pos --use_crf --num_train_epochs 10
-    python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file test.conllu
+    python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file test.conllu \
+        --output_dir runs/pos-test                        # scores it; predictions.conll
+    python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file words.txt \
+        --output_dir runs/tagged                          # a file of words, one per line: tags it
     accelerate launch examples/run_tagging.py ...        # several processes / GPUs
 
 Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...). The
 defaults differ from the Trainer's where those do not train an RNN from scratch: lr 2e-3, a
-loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
+loss logged every 2 % of the steps, one checkpoint per epoch with only the newest kept unless a --save_* flag is
+given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 `--resume_from_checkpoint True` (or a folder of checkpoints) resumes from the last complete checkpoint in it, skipping
 one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
 that one.
@@ -21,13 +25,16 @@ scheme for the metrics and predictions.conll, so the scores compare against the 
 
 As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
 `--do_eval`, `--do_predict` choose the steps (by default: train, evaluate when evaluation data is named, predict when
-a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, and `--model_name_or_path`
-continues from an hf_rnn tagger (its architecture, tokenizer and labels), or starts a new tagger on an hf_rnn word
+a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, `--dataset_name` (with
+`--dataset_config_name`) reads a Hub dataset or a local dataset folder instead of files, and `--model_name_or_path`
+(at `--model_revision`) continues from an hf_rnn tagger (its architecture, tokenizer and labels), or starts a new tagger on an hf_rnn word
 language model's encoder and tokenizer (its architecture: left to right, no character encoder), with the training
 file's labels, `--use_crf` and `--crf_constraints` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
 fine-tuning schedules, hf_rnn.finetuning). `--do_predict` writes the test metrics
 (predict_results.json) and predictions.conll: token, gold and predicted tag (- for a word cut by --max_length),
-TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it).
+TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it), each sentence's own tags whatever
+the batching (`--train_sampling_strategy group_by_length` included). A test file of words only (one column) is
+tagged: predictions.conll holds each word and its tag, and no metrics are written.
 """
 
 import argparse
