@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from example_scripts import SAMPLE, TINY_TAGGER, conll_sentences, example_script, run_main
+from example_scripts import SAMPLE, TINY_TAGGER, conll_sentences, example_script, run_main, run_script
 
 import hf_rnn
 from hf_rnn.data import read_conll
@@ -134,3 +134,32 @@ def test_run_tagging_tags_a_file_of_words(tmp_path, monkeypatch):
         tags = alone(tagger, tokenizer, sentence.tokens, is_split_into_words=True).predictions[0]
         assert [guess for _, guess in rows] == [tagger.config.id2label[int(t)] for t in tags]
     assert not (out / "predict_results.json").exists()
+
+
+@pytest.mark.slow  # torchrun, 2 processes (~30 s)
+def test_predictions_conll_holds_each_sentences_own_tags_with_two_processes(tmp_path):
+    """23 test sentences over 2 processes (the last batch padded with repeats, which the gather drops)."""
+    out = tmp_path / "out"
+    test = ["--test_file", str(SAMPLE / "sample_pos.dev.tsv"), "--max_predict_samples", "23", "--no_plots"]
+    train = ["--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--max_train_samples", "64"]
+    run_script(
+        "run_tagging.py",
+        *train,
+        *test,
+        *TINY_TAGGER,
+        *GROUPED,
+        "--ddp_find_unused_parameters",
+        "false",
+        "--output_dir",
+        str(out),
+        launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+        env={"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"},
+    )
+    model, tokenizer = load_pretrained(str(out), hf_rnn.RnnForTokenClassification)
+    model.eval()
+    written = conll_sentences(out / "predictions.conll")
+    sentences = read_conll(SAMPLE / "sample_pos.dev.tsv")[:23]
+    assert [[word for word, _, _ in rows] for rows in written] == [s.tokens for s in sentences]
+    for rows, sentence in zip(written, sentences):
+        tags = alone(model, tokenizer, sentence.tokens, is_split_into_words=True).predictions[0]
+        assert [guess for _, _, guess in rows] == [model.config.id2label[int(t)] for t in tags]
