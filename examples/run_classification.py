@@ -2,19 +2,23 @@
 
     python examples/run_classification.py --train_file train.csv --validation_file dev.csv --output_dir runs/cls \
         --text_column text --label_column label --pooling max
+    python examples/run_classification.py --dataset_name path/to/dataset --text_column_names premise,hypothesis ...
 
 Labels are read as the strings in the file and mapped to ids sorted by name (a label seen only in validation is an
 error that names it). Texts are split on whitespace by a word-level tokenizer built from the training texts. An empty
 cell, a missing column or a table without rows is refused before training, naming the file and the line (JSON: row).
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, predict when a test file is), `--max_{train,eval,predict}_samples` keep the
-first rows of a file, and `--model_name_or_path` continues from an hf_rnn classifier (its architecture, tokenizer and
-labels), or starts a new classifier on an hf_rnn language model's encoder and tokenizer, with the training file's
-labels and `--pooling` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its fine-tuning schedules,
-hf_rnn.finetuning). `--do_predict` writes the test metrics (predict_results.json) and predictions.csv (text, label, predicted).
+first rows of a file, `--dataset_name` (with `--dataset_config_name`) reads a Hub dataset or a local dataset folder
+instead of files, `--text_column_names a,b` joins several text columns with a space (transformers' flag; also
+`--label_column_name`), and `--model_name_or_path` (at `--model_revision`) continues from an hf_rnn classifier (its
+architecture, tokenizer and labels), or starts a new classifier on an hf_rnn language model's encoder and tokenizer,
+with the training file's labels and `--pooling` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
+fine-tuning schedules, hf_rnn.finetuning). `--do_predict` writes the test metrics (predict_results.json) and
+predictions.csv (text, label, predicted: each row's own, whatever the batching).
 Every `TrainingArguments` flag works; the defaults differ from the Trainer's where those do not train an RNN from
-scratch: lr 2e-3, a loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS
-is set (hf_rnn.launch).
+scratch: lr 2e-3, a loss logged every 2 % of the steps, one checkpoint per epoch with only the newest kept unless a
+--save_* flag is given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 """
 
 import argparse
@@ -25,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, load_dataset
-from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments
+from datasets import ClassLabel, Dataset, load_dataset
+from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments
 
 import hf_rnn
 from hf_rnn.data import DataFormatError
@@ -34,7 +38,9 @@ from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
+    RowOrderTrainer,
     RunArguments,
+    card_dataset,
     check_labels,
     check_steps,
     default_steps,
@@ -44,6 +50,7 @@ from hf_rnn.launch import (
     parse_args,
     print_metrics,
     refuse_fixed,
+    refuse_stored_tables,
     start,
     start_from_language_model,
     train_and_save,
@@ -71,11 +78,29 @@ class ClassificationArguments:
             " start one on an hf_rnn language model's encoder and tokenizer."
         },
     )
+    model_revision: str = field(
+        default="main",
+        metadata={
+            "help": "The revision of --model_name_or_path to load: a branch (e.g. a --hub_revision), tag or commit."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N rows."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Predict the first N rows."})
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str = field(
+        default="text",
+        metadata={
+            "aliases": ["--text_column_names"],
+            "help": "The text column; several, comma-separated (transformers' --text_column_names), are joined with a"
+            " space into one text.",
+        },
+    )
+    label_column: str = field(default="label", metadata={"aliases": ["--label_column_name"]})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Instead of files: a Hub dataset or a local dataset folder (splits train/validation/test)."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "--dataset_name's configuration."})
     lowercase: bool = True
     min_frequency: int = 1
     max_length: int = 256
@@ -138,18 +163,73 @@ def _json_rows(path: str) -> tuple[list[str], list[tuple[str, dict]]]:
     return table.column_names, [(f"{path}: row {index}", row) for index, row in enumerate(table, 1)]
 
 
+def read_splits(args: ClassificationArguments, steps: dict[str, bool]) -> dict[str, Dataset]:
+    """The splits given (files, or those of --dataset_name that `steps` asks for), each a table of the text (its columns joined with a space, as
+    transformers' run_classification.py joins --text_column_names) under the name --text_column, and the label."""
+    columns = args.text_column.split(",")
+    if args.dataset_name:
+        data = load_dataset(args.dataset_name, args.dataset_config_name)
+        for split, wanted in steps.items():
+            if wanted and split not in data:
+                raise ValueError(f"--dataset_name {args.dataset_name} has no {split!r} split (it has {list(data)})")
+        return {split: dataset_table(args, split, data[split], columns) for split in steps if steps[split]}
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    splits = {}
+    for split, path in files.items():
+        if path:
+            tables = [load_table(path, column, args.label_column) for column in columns]
+            texts = [" ".join(row) for row in zip(*(table[column] for table, column in zip(tables, columns)))]
+            splits[split] = Dataset.from_dict(
+                {args.text_column: texts, args.label_column: tables[0][args.label_column]}
+            )
+    return splits
+
+
+def dataset_table(args: ClassificationArguments, split: str, part: Dataset, columns: list[str]) -> Dataset:
+    """One split of --dataset_name as `read_splits` makes it: class ids read as their names; an empty or non-text
+    value is an error naming the split, the row and the column."""
+    where = f"--dataset_name {args.dataset_name}: split {split!r}"
+    missing = [column for column in [*columns, args.label_column] if column not in part.column_names]
+    if missing:
+        raise ValueError(
+            f"{where} has no column {missing} (--text_column, --label_column); it has {part.column_names}"
+        )
+    label_feature = part.features[args.label_column]
+    names = label_feature.names if isinstance(label_feature, ClassLabel) else None
+    texts, labels = [], []
+    for row, record in enumerate(part):
+        for column in columns:
+            if not isinstance(record[column], str) or not record[column].strip():
+                raise ValueError(f"{where} row {row}: {column!r} is {record[column]!r}, not text")
+        label = record[args.label_column]
+        if label is None or isinstance(label, (list, dict)) or not str(label).strip() or (names and label < 0):
+            raise ValueError(f"{where} row {row}: {args.label_column!r} is {label!r}, not a label")
+        texts.append(" ".join(record[column] for column in columns))
+        labels.append(names[label] if names else str(label))
+    return Dataset.from_dict({args.text_column: texts, args.label_column: labels})
+
+
 def defaults(given: argparse.Namespace) -> dict:
-    return {**TRAINING_DEFAULTS, **default_steps(bool(given.validation_file), bool(given.test_file))}
+    evaluation = bool(given.validation_file or given.dataset_name)
+    return {**TRAINING_DEFAULTS, **default_steps(evaluation, bool(given.test_file))}
 
 
 def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, FinetuningArguments, TrainingArguments]:
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((ClassificationArguments, FinetuningArguments, RunArguments))
     arguments, finetuning_args, training_args = parse_args(parser, defaults, args)
-    data = {"train": arguments.train_file, "eval": arguments.validation_file, "predict": arguments.test_file}
+    given = {f"--{split}_file": getattr(arguments, f"{split}_file") for split in ("train", "validation", "test")}
+    refuse_stored_tables(parser, given)
+    files = arguments.train_file or arguments.validation_file or arguments.test_file
+    if arguments.dataset_name and files:
+        parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
+    named = arguments.dataset_name
+    data = {"train": arguments.train_file or named, "eval": arguments.validation_file or named}
+    data["predict"] = arguments.test_file or named
     flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
+    flags = {step: f"{flag} or --dataset_name" for step, flag in flags.items()}
     checkpoint = arguments.model_name_or_path
-    from_lm = bool(checkpoint) and is_language_model(checkpoint)
+    from_lm = bool(checkpoint) and is_language_model(checkpoint, arguments.model_revision)
     check_steps(parser, training_args, checkpoint, data, flags, new_head=from_lm)
     refuse_fixed(parser, checkpoint, (arguments, ARCHITECTURE if from_lm else ARCHITECTURE + HEAD))
     return arguments, finetuning_args, training_args
@@ -192,25 +272,29 @@ def main() -> None:
     args, finetuning_args, training_args = parse()
     resume, push = start(training_args)
 
-    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
-    splits = {split: load_table(path, args.text_column, args.label_column) for split, path in files.items() if path}
+    splits = read_splits(args, steps)
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    files = {split: files[split] or f"--dataset_name {args.dataset_name} split {split!r}" for split in splits}
     checkpoint = args.model_name_or_path
-    if checkpoint and not is_language_model(checkpoint):  # a classifier to continue
-        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForSequenceClassification)
+    if checkpoint and not is_language_model(checkpoint, args.model_revision):  # a classifier to continue
+        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForSequenceClassification, args.model_revision)
         seen = {label for part in splits.values() for label in part[args.label_column]}
         check_labels(checkpoint, model.config.label2id, seen)
     else:  # a new classifier: on a language model's encoder (ULMFiT), or from scratch
         if checkpoint:
             head = head_config(args, splits["train"])
-            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForSequenceClassification, head)
+            model, tokenizer = start_from_language_model(
+                checkpoint, hf_rnn.RnnForSequenceClassification, head, args.model_revision
+            )
         else:
             model, tokenizer = build_model(args, splits["train"])
         for split, part in splits.items():  # the training file's labels are the model's
             unknown = sorted(set(part[args.label_column]) - set(model.config.label2id))
             if unknown:
                 raise ValueError(
-                    f"{files[split]}: labels {unknown} do not occur in the training file {args.train_file}"
+                    f"{files[split]}: labels {unknown} do not occur in the training"
+                    f" {'file' if args.train_file else 'data'} {files['train']}"
                 )
     label_ids, labels = model.config.label2id, model.config.id2label
     limits = {"train": args.max_train_samples, "validation": args.max_eval_samples, "test": args.max_predict_samples}
@@ -228,7 +312,7 @@ def main() -> None:
         predicted = np.asarray(prediction.predictions).argmax(-1)
         return accuracy.compute(predictions=predicted.tolist(), references=prediction.label_ids.tolist())
 
-    trainer = Trainer(
+    trainer = RowOrderTrainer(
         model=model,
         args=training_args,
         train_dataset=data.get("train"),
@@ -259,8 +343,7 @@ def main() -> None:
                 ):
                     writer.writerow([text, label, labels[int(guess)]])
     if push:
-        dataset = Path(args.train_file).parent.name if args.train_file else None
-        push_trained(trainer, metrics, dataset=dataset or None)
+        push_trained(trainer, metrics, dataset=card_dataset(args.dataset_name, args.train_file))
     trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 

@@ -21,13 +21,16 @@ U[-init, init] weights, and the lr divided by `lr_decay` every epoch after `deca
 `hf_rnn.tbptt.zaremba_schedule`, so that a resumed run continues the schedule). With a per-token mean
 loss the same lr trains ~35x slower, which is why the scale matters (a bare-PyTorch rerun that way reached 136 test perplexity instead of 82.8). `--no_zaremba` trains
 on the per-token mean with the Trainer's AdamW and linear decay, from lr 2e-3. Every flag can be set, the recipe's
-included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, and torch uses
-one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
+included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, a checkpoint
+saved per epoch (only the newest kept) unless a --save_* flag is given, and torch uses one CPU thread unless
+OMP_NUM_THREADS is set (hf_rnn.launch).
 
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, report the test perplexity when a test file is; predict_results.json),
 `--max_{train,eval,predict}_samples N` keep the first N windows of a file (N x bptt tokens, taken before
-`--reverse` turns them round), and `--model_name_or_path` continues from an hf_rnn language model (its architecture,
+`--reverse` turns them round), `--dataset_name` (with `--dataset_config_name`) reads a Hub dataset or a local dataset
+folder instead of files (its 'text' column, else its first, one line per row), and `--model_name_or_path` (at
+`--model_revision`) continues from an hf_rnn language model (its architecture,
 vocabulary, `--char_level` and `--reverse`). `--layer_lr_decay` and `--gradual_unfreezing` (hf_rnn.finetuning) are
 ULMFiT's fine-tuning schedules.
 
@@ -40,9 +43,9 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
+from datasets import load_dataset
 from transformers import HfArgumentParser, TrainingArguments
 
 import hf_rnn
@@ -53,11 +56,13 @@ from hf_rnn.launch import (
     TRAINING_DEFAULTS,
     RunArguments,
     at_least,
+    card_dataset,
     check_steps,
     default_steps,
     load_pretrained,
     parse_args,
     refuse_fixed,
+    refuse_stored_tables,
     start,
     train_and_save,
 )
@@ -79,8 +84,24 @@ class LmArguments:
     )
     validation_file: str | None = None
     test_file: str | None = field(default=None, metadata={"help": "--do_predict: its perplexity."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of files: a Hub dataset (e.g. wikitext) or a local dataset folder, its 'text' column (else"
+            " its first), one line per row."
+        },
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "--dataset_name's configuration (e.g. wikitext-2-raw-v1)."}
+    )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Continue from an hf_rnn language model (folder or Hub id), its vocabulary."}
+    )
+    model_revision: str = field(
+        default="main",
+        metadata={
+            "help": "The revision of --model_name_or_path to load: a branch (e.g. a --hub_revision), tag or commit."
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N windows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N windows."})
@@ -109,7 +130,7 @@ class LmArguments:
 
 def defaults(given: argparse.Namespace) -> dict:
     """The recipe's optimiser, or with --no_zaremba the other scripts' AdamW at 2e-3."""
-    steps = default_steps(bool(given.validation_file), bool(given.test_file))
+    steps = default_steps(bool(given.validation_file or given.dataset_name), bool(given.test_file))
     return {**TRAINING_DEFAULTS, **(ZAREMBA if given.zaremba else {}), **steps}
 
 
@@ -126,17 +147,50 @@ def parse(args: list[str] | None = None) -> tuple[LmArguments, FinetuningArgumen
     """The flags (hf_rnn.launch's defaults, and the recipe's unless --no_zaremba); contradictions are usage errors."""
     parser = HfArgumentParser((LmArguments, FinetuningArguments, RunArguments))
     lm_args, finetuning_args, training_args = parse_args(parser, defaults, args, RANGES)
+    given = {f"--{split}_file": getattr(lm_args, f"{split}_file") for split in ("train", "validation", "test")}
+    refuse_stored_tables(parser, given)
     if lm_args.zaremba and (training_args.lr_scheduler_type != "constant" or training_args.warmup_steps):
         parser.error(
             f"--lr_scheduler_type {training_args.lr_scheduler_type.value} --warmup_steps {training_args.warmup_steps}:"
             " --zaremba decays the lr its own way (--decay_start, --lr_decay); pass --no_zaremba for the Trainer's"
             " schedules"
         )
-    data = {"train": lm_args.train_file, "eval": lm_args.validation_file, "predict": lm_args.test_file}
+    files = lm_args.train_file or lm_args.validation_file or lm_args.test_file
+    if lm_args.dataset_name and files:
+        parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
+    named = lm_args.dataset_name
+    data = {"train": lm_args.train_file or named, "eval": lm_args.validation_file or named}
+    data["predict"] = lm_args.test_file or named
     flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
+    flags = {step: f"{flag} or --dataset_name" for step, flag in flags.items()}
     check_steps(parser, training_args, lm_args.model_name_or_path, data, flags)
     refuse_fixed(parser, lm_args.model_name_or_path, (lm_args, ARCHITECTURE))
     return lm_args, finetuning_args, training_args
+
+
+def dataset_texts(name: str, config_name: str | None, char_level: bool, steps: dict[str, bool]) -> dict[str, list]:
+    """The splits asked for (`steps`) of a dataset, as `read_characters` or `read_text` read a file: each row of its
+    'text' column (else its first, as transformers' run_clm.py takes it) a line."""
+    data = load_dataset(name, config_name)
+    texts = {}
+    for split, wanted in steps.items():
+        if not wanted:
+            continue
+        if split not in data:
+            raise ValueError(f"--dataset_name {name} has no {split!r} split (it has {list(data)})")
+        part = data[split]
+        column = "text" if "text" in part.column_names else part.column_names[0]
+        lines = part[column]
+        for row, line in enumerate(lines):
+            if not isinstance(line, str):
+                raise ValueError(f"--dataset_name {name}: {split} row {row}: {column!r} is {line!r}, not text")
+        if not any(line.strip() for line in lines):
+            raise ValueError(f"--dataset_name {name}: its {split!r} split has no text in column {column!r}")
+        if char_level:
+            texts[split] = [line if line.endswith("\n") else line + "\n" for line in lines]
+        else:
+            texts[split] = [line.split() + ["<eos>"] for line in lines if line.strip()]
+    return texts
 
 
 def token_stream(text: list, tokenizer, char_level: bool, limit: int | None, reverse: bool) -> torch.Tensor:
@@ -163,12 +217,16 @@ def main() -> None:
     files = {"train": lm_args.train_file, "validation": lm_args.validation_file, "test": lm_args.test_file}
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     if lm_args.model_name_or_path:
-        model, tokenizer = load_pretrained(lm_args.model_name_or_path, hf_rnn.RnnForCausalLM)
+        model, tokenizer = load_pretrained(lm_args.model_name_or_path, hf_rnn.RnnForCausalLM, lm_args.model_revision)
         char_level, reverse = model.config.char_level, model.config.reverse
     else:
         char_level, reverse = lm_args.char_level, lm_args.reverse
-    read = read_characters if char_level else read_text
-    texts = {split: read(path) for split, path in files.items() if path and steps[split]}
+    if lm_args.dataset_name:
+        texts = dataset_texts(lm_args.dataset_name, lm_args.dataset_config_name, char_level, steps)
+        files = {split: f"{lm_args.dataset_name} ({split})" for split in texts}
+    else:
+        read = read_characters if char_level else read_text
+        texts = {split: read(path) for split, path in files.items() if path and steps[split]}
     if not lm_args.model_name_or_path:
         if char_level:
             tokenizer = build_char_tokenizer(texts["train"])
@@ -230,8 +288,7 @@ def main() -> None:
                 if char_level:
                     print(f"{split} bits per character {scores[prefix][f'{prefix}_bpc']:.3f}")
     if push:
-        dataset = Path(lm_args.train_file).parent.name if lm_args.train_file else None
-        push_trained(trainer, scores.get("eval"), dataset=dataset or None)
+        push_trained(trainer, scores.get("eval"), dataset=card_dataset(lm_args.dataset_name, lm_args.train_file))
     trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 

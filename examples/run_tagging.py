@@ -2,12 +2,16 @@
 
     python examples/run_tagging.py --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
         --output_dir runs/pos --use_crf --num_train_epochs 10
-    python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file test.conllu
+    python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file test.conllu \
+        --output_dir runs/pos-test                        # scores it; predictions.conll
+    python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file words.txt \
+        --output_dir runs/tagged                          # a file of words, one per line: tags it
     accelerate launch examples/run_tagging.py ...        # several processes / GPUs
 
 Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...). The
 defaults differ from the Trainer's where those do not train an RNN from scratch: lr 2e-3, a
-loss logged every 2 % of the steps, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
+loss logged every 2 % of the steps, one checkpoint per epoch with only the newest kept unless a --save_* flag is
+given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
 `--resume_from_checkpoint True` (or a folder of checkpoints) resumes from the last complete checkpoint in it, skipping
 one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
 that one.
@@ -21,23 +25,26 @@ scheme for the metrics and predictions.conll, so the scores compare against the 
 
 As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
 `--do_eval`, `--do_predict` choose the steps (by default: train, evaluate when evaluation data is named, predict when
-a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, and `--model_name_or_path`
-continues from an hf_rnn tagger (its architecture, tokenizer and labels), or starts a new tagger on an hf_rnn word
+a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, `--dataset_name` (with
+`--dataset_config_name`) reads a Hub dataset or a local dataset folder instead of files, and `--model_name_or_path`
+(at `--model_revision`) continues from an hf_rnn tagger (its architecture, tokenizer and labels), or starts a new tagger on an hf_rnn word
 language model's encoder and tokenizer (its architecture: left to right, no character encoder), with the training
 file's labels, `--use_crf` and `--crf_constraints` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
 fine-tuning schedules, hf_rnn.finetuning). `--do_predict` writes the test metrics
 (predict_results.json) and predictions.conll: token, gold and predicted tag (- for a word cut by --max_length),
-TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it).
+TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it), each sentence's own tags whatever
+the batching (`--train_sampling_strategy group_by_length` included). A test file of words only (one column) is
+tagged: predictions.conll holds each word and its tag, and no metrics are written.
 """
 
 import argparse
 import logging
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from datasets import ClassLabel, DatasetDict, Features, List, Value, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -49,21 +56,33 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.data import (
-    DataFormatError,
     TaggedSentence,
     encode_for_tagging,
     read_conll,
     read_conllu,
+    read_words,
     standardize_tagging_dataset,
     tagging_dataset,
 )
 from hf_rnn.embeddings import load_word_vectors
 from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
+from hf_rnn.labels import (
+    Where,
+    at_position,
+    foreign_scheme,
+    map_unknown,
+    model_labels,
+    model_scheme,
+    relabel,
+    scheme_labels,
+    tag_names,
+)
 from hf_rnn.launch import (
     TRAINING_DEFAULTS,
+    RowOrderTrainer,
     RunArguments,
-    check_labels,
+    card_dataset,
     check_steps,
     default_steps,
     first,
@@ -72,12 +91,13 @@ from hf_rnn.launch import (
     parse_args,
     print_metrics,
     refuse_fixed,
+    refuse_stored_tables,
     start,
     start_from_language_model,
     train_and_save,
 )
 from hf_rnn.metrics import TaggingMetrics, predicted_tags
-from hf_rnn.schemes import PREFIXES, SCHEMES, convert, detect_scheme, label_scheme, split_tag
+from hf_rnn.schemes import SCHEMES, convert, detect_scheme
 from hf_rnn.vocabulary import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
@@ -95,6 +115,7 @@ class DataArguments:
     dataset_name: str | None = field(
         default=None, metadata={"help": "Instead of files: a Hub dataset (e.g. wnut_17) or a local dataset folder."}
     )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "--dataset_name's configuration."})
     tokens_column: str = field(default="tokens", metadata={"help": "JSON/CSV, --dataset_name: the words' column."})
     tags_column: str = field(default="ner_tags", metadata={"help": "JSON/CSV, --dataset_name: the tags' column."})
     validation_file: str | None = field(default=None, metadata={"help": "Evaluation file; see validation_fraction."})
@@ -134,6 +155,12 @@ class ModelArguments:
         metadata={
             "help": "Continue from an hf_rnn tagger (folder or Hub id): its architecture, tokenizer and labels; or"
             " start one on an hf_rnn word language model's encoder and tokenizer."
+        },
+    )
+    model_revision: str = field(
+        default="main",
+        metadata={
+            "help": "The revision of --model_name_or_path to load: a branch (e.g. a --hub_revision), tag or commit."
         },
     )
     cell_type: str = field(default="lstm", metadata={"help": "rnn, gru, lstm, mingru or minlstm."})
@@ -213,14 +240,26 @@ def _is_tag(tag: object) -> bool:
     return (isinstance(tag, str) and bool(tag.strip())) or (isinstance(tag, int) and not isinstance(tag, bool))
 
 
-def read_files(
-    data_args: DataArguments, seed: int, config: hf_rnn.RnnConfig | None
-) -> tuple[DatasetDict, DatasetDict, str | None]:
-    """The files named, as splits: as written, and in the labels the model reads (the checkpoint's, `config`, else
-    the training file's); and the files' scheme where it differs from the checkpoint's (`foreign_scheme`: then the
-    model reads the tags converted into its own, and its predictions are converted back)."""
+def read_data(
+    data_args: DataArguments, seed: int, own_labels: bool
+) -> tuple[DatasetDict, list[TaggedSentence] | None, Where]:
+    """The splits named (files or --dataset_name) as `tokens` and `tags` (a ClassLabel sequence) in their own labels:
+    the training split's (`own_labels`: every split's, for a checkpoint's labels to be matched against); a test file
+    of words only, to tag (`read_words`); and where each tag was read, for error messages."""
+    if data_args.dataset_name:
+        name = data_args.dataset_name
+        dataset = load_dataset(name, data_args.dataset_config_name)
+        raw = standardize_tagging_dataset(dataset, data_args.tokens_column, data_args.tags_column)
+        return raw, None, lambda split, row, position: f"{name}: {at_position(split, row, position)}"
     files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
-    splits = {split: read_split(path, data_args) for split, path in files.items() if path}
+    words = (
+        read_words(data_args.test_file)
+        if data_args.test_file and not data_args.test_file.endswith((".conllu", *TABLES))
+        else None
+    )
+    splits = {
+        split: read_split(path, data_args) for split, path in files.items() if path and not (words and split == "test")
+    }
     if data_args.validation_fraction > 0:
         sentences, fraction = len(splits["train"]), data_args.validation_fraction
         held_out = max(1, int(sentences * fraction))
@@ -232,130 +271,43 @@ def read_files(
         order = torch.randperm(sentences, generator=torch.Generator().manual_seed(seed)).tolist()
         splits["validation"] = [splits["train"][i] for i in order[:held_out]]
         splits["train"] = [splits["train"][i] for i in sorted(order[held_out:])]
-    if config is None:
-        label_names = None
-        if data_args.validation_fraction > 0:
-            # a dev split carved from the training file shares its label set (rare tags may fall on either side)
-            label_names = sorted({t for split in ("train", "validation") for s in splits[split] for t in s.tags})
-        raw = tagging_dataset(splits, label_names=label_names, unknown_tag=data_args.unknown_tag)
-        return raw, raw, None
-    labels = checkpoint_labels(config)
-    files_scheme = foreign_scheme(config, [s.tags for part in splits.values() for s in part])
-    if files_scheme is None:
-        raw = tagging_dataset(splits, label_names=labels, unknown_tag=data_args.unknown_tag)
-        return raw, raw, None
-    target, types = checkpoint_scheme(config), {split_tag(label)[1] for label in labels}
-    raw_splits, converted = {}, {}
-    for name, part in splits.items():
-        raw_splits[name], converted[name] = [], []
-        for s in part:
-            tags = s.tags
-            if data_args.unknown_tag is not None:  # types the checkpoint lacks, in the files' own scheme
-                tags = [tag if split_tag(tag)[1] in types else data_args.unknown_tag for tag in tags]
-            written = exactly_converted(tags, files_scheme, target, lambda i, s=s: f"{s.path}:{s.lines[i]}")
-            for position, (tag, label) in enumerate(zip(tags, written)):
-                if label not in labels:
-                    raise DataFormatError(
-                        s.path,
-                        s.lines[position],
-                        f"tag {tag!r} ({label!r} in the checkpoint's {target}) is not in "
-                        f"its label set {labels} (pass --unknown_tag to map the types it lacks)",
-                    )
-            raw_splits[name].append(replace(s, tags=tags))
-            converted[name].append(replace(s, tags=written))
-    own = sorted({tag for part in raw_splits.values() for s in part for tag in s.tags})
-    return tagging_dataset(raw_splits, label_names=own), tagging_dataset(converted, label_names=labels), files_scheme
+    label_names = None
+    if own_labels:
+        label_names = sorted({tag for part in splits.values() for s in part for tag in s.tags})
+    elif data_args.validation_fraction > 0:
+        # a dev split carved from the training file shares its label set (rare tags may fall on either side)
+        label_names = sorted({t for split in ("train", "validation") for s in splits[split] for t in s.tags})
+    unknown_tag = None if own_labels else data_args.unknown_tag  # against a checkpoint's labels: `checkpoint_data`
+    raw = tagging_dataset(splits, label_names=label_names, unknown_tag=unknown_tag) if splits else DatasetDict()
+    return raw, words, lambda split, row, position: f"{splits[split][row].path}:{splits[split][row].lines[position]}"
 
 
-def exactly_converted(tags: list[str], source: str, target: str, where) -> list[str]:
-    """`tags`, valid in `source`, written in `target`. A tag that converting would change (an `I-X` after `O` in BIO,
-    read as `B-X`) is refused at `where(position)`: the metrics, computed on the tags converted back, and
-    predictions.conll's gold column must be the data's own tags."""
-    written = convert(tags, target)
-    for position, (tag, back) in enumerate(zip(tags, convert(written, source))):
-        if tag != back:
-            raise ValueError(
-                f"{where(position)}: tag {tag!r} is not valid {source} here (it reads as {back!r}); converting the tags"
-                f" to {target} would change them: fix the data"
-            )
-    return written
-
-
-def checkpoint_labels(config: hf_rnn.RnnConfig) -> list[str]:
-    return [config.id2label[index] for index in range(config.num_labels)]
-
-
-def checkpoint_scheme(config: hf_rnn.RnnConfig) -> str | None:
-    """The scheme a tagger's labels are written in: its CRF's constraints, else what the label set tells (B-/I-
-    labels read as BIO: only sequences tell IOB1 apart)."""
-    return config.crf_constraints or label_scheme(checkpoint_labels(config))
-
-
-def foreign_scheme(config: hf_rnn.RnnConfig, sequences: list[list[str]]) -> str | None:
-    """The data's chunk scheme where a checkpoint's labels are written in another (a tagger trained with --tag_scheme
-    BIOES, given BIO files), else None. Without CRF constraints only label sets are compared, so B-/I- data is read
-    as it is by a B-/I- model (BIO and IOB1 share labels)."""
-    mine, theirs = checkpoint_scheme(config), detect_scheme(sequences)
-    if mine is None or theirs is None:
-        return None
-    if config.crf_constraints is None:  # the labels' kind (B-/I-, BIOES, BILOU) decides; the sequences tell IOB1
-        differ = label_scheme(tag for tags in sequences for tag in tags) != mine
-    else:
-        differ = theirs != mine
-    return theirs if differ else None
-
-
-def relabel(raw: DatasetDict, config: hf_rnn.RnnConfig, checkpoint: str) -> tuple[DatasetDict, str | None]:
-    """A dataset's tags as ids of a checkpoint's labels, converted into its scheme where the data's differs (then
-    also the data's scheme, `foreign_scheme`); a tag the checkpoint lacks is an error."""
-    labels = checkpoint_labels(config)
-    names = next(iter(raw.values())).features["tags"].feature.names  # every split has the same
-    files_scheme = foreign_scheme(config, [tags for part in raw.values() for tags in tag_names(part)])
-    target = checkpoint_scheme(config) if files_scheme else None
-    index = {label: i for i, label in enumerate(labels)}
-
-    def tags_of(row: list[int], where) -> list[int]:
-        tags = [names[tag] for tag in row]
-        tags = exactly_converted(tags, files_scheme, target, where) if target else tags
-        check_labels(checkpoint, labels, tags)
-        return [index[tag] for tag in tags]
-
-    features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=labels))})
-    mapped = DatasetDict(
-        {
-            split: part.map(
-                lambda row, n: {"tags": tags_of(row["tags"], lambda i: f"{split} row {n}, position {i}")},
-                with_indices=True,
-                features=features,
-            )
-            for split, part in raw.items()
-        }
-    )
-    return mapped, files_scheme
-
-
-def load_splits(
-    data_args: DataArguments, seed: int, config: hf_rnn.RnnConfig | None, checkpoint: str | None
+def checkpoint_data(
+    raw: DatasetDict, config: hf_rnn.RnnConfig, unknown_tag: str | None, where: Where
 ) -> tuple[DatasetDict, DatasetDict, str | None]:
-    """train/validation/test as `tokens` and `tags` (a ClassLabel sequence), each cut to its --max_*_samples: as
-    written, and in the labels of `config` (a checkpoint's) if given; and the data's scheme where it differs from the
-    checkpoint's (`read_files`)."""
-    if data_args.dataset_name:
-        raw = standardize_tagging_dataset(
-            load_dataset(data_args.dataset_name), data_args.tokens_column, data_args.tags_column
-        )
-        read, files_scheme = relabel(raw, config, checkpoint) if config is not None else (raw, None)
-    else:
-        raw, read, files_scheme = read_files(data_args, seed, config)
-    limits = {
-        "train": data_args.max_train_samples,
-        "validation": data_args.max_eval_samples,
-        "test": data_args.max_predict_samples,
-    }
-    raw, read = (
-        DatasetDict({split: first(part, limits.get(split)) for split, part in d.items()}) for d in (raw, read)
-    )
-    return raw, read, files_scheme
+    """The splits in a checkpoint's labels: as written (with `unknown_tag` in place of what the labels cannot
+    express), and as the model reads them, converted into its scheme where the data's differs (that scheme is returned
+    too: the predictions are converted back to it)."""
+    if not raw:  # only words to tag
+        return raw, raw, None
+    labels = model_labels(config)
+    files_scheme = foreign_scheme(config, [tags for part in raw.values() for tags in tag_names(part)])
+    if unknown_tag is not None:
+        raw = map_unknown(raw, labels, unknown_tag, by_type=files_scheme is not None)
+    target = model_scheme(config) if files_scheme else None
+    return raw, relabel(raw, labels, files_scheme, target, where), files_scheme
+
+
+def training_labels(raw: DatasetDict, tag_scheme: str) -> tuple[DatasetDict, str | None, str | None]:
+    """The splits to train on, their label scheme (None: not chunk tags), and the files' scheme when the two differ
+    (`--tag_scheme`), to which the predictions are converted back."""
+    files = detect_scheme(tag_names(raw["train"]))
+    if tag_scheme in ("none", files):
+        return raw, files, None
+    if files is None:
+        raise ValueError(f"--tag_scheme {tag_scheme}: the training labels are not chunk tags (<prefix>-<TYPE> and O)")
+    labels = scheme_labels(raw["train"].features["tags"].feature.names, tag_scheme)
+    return relabel(raw, labels, files, tag_scheme), tag_scheme, files
 
 
 def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
@@ -390,6 +342,8 @@ def parse(
     """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((DataArguments, ModelArguments, FinetuningArguments, RunArguments))
     data_args, model_args, finetuning_args, training_args = parse_args(parser, defaults, args)
+    given = {f"--{split}_file": getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}
+    refuse_stored_tables(parser, given)
     files = data_args.train_file or data_args.validation_file or data_args.test_file
     if data_args.dataset_name and files:
         parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
@@ -404,7 +358,7 @@ def parse(
         "predict": "--test_file or --dataset_name (its 'test' split)",
     }
     checkpoint = model_args.model_name_or_path
-    from_lm = bool(checkpoint) and is_language_model(checkpoint)
+    from_lm = bool(checkpoint) and is_language_model(checkpoint, model_args.model_revision)
     check_steps(parser, training_args, checkpoint, data, flags, new_head=from_lm)
     if not 0 <= data_args.validation_fraction < 1:
         parser.error(f"--validation_fraction {data_args.validation_fraction}: give a share in [0, 1)")
@@ -421,7 +375,11 @@ def parse(
             f"--crf_constraints {model_args.crf_constraints}: the model's labels are written in --tag_scheme"
             f" {model_args.tag_scheme}; leave it auto"
         )
-    unfixed = ("model_name_or_path", *(HEAD if from_lm else ()))  # what the checkpoint leaves to the flags
+    unfixed = (
+        "model_name_or_path",
+        "model_revision",
+        *(HEAD if from_lm else ()),
+    )  # what the checkpoint leaves to the flags
     fixed = [f.name for f in fields(ModelArguments) if f.name not in unfixed]
     refuse_fixed(parser, checkpoint, (model_args, fixed), (data_args, TOKENIZER_FLAGS))
     return data_args, model_args, finetuning_args, training_args
@@ -437,51 +395,6 @@ def head_config(model_args: ModelArguments, labels: list[str], scheme: str | Non
         id2label=dict(enumerate(labels)),
         label2id={label: index for index, label in enumerate(labels)},
     )
-
-
-def tag_names(split) -> list[list[str]]:
-    """A split's tags as label names."""
-    names = split.features["tags"].feature.names
-    return [[names[tag] for tag in tags] for tags in split["tags"]]
-
-
-def to_scheme(raw: DatasetDict, scheme: str, source: str) -> DatasetDict:
-    """The splits with their tags, written in `source`, written in `scheme` (`exactly_converted`); the labels are the
-    scheme's for every type in the data, so a one-word chunk in the dev set has its S- label even if training has
-    none."""
-    names = raw["train"].features["tags"].feature.names
-    kinds = sorted({split_tag(name)[1] for name in names} - {None})
-    labels = (["O"] if "O" in names else []) + [f"{prefix}-{kind}" for kind in kinds for prefix in PREFIXES[scheme]]
-    index = {label: i for i, label in enumerate(labels)}
-    features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=labels))})
-    return DatasetDict(
-        {
-            split: part.map(
-                lambda row, n: {
-                    "tags": [
-                        index[tag]
-                        for tag in exactly_converted(
-                            [names[t] for t in row["tags"]], source, scheme, lambda i: f"{split} row {n}, position {i}"
-                        )
-                    ]
-                },
-                with_indices=True,
-                features=features,
-            )
-            for split, part in raw.items()
-        }
-    )
-
-
-def training_labels(raw: DatasetDict, tag_scheme: str) -> tuple[DatasetDict, str | None, str | None]:
-    """The splits to train on, their label scheme (None: not chunk tags), and the files' scheme when the two differ
-    (`--tag_scheme`), to which the predictions are converted back."""
-    files = detect_scheme(tag_names(raw["train"]))
-    if tag_scheme in ("none", files):
-        return raw, files, None
-    if files is None:
-        raise ValueError(f"--tag_scheme {tag_scheme}: the training labels are not chunk tags (<prefix>-<TYPE> and O)")
-    return to_scheme(raw, tag_scheme, files), tag_scheme, files
 
 
 def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict, scheme: str | None):
@@ -554,22 +467,45 @@ def shared_lm_vocab(lms: dict[str, str]) -> list[str]:
     return first[1]
 
 
-def write_predictions(trainer: Trainer, raw_test, test, labels: list[str], scheme: str | None) -> dict:
-    """Tag the test split: its metrics (predict_results.json, as run_ner.py) and predictions.conll, with the gold tags
-    of `raw_test` and the model's `labels` converted to `scheme` (that of a model trained on converted labels)."""
+def encode_words(sentences: Dataset, tokenizer, max_length: int | None) -> tuple[Dataset, list[list[int]]]:
+    """Sentences' words as the model reads them (no labels), and the position of each word's first token (a word cut
+    by --max_length has none): where its predicted tag is read."""
+    encoding = tokenizer(
+        list(sentences["tokens"]), is_split_into_words=True, truncation=max_length is not None, max_length=max_length
+    )
+    starts = []
+    for row in range(len(sentences)):
+        words = encoding.word_ids(row)
+        starts.append([i for i, word in enumerate(words) if word is not None and (i == 0 or words[i - 1] != word)])
+    return Dataset.from_dict(dict(encoding)), starts
+
+
+def write_predictions(trainer: Trainer, sentences: Dataset, test: Dataset, starts: list[list[int]], labels, scheme):
+    """Tag the test split (`test`, encoded; `starts`: each word's first token) and write predictions.conll: each word
+    of `sentences`, its gold tag if it has one, and the tag predicted (converted to `scheme`, that of the data a model
+    trained on converted labels was given). With gold tags, returns the metrics (predict_results.json, as run_ner.py),
+    computed on the same tags."""
     output = trainer.predict(test, metric_key_prefix="predict")
-    trainer.log_metrics("predict", output.metrics)
-    trainer.save_metrics("predict", output.metrics)
+    tagged = "tags" in sentences.column_names
+    if tagged:
+        trainer.log_metrics("predict", output.metrics)
+        trainer.save_metrics("predict", output.metrics)
     if trainer.is_world_process_zero():
-        predicted, scored = predicted_tags(output), output.label_ids != -100
+        predicted = predicted_tags(output)
+        gold = tag_names(sentences) if tagged else [[] for _ in range(len(sentences))]
         with open(Path(trainer.args.output_dir) / "predictions.conll", "w", encoding="utf-8") as handle:
-            for row, (tokens, gold) in enumerate(zip(raw_test["tokens"], tag_names(raw_test))):
-                tags = [labels[tag] for tag in predicted[row][scored[row]]]  # one per word, but for words cut by
-                tags = convert(tags, scheme) if scheme else tags  # --max_length (converting keeps the length)
-                for position, (token, tag) in enumerate(zip(tokens, gold)):
-                    handle.write(f"{token}\t{tag}\t{tags[position] if position < len(tags) else '-'}\n")
+            for row, (tokens, tags) in enumerate(zip(sentences["tokens"], gold)):
+                guesses = [labels[tag] for tag in predicted[row][starts[row]]]  # one per word, but for words cut by
+                guesses = convert(guesses, scheme) if scheme else guesses  # --max_length (converting keeps the length)
+                for position, token in enumerate(tokens):
+                    columns = [
+                        token,
+                        *tags[position : position + 1],
+                        guesses[position] if position < len(guesses) else "-",
+                    ]
+                    handle.write("\t".join(columns) + "\n")
                 handle.write("\n")
-    return output.metrics
+    return output.metrics if tagged else None
 
 
 def main() -> None:
@@ -577,40 +513,47 @@ def main() -> None:
     data_args, model_args, finetuning_args, training_args = parse()
     resume, push = start(training_args)
 
-    checkpoint = model_args.model_name_or_path
-    if checkpoint and not is_language_model(checkpoint):  # a tagger to continue
-        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification)
-        labels = checkpoint_labels(model.config)
-        raw, trained, files_scheme = load_splits(data_args, training_args.seed, model.config, checkpoint)
+    checkpoint, revision = model_args.model_name_or_path, model_args.model_revision
+    continued = bool(checkpoint) and not is_language_model(checkpoint, revision)
+    raw, words, where = read_data(data_args, training_args.seed, own_labels=continued)
+    if continued:  # a tagger to continue: its architecture, tokenizer and labels
+        model, tokenizer = load_pretrained(checkpoint, hf_rnn.RnnForTokenClassification, revision)
+        labels = model_labels(model.config)
+        raw, trained, files_scheme = checkpoint_data(raw, model.config, data_args.unknown_tag, where)
         if files_scheme:
             logger.info(
                 "the data is written in %s, the checkpoint's labels in %s: tags converted, predictions back",
                 files_scheme,
-                checkpoint_scheme(model.config),
+                model_scheme(model.config),
             )
     else:  # a new tagger: on a language model's encoder (ULMFiT), or from scratch
-        raw, _, _ = load_splits(data_args, training_args.seed, None, None)
         trained, scheme, files_scheme = training_labels(raw, model_args.tag_scheme)
         labels = trained["train"].features["tags"].feature.names
         if checkpoint:
-            if AutoConfig.from_pretrained(checkpoint).char_level:
+            if AutoConfig.from_pretrained(checkpoint, revision=revision).char_level:
                 raise ValueError(
                     f"--model_name_or_path {checkpoint}: a character language model, whose encoder reads characters,"
                     " not words: give it as --forward_lm (or --backward_lm if reversed) for contextual string"
                     " embeddings, or start the tagger from a word language model"
                 )
             head = head_config(model_args, labels, scheme)
-            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head)
+            model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head, revision)
         else:
             model, tokenizer = build_model(model_args, data_args, trained, scheme)
     steps = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     for split, wanted in steps.items():
-        if wanted and split not in raw:  # only a dataset can lack one: parse() checked the files
+        if wanted and split not in raw and not (split == "test" and words):  # parse() checked the files
             raise ValueError(f"{data_args.dataset_name} has no {split!r} split (it has {list(raw)})")
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
+    limits["test"] = data_args.max_predict_samples
     raw, trained = (
-        DatasetDict({split: part for split, part in d.items() if steps.get(split)}) for d in (raw, trained)
+        DatasetDict({split: first(part, limits[split]) for split, part in d.items() if steps.get(split)})
+        for d in (raw, trained)
     )
     data = encode_for_tagging(trained, tokenizer, max_length=data_args.max_length)
+    if words:  # a file of words only: tagged, not scored
+        raw["test"] = first(Dataset.from_dict({"tokens": [s.tokens for s in words]}), limits["test"])
+        data["test"] = encode_words(raw["test"], tokenizer, data_args.max_length)[0]
     if model.model.contextual is not None:
         model.model.contextual.cache_eval = True  # a dev set evaluated each epoch: through frozen LMs once
     logger.info(
@@ -622,7 +565,7 @@ def main() -> None:
         ", ".join(f"{len(part)} {split} sentences" for split, part in data.items()),
     )
 
-    trainer = Trainer(
+    trainer = RowOrderTrainer(
         model=model,
         args=training_args,
         train_dataset=data.get("train"),
@@ -642,10 +585,12 @@ def main() -> None:
         if not data_args.no_plots:
             save_plots(trainer, data["validation"], labels)
     if training_args.do_predict:
-        print_metrics(trainer, write_predictions(trainer, raw["test"], data["test"], labels, files_scheme))
+        starts = encode_words(raw["test"], tokenizer, data_args.max_length)[1]
+        scores = write_predictions(trainer, raw["test"], data["test"], starts, labels, files_scheme)
+        if scores is not None:
+            print_metrics(trainer, scores)
     if push:
-        dataset = data_args.dataset_name or (Path(data_args.train_file).parent.name if data_args.train_file else None)
-        push_trained(trainer, metrics, dataset=dataset or None)
+        push_trained(trainer, metrics, dataset=card_dataset(data_args.dataset_name, data_args.train_file))
     trainer.accelerator.end_training()  # tears down the process group under torchrun/accelerate launch
 
 

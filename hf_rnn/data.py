@@ -80,6 +80,36 @@ def read_conll(
     return sentences
 
 
+def read_words(path: str | Path) -> list[TaggedSentence] | None:
+    """Read a file of words to tag: one word per line, a blank line after each sentence (a CoNLL file without its tag
+    column; `-DOCSTART-` lines skipped), as sentences with no tags. None if its first word line has more columns (a
+    tagged file: `read_conll`); a later line with more is an error naming it."""
+    sentences: list[TaggedSentence] = []
+    current: TaggedSentence | None = None
+    for number, raw in enumerate(_read_lines(path), start=1):
+        if not raw.strip():
+            if current is not None:
+                sentences.append(current)
+            current = None
+            continue
+        columns = _BLANKS.split(raw.strip(" \t"))
+        if columns[0].strip() == "-DOCSTART-":
+            continue
+        if len(columns) > 1:
+            if not sentences and current is None:
+                return None
+            raise DataFormatError(path, number, f"expected one word like the file's first line, got {raw!r}")
+        if current is None:
+            current = TaggedSentence([], [], str(path), [])
+        current.tokens.append(_filled(columns[0], "word", path, number, raw))
+        current.lines.append(number)
+    if current is not None:
+        sentences.append(current)
+    if not sentences:
+        raise DataFormatError(path, 1, "no sentences found (empty file?)")
+    return sentences
+
+
 CONLLU_FIELDS = {"upos": 3, "xpos": 4}
 _WORD_ID = re.compile(r"[1-9][0-9]*")
 _RANGE_ID = re.compile(r"([1-9][0-9]*)-([1-9][0-9]*)")  # a multiword token: N-M with N < M

@@ -14,11 +14,13 @@ import logging
 import math
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import torch
 from datasets import Dataset
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -29,6 +31,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_utils import has_length
 
 from .checkpoints import checkpoints, resolve_resume
 from .finetuning import FinetuningArguments, finetuning_schedules
@@ -39,6 +42,12 @@ logger = logging.getLogger(__name__)
 # a share of the total steps). Length-grouped batches are faster but not a default: with few sentences, batches of
 # one length in a row made the bundled sample's loss jump from 1.6 to 3.9, and its dev loss ended 3x higher.
 TRAINING_DEFAULTS = {"learning_rate": 2e-3, "logging_steps": 0.02}
+# Unless a saving flag is given: one checkpoint per epoch (aligned with per-epoch evaluation), the newest kept. The
+# Trainer's every-500-steps without a limit wrote nine 28 MB checkpoints for a 101-second WNUT-17 tagger run; the
+# model is saved in output_dir at the end anyway, and the Trainer deletes the older checkpoint only after writing the
+# newer, so a run killed while saving still resumes from a complete one (hf_rnn.checkpoints).
+SAVING_DEFAULTS = {"save_strategy": "epoch", "save_total_limit": 1}
+SAVING_FLAGS = ("--save_strategy", "--save_steps", "--save_total_limit")
 
 CPU_PROCESSES = (
     "On CPUs, N processes train together with\n"
@@ -116,13 +125,14 @@ def parse_args(
     ranges: Mapping[str, Range] | None = None,
 ) -> tuple:
     """`parser.parse_args_into_dataclasses(args)` with the script's `defaults` in place of the dataclasses' own (a
-    flag given on the command line still wins). `defaults` may be a function of a first parse, for defaults that
-    depend on another flag. A value a dataclass refuses, or outside `RANGES` and the script's own `ranges`, is a
-    usage error. Then sets the CPU threads (`set_threads`) and checks the launch (`check_processes`); a launch whose
-    processes would each train alone is a usage error."""
+    flag given on the command line still wins), and `saving_defaults`. `defaults` may be a function of a first parse,
+    for defaults that depend on another flag. A value a dataclass refuses, or outside `RANGES` and the script's own
+    `ranges`, is a usage error. Then sets the CPU threads (`set_threads`) and checks the launch (`check_processes`);
+    a launch whose processes would each train alone is a usage error."""
+    first_parse = parser.parse_known_args(args)[0]
     if callable(defaults):
-        defaults = defaults(parser.parse_known_args(args)[0])
-    parser.set_defaults(**defaults)
+        defaults = defaults(first_parse)
+    parser.set_defaults(**saving_defaults(first_parse, sys.argv[1:] if args is None else args), **defaults)
     try:
         parsed = parser.parse_args_into_dataclasses(args)
     except ValueError as error:  # a __post_init__'s check (TrainingArguments', FinetuningArguments')
@@ -145,6 +155,16 @@ def parse_args(
     except ValueError as error:
         parser.error(str(error))
     return parsed
+
+
+def saving_defaults(given: argparse.Namespace, command_line: list[str]) -> dict:
+    """`SAVING_DEFAULTS`, unless the command line sets how to save (then the Trainer's defaults stand for the rest);
+    with evaluation every N steps, checkpoints follow it (`--load_best_model_at_end` needs the two to match)."""
+    if any(arg.split("=")[0] in SAVING_FLAGS for arg in command_line):
+        return {}
+    if getattr(given.eval_strategy, "value", given.eval_strategy) == "steps":
+        return {"save_total_limit": SAVING_DEFAULTS["save_total_limit"]}
+    return SAVING_DEFAULTS
 
 
 def set_threads(environ: Mapping[str, str] = os.environ) -> None:
@@ -225,34 +245,41 @@ def check_processes(world_size: int, environ: Mapping[str, str] = os.environ, sc
         )
 
 
-def load_pretrained(path: str, model_class: type[PreTrainedModel]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """`--model_name_or_path`: the model and the tokenizer saved with it, from a folder or a Hub id. A checkpoint of
-    another head is refused: `from_pretrained` would start that head from random weights (and default labels); a
-    language model's encoder starts a new head through `start_from_language_model`."""
-    architectures = AutoConfig.from_pretrained(path).architectures or []
+def load_pretrained(
+    path: str, model_class: type[PreTrainedModel], revision: str = "main"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """`--model_name_or_path`: the model and the tokenizer saved with it, from a folder or a Hub id (at `revision`,
+    `--model_revision`: a branch, tag or commit). A checkpoint of another head is refused: `from_pretrained` would
+    start that head from random weights (and default labels); a language model's encoder starts a new head through
+    `start_from_language_model`."""
+    architectures = AutoConfig.from_pretrained(path, revision=revision).architectures or []
     if model_class.__name__ not in architectures:
         raise ValueError(
             f"--model_name_or_path {path}: a checkpoint of {', '.join(architectures) or 'no known head'}, not of"
             f" {model_class.__name__}; start from one of those, or train from scratch without --model_name_or_path"
         )
-    return model_class.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    return (
+        model_class.from_pretrained(path, revision=revision),
+        AutoTokenizer.from_pretrained(path, revision=revision),
+    )
 
 
-def is_language_model(path: str) -> bool:
-    """Whether `path` is a language model's checkpoint (a path that does not load is not: loading it says why)."""
+def is_language_model(path: str, revision: str = "main") -> bool:
+    """Whether `path` (at `revision`) is a language model's checkpoint (a path that does not load is not: loading it
+    says why)."""
     try:
-        return "RnnForCausalLM" in (AutoConfig.from_pretrained(path).architectures or [])
+        return "RnnForCausalLM" in (AutoConfig.from_pretrained(path, revision=revision).architectures or [])
     except OSError:
         return False
 
 
 def start_from_language_model(
-    path: str, model_class: type[PreTrainedModel], new_head: Mapping[str, object]
+    path: str, model_class: type[PreTrainedModel], new_head: Mapping[str, object], revision: str = "main"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A `model_class` whose encoder (`model.*`: embeddings and recurrent layers, the LM's architecture) and tokenizer
-    come from the language model at `path`, with a new head configured by `new_head`. Logs which weights were loaded,
-    which are new and which of the checkpoint's were left out (its output layer)."""
-    config = AutoConfig.from_pretrained(path)
+    come from the language model at `path` (at `revision`), with a new head configured by `new_head`. Logs which
+    weights were loaded, which are new and which of the checkpoint's were left out (its output layer)."""
+    config = AutoConfig.from_pretrained(path, revision=revision)
     if config.reverse:
         raise ValueError(
             f"--model_name_or_path {path}: a backward language model (config.reverse), whose encoder reads text right"
@@ -260,7 +287,7 @@ def start_from_language_model(
         )
     # the LM's auto_map names its own head: saving the new model writes its own
     config = type(config)(**{**config.to_diff_dict(), **new_head, "architectures": None, "auto_map": None})
-    model, info = model_class.from_pretrained(path, config=config, output_loading_info=True)
+    model, info = model_class.from_pretrained(path, config=config, output_loading_info=True, revision=revision)
     loaded = [name for name in model.state_dict() if name not in info["missing_keys"]]
     logger.info(
         "%s from the language model %s: %d weights loaded (%s); new: %s; left out: %s",
@@ -271,7 +298,7 @@ def start_from_language_model(
         ", ".join(sorted(info["missing_keys"])) or "none",
         ", ".join(sorted(info["unexpected_keys"])) or "none",
     )
-    return model, AutoTokenizer.from_pretrained(path)
+    return model, AutoTokenizer.from_pretrained(path, revision=revision)
 
 
 def check_labels(path: str, model_labels: Iterable[str], data_labels: Iterable[str]) -> None:
@@ -300,6 +327,22 @@ def refuse_fixed(parser: HfArgumentParser, checkpoint: str | None, *groups: tupl
         )
 
 
+class RowOrderTrainer(Trainer):
+    """A `Trainer` whose evaluation and prediction outputs come in the dataset's row order, whatever
+    `train_sampling_strategy` says: the scripts write row i's prediction next to input row i.
+
+    transformers' Trainer also groups evaluation and prediction batches by length under `group_by_length`, so
+    `predict(dataset).predictions[i]` would be another row's answer (its metrics stay right: they pair predictions with
+    the labels batched with them). One process reads the rows in order; several get transformers' own default (no
+    sampler: accelerate shards the rows in order and gathers them back in order).
+    """
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
+        if eval_dataset is None or not has_length(eval_dataset) or self.args.world_size > 1:
+            return None
+        return SequentialSampler(eval_dataset)
+
+
 def train_and_save(trainer: Trainer, finetuning: FinetuningArguments, resume: str | bool | None) -> None:
     """The scripts' training step, as run_ner.py's: with the fine-tuning schedules asked for, then the model, the train
     metrics and trainer_state.json (the logged losses, for plots) saved in the output folder."""
@@ -315,6 +358,29 @@ def print_metrics(trainer: Trainer, metrics: Mapping[str, object]) -> None:
     """One JSON line on stdout (the main process's), floats rounded: what a caller of the script parses."""
     if trainer.is_world_process_zero():
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+
+
+STORED_FORMATS = {".parquet": "Parquet", ".arrow": "Arrow", ".feather": "Arrow"}  # binary tables, not text
+
+
+def refuse_stored_tables(parser: HfArgumentParser, files: Mapping[str, str | None]) -> None:
+    """A Parquet or Arrow file given where a script reads text (its bytes would read as "not valid UTF-8") is a usage
+    error that says how such data loads: `--dataset_name` on its folder (`load_dataset` reads it)."""
+    for flag, path in files.items():
+        kind = STORED_FORMATS.get(os.path.splitext(path or "")[1].lower())
+        if kind:
+            parser.error(
+                f"{flag} {path}: a {kind} file; {flag} reads text files. Put it in a folder as train{Path(path).suffix}"
+                f" (validation..., test...) and pass the folder as --dataset_name"
+            )
+
+
+def card_dataset(dataset_name: str | None, train_file: str | None) -> str | None:
+    """The model card's `datasets:` entry: a Hub dataset's id, else the name of the local folder the data came from
+    (`--dataset_name` folder, or the training file's folder); never a path, which names this machine's folders."""
+    if dataset_name:
+        return Path(dataset_name).name if Path(dataset_name).exists() else dataset_name
+    return (Path(train_file).parent.name or None) if train_file else None
 
 
 def first(dataset: Dataset, count: int | None) -> Dataset:

@@ -97,3 +97,34 @@ def test_tagging_metrics_per_entity_type_as_run_ner_returns_them():
     assert results["PER_f1"] == 1.0 and results["PER_number"] == 2
     assert results["LOC_precision"] == 1.0 and results["LOC_recall"] == 0.5 and results["LOC_number"] == 2
     assert "PER_f1" not in TaggingMetrics(names)(EvalPrediction(predictions=np.eye(4)[decision], label_ids=labels))
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_tagging_metrics_score_batches_passed_one_by_one_as_concatenated(tmp_path, head):
+    """`eval_do_concat_batches=False` hands `compute_metrics` a list of batches, each padded to its own width."""
+    import torch
+    from trainer_run import _dataset, _tokenizer
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+
+    import hf_rnn
+
+    torch.manual_seed(0)
+    labels = {"id2label": {0: "O", 1: "B-X", 2: "I-X"}, "label2id": {"O": 0, "B-X": 1, "I-X": 2}}
+    crf = {"use_crf": True, "crf_constraints": "BIO"} if head == "crf" else {}
+    config = hf_rnn.RnnConfig(vocab_size=37, embedding_size=8, hidden_size=8, **labels, **crf)
+    model = hf_rnn.RnnForTokenClassification(config)
+    results = {}
+    for concat in (True, False):
+        args = TrainingArguments(
+            output_dir=str(tmp_path), per_device_eval_batch_size=5, use_cpu=True, report_to="none",
+            eval_do_concat_batches=concat,
+        )  # fmt: skip
+        trainer = Trainer(
+            model=model,
+            args=args,
+            eval_dataset=_dataset(head),
+            data_collator=DataCollatorForTokenClassification(_tokenizer()),
+            compute_metrics=TaggingMetrics(["O", "B-X", "I-X"]),
+        )
+        results[concat] = {k: v for k, v in trainer.evaluate().items() if k in ("eval_accuracy", "eval_f1")}
+    assert results[False] == results[True] and len(results[True]) == 2

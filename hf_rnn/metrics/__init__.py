@@ -19,24 +19,35 @@ def load_metric(name: str, **kwargs) -> evaluate.EvaluationModule:
 
 
 def predicted_tags(eval_prediction) -> np.ndarray:
-    """(N, T) tags from an `EvalPrediction`: the argmax of the logits, as run_ner.py takes it.
+    """(N, T) tags from an `EvalPrediction` of concatenated batches: the argmax of the logits, as run_ner.py takes it.
 
     For `RnnForTokenClassification` that is the model's answer in both heads: with a CRF its `logits` are max-marginal
-    scores, whose argmax is the Viterbi path. (With `eval_do_concat_batches` off or extra outputs kept, the logits
-    come first in a tuple.)
+    scores, whose argmax is the Viterbi path. (With extra outputs kept, the logits come first in a tuple.)
     """
-    outputs = eval_prediction.predictions
-    if isinstance(outputs, (tuple, list)):
+    return _argmax(eval_prediction.predictions)
+
+
+def _argmax(outputs) -> np.ndarray:
+    if isinstance(outputs, tuple):
         outputs = outputs[0]
     return np.asarray(outputs).argmax(-1)
+
+
+def tagged_rows(eval_prediction) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(predicted tags, gold ids) of every row, whether the Trainer concatenated the batches or, with
+    `eval_do_concat_batches=False`, passed a list of them (each padded to its own width)."""
+    predictions, labels = eval_prediction.predictions, eval_prediction.label_ids
+    batches = zip(predictions, labels) if isinstance(predictions, list) else [(predictions, labels)]
+    return [row for outputs, gold in batches for row in zip(_argmax(outputs), np.asarray(gold))]
 
 
 class TaggingMetrics:
     """`compute_metrics` for taggers: token accuracy, plus span P/R/F1 (conlleval rules) for chunk labels.
 
-    Positions labelled -100 (padding, later word pieces) are dropped before scoring. With `scheme`, the predicted and
-    gold tags are converted to that scheme first: a model trained on converted labels (`run_tagging.py --tag_scheme`)
-    is scored in the data's own scheme.
+    Positions labelled -100 (padding, later word pieces) are dropped before scoring; the batches may come concatenated
+    or, with `eval_do_concat_batches=False`, one by one (`tagged_rows`). With `scheme`, the predicted and gold tags are
+    converted to that scheme first: a model trained on converted labels (`run_tagging.py --tag_scheme`) is scored in
+    the data's own scheme.
     """
 
     def __init__(self, label_names: list[str], entity_level: bool = False, scheme: str | None = None):
@@ -47,11 +58,10 @@ class TaggingMetrics:
         self.spans = load_metric("span_f1") if label_scheme(self.label_names) else None
 
     def __call__(self, eval_prediction) -> dict[str, float]:
-        predictions, labels = predicted_tags(eval_prediction), np.asarray(eval_prediction.label_ids)
-        scored = labels != -100
         names = np.asarray(self.label_names, dtype=object)
-        predicted = [names[row[keep]].tolist() for row, keep in zip(predictions, scored)]
-        gold = [names[row[keep]].tolist() for row, keep in zip(labels, scored)]
+        rows = [(tags[gold != -100], gold[gold != -100]) for tags, gold in tagged_rows(eval_prediction)]
+        predicted = [names[tags].tolist() for tags, _ in rows]
+        gold = [names[ids].tolist() for _, ids in rows]
         if self.scheme is not None:
             predicted = [convert(tags, self.scheme) for tags in predicted]
             gold = [convert(tags, self.scheme) for tags in gold]
