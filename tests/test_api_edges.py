@@ -13,7 +13,9 @@ def test_from_language_models_refuses_another_heads_checkpoint(tmp_path, head):
     head(config).save_pretrained(tmp_path / "classifier")
     hf_rnn.RnnForCausalLM(config).save_pretrained(tmp_path / "lm")
     path = str(tmp_path / "classifier")
-    with pytest.raises(ValueError, match=f"forward_lm='{path}' is a checkpoint of {head.__name__}, not of RnnForCausalLM"):
+    with pytest.raises(
+        ValueError, match=f"forward_lm='{path}' is a checkpoint of {head.__name__}, not of RnnForCausalLM"
+    ):
         hf_rnn.RnnForTokenClassification.from_language_models(path, vocab_size=9, num_labels=2)
     with pytest.raises(ValueError, match=f"backward_lm='{path}' is a checkpoint of {head.__name__}"):
         hf_rnn.RnnForTokenClassification.from_language_models(str(tmp_path / "lm"), path, vocab_size=9, num_labels=2)
