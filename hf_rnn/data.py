@@ -298,7 +298,8 @@ def standardize_tagging_dataset(
     """A Hub (or `load_dataset`) tagging dataset as hf_rnn's layout: `tokens` and `tags`, a `ClassLabel` sequence.
 
     Tags stored as class ids keep their names; tags stored as strings get the training split's sorted label set, and
-    one outside it (or blank) raises `ValueError` naming the split and row. Rows are checked further when encoded.
+    one outside it (or blank) raises `ValueError` naming the split and row, and so does a misspelt chunk tag (`b-per`).
+    Rows are checked further when encoded.
     """
     if "train" not in data:
         raise ValueError(f"the dataset has no 'train' split (it has {list(data)})")
@@ -322,6 +323,12 @@ def standardize_tagging_dataset(
             return {tags_column: [[index[tag] for tag in tags] for tags in batch[tags_column]]}
 
         data = data.map(to_ids, batched=True)
+    for name in names:
+        if misspelt_chunk_tag(str(name)) is not None:
+            raise ValueError(
+                f"the dataset's tag {name!r} looks like the chunk tag {misspelt_chunk_tag(str(name))!r} misspelt: it"
+                " would train as a POS-style label (no scheme constraints, no span F1)"
+            )
     features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=list(names)))})
     renamed = DatasetDict(
         {split: part.rename_columns({tokens_column: "tokens", tags_column: "tags"}) for split, part in data.items()}

@@ -313,3 +313,17 @@ def test_other_encodings_and_nul_bytes_name_the_file_and_line(tmp_path, data, li
     with pytest.raises(DataFormatError, match=message) as error:
         read_conll(path)
     assert str(error.value).startswith(f"{path}:{line}:")
+
+
+def test_run_tagging_refuses_misspelt_chunk_tags_in_files_and_datasets(tmp_path, monkeypatch, capsys):
+    """Through the script: a CoNLL file at its line; a dataset's ClassLabel names (no file to name)."""
+    from example_scripts import refused
+
+    path = write(tmp_path, "-DOCSTART- O\n\nJohn B_PER\nruns O\n")
+    message = refused(monkeypatch, capsys, "run_tagging", "--train_file", str(path), output_dir=tmp_path / "out")
+    assert f"{path}:3: tag 'B_PER' looks like the chunk tag 'B-PER' misspelt" in message
+    names = ["O", "b-per", "i-per"]
+    features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=names))})
+    data = DatasetDict({"train": Dataset.from_dict({"tokens": [["John"]], "tags": [[1]]}, features=features)})
+    with pytest.raises(ValueError, match="the dataset's tag 'b-per' looks like the chunk tag 'B-per' misspelt"):
+        standardize_tagging_dataset(data)
