@@ -35,6 +35,7 @@ _BASE_KEYS = {
 CHAR_ENCODERS = ("lstm", "cnn")
 LANGUAGE_MODELS = {"forward_lm": False, "backward_lm": True}  # the sub-config fields, and the `reverse` each needs
 MAX_SIZE = 2**31 - 1  # sizes beyond int32 overflow torch's allocations (2**63) or tokenizers' u32 ids
+MAX_LABELS = 2**20  # id2label, one name per label, is written out in config.json (2**40 would hang building it)
 MAX_FLOAT = 65504.0  # float16's largest value: an initial bias or range any weight dtype can hold
 
 
@@ -194,9 +195,9 @@ class RnnConfig(PreTrainedConfig):
         transformers 5, so one that differs from `GenerationConfig`'s default is refused, saying where it belongs."""
         num_labels = kwargs.get("num_labels")
         if num_labels is not None and (
-            isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1
+            isinstance(num_labels, bool) or not isinstance(num_labels, int) or not 0 < num_labels <= MAX_LABELS
         ):
-            raise ValueError(f"RnnConfig.num_labels must be a positive integer, got {num_labels!r}")
+            raise ValueError(f"RnnConfig.num_labels must be a positive integer up to 2**20, got {num_labels!r}")
         for key in ("dtype", "torch_dtype"):
             value = self.dtype if key == "dtype" else kwargs.get(key)
             if value is not None and not _is_float_dtype(value):
@@ -340,9 +341,12 @@ class RnnConfig(PreTrainedConfig):
         if self.char_encoder is not None and (
             isinstance(self.char_vocab_size, bool)
             or not isinstance(self.char_vocab_size, int)
-            or self.char_vocab_size < 3
+            or not 3 <= self.char_vocab_size <= MAX_SIZE
         ):
-            fail("char_vocab_size", "an integer >= 3 (padding, unknown and one character) when char_encoder is set")
+            fail(
+                "char_vocab_size",
+                f"an integer in [3, {MAX_SIZE}] (padding, unknown and one character) when char_encoder is set",
+            )
         if self.initializer_range is not None and self.initializer_range <= 0:
             fail("initializer_range", "positive")
         bools = ("bidirectional", "locked_dropout", "use_crf", "tie_word_embeddings", "use_cache")
