@@ -107,7 +107,7 @@ def _same_tab_count(lines: list[str]) -> bool:
 
 
 def _check_chunk_spelling(sentences: Sequence[TaggedSentence]) -> None:
-    """Refuse a chunk tag misspelt (`b-per`, `B_PER`, `o`) at its file and line: it is no chunk tag, so the labels
+    """Refuse a chunk tag misspelt (`b-per`, `B_PER`) at its file and line: it is no chunk tag, so the labels
     would be read as POS-style tags, trained without the scheme's constraints and scored by accuracy, not span F1.
     Refused rather than normalised: the data's spelling of the types is the user's to fix, once, for every tool."""
     for sentence in sentences:
