@@ -6,7 +6,7 @@
 
 Labels are read as the strings in the file and mapped to ids sorted by name (a label seen only in validation is an
 error that names it). Texts are split on whitespace by a word-level tokenizer built from the training texts. An empty
-cell, a missing column or a table without rows is refused before training, naming the file and the line (JSON: row).
+cell, a missing column or a table without rows is refused before training, naming the file and the line.
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, predict when a test file is), `--max_{train,eval,predict}_samples` keep the
 first rows of a file, `--dataset_name` (with `--dataset_config_name`) reads a Hub dataset or a local dataset folder
@@ -33,7 +33,6 @@ from datasets import ClassLabel, Dataset, load_dataset
 from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments
 
 import hf_rnn
-from hf_rnn.data import DataFormatError
 from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
 from hf_rnn.launch import (
@@ -56,10 +55,10 @@ from hf_rnn.launch import (
     train_and_save,
 )
 from hf_rnn.metrics import load_metric
+from hf_rnn.tables import read_labelled_texts
 from hf_rnn.vocabulary import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
-FORMATS = {".csv": ",", ".tsv": "\t", ".json": None, ".jsonl": None}  # the delimiter; None: JSON (lines)
 # what a checkpoint fixes: its architecture and tokenizer
 ARCHITECTURE = ("lowercase", "min_frequency", "cell_type", "embedding_size", "hidden_size", "num_layers")
 ARCHITECTURE += ("unidirectional", "dropout")
@@ -114,53 +113,8 @@ class ClassificationArguments:
 
 
 def load_table(path: str, text_column: str, label_column: str) -> Dataset:
-    """The text and label columns, every value a non-blank string: an empty cell is an error naming the file, the
-    row and the column (as a label it would become a class 'None'). CSV/TSV are read here, not by `datasets`, so
-    that the error can name the line."""
-    suffix = Path(path).suffix
-    if suffix not in FORMATS:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use one of {sorted(FORMATS)}")
-    if Path(path).stat().st_size == 0:
-        raise ValueError(f"{path}: empty file")
-    delimiter = FORMATS[suffix]
-    header, rows = _json_rows(path) if delimiter is None else _csv_rows(path, delimiter)
-    columns = {text_column: "--text_column", label_column: "--label_column"}
-    for column, flag in columns.items():
-        if column not in header:
-            raise ValueError(f"{path}: no {column!r} column ({flag}); it has {header}")
-    if not rows:
-        raise ValueError(f"{path}: no rows" + (" below the header" if delimiter else ""))
-    table = {column: [] for column in columns}
-    for where, row in rows:
-        for column in columns:
-            value = row[column]
-            if value is None or not str(value).strip():
-                raise ValueError(f"{where}: empty {column!r} value")
-            if isinstance(value, (list, dict)):  # JSON: str() would make it one odd text or class
-                raise ValueError(f"{where}: the {column!r} value is a {type(value).__name__}, not text")
-            table[column].append(str(value))
-    return Dataset.from_dict(table)
-
-
-def _csv_rows(path: str, delimiter: str) -> tuple[list[str], list[tuple[str, dict]]]:
-    """The header and the rows, each with its `file:line`; a row with more cells than the header is an error."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: drop a BOM (Excel)
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        header = reader.fieldnames or []
-        rows = []
-        for row in reader:
-            if None in row:  # DictReader's key for the cells past the header's
-                raise DataFormatError(
-                    path, reader.line_num, f"{len(header) + len(row[None])} cells, the header has {len(header)}"
-                )
-            rows.append((f"{path}:{reader.line_num}", row))
-    return header, rows
-
-
-def _json_rows(path: str) -> tuple[list[str], list[tuple[str, dict]]]:
-    """The keys and the records (a key a record lacks reads as None), each with its `file: row N`."""
-    table = load_dataset("json", data_files=path, split="train")
-    return table.column_names, [(f"{path}: row {index}", row) for index, row in enumerate(table, 1)]
+    """The text and label columns (hf_rnn.tables), every value a non-blank string; errors name the file and line."""
+    return Dataset.from_dict(read_labelled_texts(path, text_column, label_column))
 
 
 def read_splits(args: ClassificationArguments, steps: dict[str, bool]) -> dict[str, Dataset]:

@@ -98,6 +98,7 @@ from hf_rnn.launch import (
 )
 from hf_rnn.metrics import TaggingMetrics, predicted_tags
 from hf_rnn.schemes import SCHEMES, convert, detect_scheme
+from hf_rnn.tables import read_tagged_table
 from hf_rnn.vocabulary import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
@@ -210,34 +211,8 @@ def read_split(path: str, data: DataArguments) -> list[TaggedSentence]:
     if path.endswith(".conllu"):
         return read_conllu(path, data.tag_field)
     if path.endswith(TABLES):
-        return read_table(path, data.tokens_column, data.tags_column)
+        return read_tagged_table(path, data.tokens_column, data.tags_column)
     return read_conll(path, data.token_column, data.tag_column)
-
-
-def read_table(path: str, tokens_column: str, tags_column: str) -> list[TaggedSentence]:
-    """One sentence per JSON record (lists of words and of tags, names or ids) or CSV row (cells of space-separated
-    words and tags). Errors name the file and the line (JSON lines; CSV rows of one line)."""
-    table = load_dataset("csv" if path.endswith(".csv") else "json", data_files=path, split="train")
-    missing = [column for column in (tokens_column, tags_column) if column not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: no column {missing} (--tokens_column, --tags_column); it has {table.column_names}")
-    sentences = []
-    for row, (tokens, tags) in enumerate(zip(table[tokens_column], table[tags_column]), start=1):
-        line = row + 1 if path.endswith(".csv") else row  # below the CSV header
-        if isinstance(tokens, str) and isinstance(tags, str):
-            tokens, tags = tokens.split(), tags.split()
-        if not isinstance(tokens, list) or not all(isinstance(token, str) and token.strip() for token in tokens):
-            raise ValueError(f"{path}:{line}: {tokens_column!r} must be a list of words, got {tokens!r}")
-        if not isinstance(tags, list) or not tokens or not all(map(_is_tag, tags)):
-            raise ValueError(f"{path}:{line}: {tags_column!r} must be a list of tags, got {tags!r}")
-        if len(tags) != len(tokens):
-            raise ValueError(f"{path}:{line}: {len(tokens)} words but {len(tags)} tags")
-        sentences.append(TaggedSentence(tokens, [str(tag) for tag in tags], path, [line] * len(tokens)))
-    return sentences
-
-
-def _is_tag(tag: object) -> bool:
-    return (isinstance(tag, str) and bool(tag.strip())) or (isinstance(tag, int) and not isinstance(tag, bool))
 
 
 def read_data(

@@ -6,11 +6,11 @@ flat, torch-free sibling `schemes.py` (a language model's checkpoint carries no 
 
 import dataclasses
 import difflib
-import math
 import warnings
 
 from transformers import PreTrainedConfig
 from transformers.generation import GenerationConfig
+from transformers.utils import is_torch_available
 
 from .schemes import SCHEMES, scheme_constraints
 
@@ -34,6 +34,9 @@ _BASE_KEYS = {
 }
 CHAR_ENCODERS = ("lstm", "cnn")
 LANGUAGE_MODELS = {"forward_lm": False, "backward_lm": True}  # the sub-config fields, and the `reverse` each needs
+MAX_SIZE = 2**31 - 1  # sizes beyond int32 overflow torch's allocations (2**63) or tokenizers' u32 ids
+MAX_LABELS = 2**20  # id2label, one name per label, is written out in config.json (2**40 would hang building it)
+MAX_FLOAT = 65504.0  # float16's largest value: an initial bias or range any weight dtype can hold
 
 
 class RnnConfig(PreTrainedConfig):
@@ -148,6 +151,7 @@ class RnnConfig(PreTrainedConfig):
     fine_tune_lms: bool = False
 
     def __post_init__(self, **kwargs):
+        self._check_base_keys(kwargs)  # before the base class reads or drops them
         self._check_label_maps()  # before the base class fills in or overwrites them
         self._load_language_models()
         self._warn_unknown_keys(kwargs)
@@ -184,6 +188,30 @@ class RnnConfig(PreTrainedConfig):
         inverse = {name: key for key, name in zip(keys, names)}
         if label2id is not None and dict(label2id) != inverse:
             raise ValueError(f"RnnConfig.label2id must be the inverse of id2label={id2label!r}, got {label2id!r}")
+
+    def _check_base_keys(self, kwargs: dict) -> None:
+        """The keys the base class reads, which it would take unchecked (`num_labels="3"` fails inside it, `True`
+        makes one label) or drop silently: a generation parameter (`max_length=-5`) is not read from a model config in
+        transformers 5, so one that differs from `GenerationConfig`'s default is refused, saying where it belongs."""
+        num_labels = kwargs.get("num_labels")
+        if num_labels is not None and (
+            isinstance(num_labels, bool) or not isinstance(num_labels, int) or not 0 < num_labels <= MAX_LABELS
+        ):
+            raise ValueError(f"RnnConfig.num_labels must be a positive integer up to 2**20, got {num_labels!r}")
+        for key in ("dtype", "torch_dtype"):
+            value = self.dtype if key == "dtype" else kwargs.get(key)
+            if value is not None and not _is_float_dtype(value):
+                raise ValueError(
+                    f"RnnConfig.{key} must be None or a floating-point torch dtype (or its name: 'float32',"
+                    f" 'bfloat16', ...), got {value!r}"
+                )
+        defaults = GenerationConfig._get_default_generation_params()
+        for key, value in kwargs.items():
+            if key in defaults and value != defaults[key]:
+                raise ValueError(
+                    f"RnnConfig.{key}={value!r}: a generation parameter, which transformers does not read from a model"
+                    f" config: set model.generation_config.{key} or pass {key}=... to generate()"
+                )
 
     def _warn_unknown_keys(self, kwargs: dict) -> None:
         """A misspelt field (`hiden_size=512`) would be stored and never read: say so, with the nearest field."""
@@ -293,8 +321,8 @@ class RnnConfig(PreTrainedConfig):
             "char_kernel_size",
         ):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                fail(field, "a positive integer")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
+                fail(field, f"a positive integer up to 2**31 - 1 ({MAX_SIZE})")
         for field in ("dropout", "embedding_dropout", "output_dropout", "word_dropout"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
@@ -303,16 +331,22 @@ class RnnConfig(PreTrainedConfig):
             value = getattr(self, field)
             if field == "initializer_range" and value is None:
                 continue  # 1/sqrt(fan-in)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                fail(field, "a finite number" if field == "forget_bias" else "None or a finite number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= MAX_FLOAT:
+                bound = f"a number in [-{MAX_FLOAT}, {MAX_FLOAT}] (float16's range, so every weight dtype holds it)"
+                fail(field, bound if field == "forget_bias" else f"None or {bound}")
         if self.char_kernel_size % 2 == 0:
             fail("char_kernel_size", "odd (the filters are centred on each character)")
+        if self.char_encoder is None and self.char_vocab_size != 0:
+            fail("char_vocab_size", "0 without a char_encoder (no layer would read the characters)")
         if self.char_encoder is not None and (
             isinstance(self.char_vocab_size, bool)
             or not isinstance(self.char_vocab_size, int)
-            or self.char_vocab_size < 3
+            or not 3 <= self.char_vocab_size <= MAX_SIZE
         ):
-            fail("char_vocab_size", "an integer >= 3 (padding, unknown and one character) when char_encoder is set")
+            fail(
+                "char_vocab_size",
+                f"an integer in [3, {MAX_SIZE}] (padding, unknown and one character) when char_encoder is set",
+            )
         if self.initializer_range is not None and self.initializer_range <= 0:
             fail("initializer_range", "positive")
         bools = ("bidirectional", "locked_dropout", "use_crf", "tie_word_embeddings", "use_cache")
@@ -347,6 +381,16 @@ class RnnConfig(PreTrainedConfig):
                 raise ValueError(
                     f"RnnConfig.crf_constraints={self.crf_constraints!r} does not fit id2label: {error}"
                 ) from None
+
+
+def _is_float_dtype(value: object) -> bool:
+    """A floating-point torch dtype, or the name of one (as config.json stores it)."""
+    if not is_torch_available():
+        return isinstance(value, str)
+    import torch
+
+    dtype = getattr(torch, value, None) if isinstance(value, str) else value
+    return isinstance(dtype, torch.dtype) and dtype.is_floating_point
 
 
 __all__ = ["RnnConfig"]

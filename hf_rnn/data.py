@@ -14,6 +14,8 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
+from .schemes import misspelt_chunk_tag
+
 
 class DataFormatError(ValueError):
     """A line of an input file that cannot be read; the message starts with `file:line:`."""
@@ -34,29 +36,37 @@ class TaggedSentence:
 def read_conll(
     path: str | Path, token_column: int = 0, tag_column: int = -1, separator: str | None = None
 ) -> list[TaggedSentence]:
-    """Read a CoNLL-style file: one token per line, columns split on `separator` (default: runs of spaces and TABs).
+    """Read a CoNLL-style file: one token per line, columns split on `separator`.
 
+    By default a file whose every token line holds the same number of TABs is split on TABs, so a token may hold
+    spaces (kept whole; the word tokenizer then reads it as several pieces, the first one tagged), and any other file
+    on runs of spaces and TABs. Only these split, so a stray no-break space or form feed cannot shift the columns.
     Sentences end at whitespace-only lines (WNUT-17 uses a lone TAB) and `-DOCSTART-` lines are skipped. Every token
-    line must have as many columns as the sentence's first line. The default splits at no other whitespace, so a stray
-    no-break space or form feed cannot shift the columns; it stays in its token, which the word tokenizer then reads
-    as several pieces, the first one tagged. Whitespace around a token or tag is dropped; an empty one is an error.
+    line must have as many columns as the sentence's first line. Whitespace around a token or tag is dropped; an
+    empty one is an error, and so is a tag that holds whitespace (the columns split otherwise than the file means).
     """
+    lines = _read_lines(path)
+    if separator is None and _same_tab_count(lines):
+        separator = "\t"
+    split_on = "TABs" if separator == "\t" else repr(separator) if separator else "runs of spaces and TABs"
     sentences: list[TaggedSentence] = []
     current: TaggedSentence | None = None
     width = None
-    for number, raw in enumerate(_read_lines(path), start=1):
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             if current is not None:
                 sentences.append(current)
             current, width = None, None
             continue
         columns = raw.split(separator) if separator else _BLANKS.split(raw.strip(" \t"))
-        if columns[0].strip() == "-DOCSTART-":
+        if _is_docstart(raw):
             continue
         if width is None:
             width = len(columns)
             if width < 2:
-                raise DataFormatError(path, number, f"expected a token and a tag column, got {raw!r}")
+                raise DataFormatError(
+                    path, number, f"expected a token and a tag column (split on {split_on}), got {raw!r}"
+                )
             for column in (token_column, tag_column):
                 if not -width <= column < width:
                     raise DataFormatError(path, number, f"no column {column}: the line has {width} columns: {raw!r}")
@@ -66,12 +76,18 @@ def read_conll(
                 )
         elif len(columns) != width:
             raise DataFormatError(
-                path, number, f"expected {width} columns like the sentence's first line, got {len(columns)}: {raw!r}"
+                path,
+                number,
+                f"expected {width} columns like the sentence's first line, got {len(columns)} (split on {split_on}):"
+                f" {raw!r}",
             )
+        tag = _filled(columns[tag_column], "tag", path, number, raw)
+        if _WHITESPACE.search(tag):
+            raise DataFormatError(path, number, f"tag {tag!r} holds whitespace (columns split on {split_on}): {raw!r}")
         if current is None:
             current = TaggedSentence([], [], str(path), [])
         current.tokens.append(_filled(columns[token_column], "token", path, number, raw))
-        current.tags.append(_filled(columns[tag_column], "tag", path, number, raw))
+        current.tags.append(tag)
         current.lines.append(number)
     if current is not None:
         sentences.append(current)
@@ -108,6 +124,32 @@ def read_words(path: str | Path) -> list[TaggedSentence] | None:
     if not sentences:
         raise DataFormatError(path, 1, "no sentences found (empty file?)")
     return sentences
+
+
+def _is_docstart(line: str) -> bool:
+    return line.split(maxsplit=1)[0] == "-DOCSTART-"
+
+
+def _same_tab_count(lines: list[str]) -> bool:
+    """Whether every token line (not blank, not `-DOCSTART-`) holds the same number of TABs, at least one."""
+    counts = {line.count("\t") for line in lines if line.strip() and not _is_docstart(line)}
+    return len(counts) == 1 and counts != {0}
+
+
+def _check_chunk_spelling(sentences: Sequence[TaggedSentence]) -> None:
+    """Refuse a chunk tag misspelt (`b-per`, `B_PER`) at its file and line: it is no chunk tag, so the labels
+    would be read as POS-style tags, trained without the scheme's constraints and scored by accuracy, not span F1.
+    Refused rather than normalised: the data's spelling of the types is the user's to fix, once, for every tool."""
+    for sentence in sentences:
+        for line, tag in zip(sentence.lines, sentence.tags):
+            meant = misspelt_chunk_tag(tag)
+            if meant is not None:
+                raise DataFormatError(
+                    sentence.path,
+                    line,
+                    f"tag {tag!r} looks like the chunk tag {meant!r} misspelt (chunk tags are 'O' or <prefix>-<TYPE>,"
+                    " prefixes B, I, E, S, L, U in capitals, a '-' after them): fix the data",
+                )
 
 
 CONLLU_FIELDS = {"upos": 3, "xpos": 4}
@@ -189,16 +231,43 @@ def read_characters(path: str | Path) -> list[str]:
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _BLANKS = re.compile(r"[ \t]+")
+_WHITESPACE = re.compile(r"\s")
+
+
+def read_utf8(path: str | Path) -> str:
+    """The file's text, decoded as UTF-8 without a leading byte-order mark. A UTF-16 or UTF-32 file (told by its
+    byte-order mark), a byte sequence that is not UTF-8 (Latin-1, cp1252) and a NUL character (a binary or BOM-less
+    UTF-16 file) raise a `DataFormatError` naming the line."""
+    data = Path(path).read_bytes()
+    for bom, encoding in _OTHER_BOMS:  # UTF-32-LE's starts like UTF-16-LE's: longest first
+        if data.startswith(bom):
+            raise DataFormatError(path, 1, f"the file is {encoding} (its byte-order mark says so): save it as UTF-8")
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = len(_LINE_END.split(data[: error.start].decode("utf-8")))
+        raise DataFormatError(
+            path, line, f"not valid UTF-8 ({error.reason}; Latin-1 or cp1252? save it as UTF-8)"
+        ) from None
+    if "\0" in text:
+        line = len(_LINE_END.split(text[: text.index("\0")]))
+        raise DataFormatError(path, line, "a NUL character (a binary file, or UTF-16 without a byte-order mark?)")
+    return text
+
+
+_OTHER_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32-LE"),
+    (codecs.BOM_UTF32_BE, "UTF-32-BE"),
+    (codecs.BOM_UTF16_LE, "UTF-16-LE"),
+    (codecs.BOM_UTF16_BE, "UTF-16-BE"),
+)
 
 
 def _read_lines(path: str | Path) -> list[str]:
-    """The file's lines without a leading byte-order mark; a decoding error names the line it happened on."""
-    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
-    try:
-        return _LINE_END.split(data.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        line = len(_LINE_END.split(data[: error.start].decode("utf-8")))
-        raise DataFormatError(path, line, f"not valid UTF-8 ({error.reason})") from None
+    """The lines of `read_utf8`'s text, each without a leading byte-order mark: files joined with `cat` carry one
+    where the second begins, which would otherwise stick to its first token (`-DOCSTART-` then reads as a word)."""
+    return [line.removeprefix("\ufeff") for line in _LINE_END.split(read_utf8(path))]
 
 
 def _filled(cell: str, what: str, path: str | Path, number: int, raw: str) -> str:
@@ -218,8 +287,11 @@ def tagging_dataset(
     """Build a `DatasetDict` with `tokens` and `tags` (a `ClassLabel` sequence).
 
     The label set comes from the `"train"` split (sorted) unless `label_names` is given. A tag outside it raises an
-    error naming the file line, unless `unknown_tag` names a label to map it to (e.g. `"O"`).
+    error naming the file line, unless `unknown_tag` names a label to map it to (e.g. `"O"`). So does a chunk tag
+    misspelt (`b-per`, `B_PER`), which would otherwise train as a POS-style label.
     """
+    for sentences in splits.values():
+        _check_chunk_spelling(sentences)
     if label_names is None:
         if "train" not in splits:
             raise ValueError("Pass `label_names` or a 'train' split to take the label set from.")
@@ -256,7 +328,8 @@ def standardize_tagging_dataset(
     """A Hub (or `load_dataset`) tagging dataset as hf_rnn's layout: `tokens` and `tags`, a `ClassLabel` sequence.
 
     Tags stored as class ids keep their names; tags stored as strings get the training split's sorted label set, and
-    one outside it (or blank) raises `ValueError` naming the split and row. Rows are checked further when encoded.
+    one outside it (or blank) raises `ValueError` naming the split and row, and so does a misspelt chunk tag (`b-per`).
+    Rows are checked further when encoded.
     """
     if "train" not in data:
         raise ValueError(f"the dataset has no 'train' split (it has {list(data)})")
@@ -280,6 +353,12 @@ def standardize_tagging_dataset(
             return {tags_column: [[index[tag] for tag in tags] for tags in batch[tags_column]]}
 
         data = data.map(to_ids, batched=True)
+    for name in names:
+        if misspelt_chunk_tag(str(name)) is not None:
+            raise ValueError(
+                f"the dataset's tag {name!r} looks like the chunk tag {misspelt_chunk_tag(str(name))!r} misspelt: it"
+                " would train as a POS-style label (no scheme constraints, no span F1)"
+            )
     features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=list(names)))})
     renamed = DatasetDict(
         {split: part.rename_columns({tokens_column: "tokens", tags_column: "tags"}) for split, part in data.items()}

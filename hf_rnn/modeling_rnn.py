@@ -200,13 +200,18 @@ class RnnPreTrainedModel(PreTrainedModel):
         `EncoderDecoderModel.from_encoder_decoder_pretrained` builds from two: the LMs' configs become
         `config.forward_lm`/`backward_lm` and their encoders' weights are copied in (their output layers are left
         out). `kwargs` are the new model's `RnnConfig` fields; `lm_kwargs` go to each LM's `from_pretrained`
-        (`revision`, `token`, `cache_dir`, ...)."""
-        paths = {"forward_lm": forward_lm, "backward_lm": backward_lm}
-        lms = {
-            name: RnnForCausalLM.from_pretrained(path, **(lm_kwargs or {})).model
-            for name, path in paths.items()
-            if path is not None
-        }
+        (`revision`, `token`, `cache_dir`, ...). A checkpoint of another head (a classifier's encoder was never
+        trained to predict characters) is refused, naming its path and architecture."""
+        paths = {name: path for name, path in (("forward_lm", forward_lm), ("backward_lm", backward_lm)) if path}
+        lms = {}
+        for name, path in paths.items():
+            architectures = RnnConfig.from_pretrained(path, **(lm_kwargs or {})).architectures or []
+            if RnnForCausalLM.__name__ not in architectures:
+                raise ValueError(
+                    f"{name}={str(path)!r} is a checkpoint of {', '.join(architectures) or 'no known architecture'},"
+                    f" not of {RnnForCausalLM.__name__}: give a character language model (run_lm.py --char_level)"
+                )
+            lms[name] = RnnForCausalLM.from_pretrained(path, **(lm_kwargs or {})).model
         if not lms:
             raise ValueError("from_language_models needs forward_lm, backward_lm or both")
         model = cls(RnnConfig(**{name: lm.config for name, lm in lms.items()}, **kwargs))

@@ -9,6 +9,7 @@ BILOU's `L-`/`U-` are BIOES's `E-`/`S-` under other names.
 Pure Python, no torch: shipped inside checkpoints beside the config.
 """
 
+import re
 from collections.abc import Iterable, Sequence
 
 SCHEMES = ("BIO", "IOB1", "BIOES", "BILOU")
@@ -16,6 +17,8 @@ PREFIXES = {"BIO": "BI", "IOB1": "BI", "BIOES": "BIES", "BILOU": "BILU"}
 _ROLES = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}  # prefix -> its BIOES role
 # how each scheme writes the roles of a chunk: (single token, first, inside, last)
 _WRITE = {"BIO": "BBII", "IOB1": "IIII", "BIOES": "SBIE", "BILOU": "UBIL"}
+
+_MISSPELT = re.compile(r"([BIESLUbieslu])[-_.:](\w.*)")  # misspelt_chunk_tag
 
 Chunk = tuple[str, int, int]  # (type, first position, last position)
 
@@ -38,6 +41,15 @@ def is_chunk_tag(tag: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def misspelt_chunk_tag(tag: str) -> str | None:
+    """The chunk tag that `tag` misspells ('b-per' -> 'B-per', 'B_PER' -> 'B-PER'), or None: a scheme prefix letter in
+    either case followed by '-', '_', '.' or ':' and a type, which is not a chunk tag as written."""
+    match = _MISSPELT.fullmatch(tag)
+    if match is None or is_chunk_tag(tag):
+        return None
+    return f"{match[1].upper()}-{match[2]}"
 
 
 def label_scheme(labels: Iterable[str]) -> str | None:
@@ -106,9 +118,14 @@ def convert(tags: Sequence[str], scheme: str) -> list[str]:
     """The chunks of `tags` (as `chunks` reads them, in any scheme) written in `scheme`.
 
     Exact both ways for valid sequences (BIO -> BIOES -> BIO gives the input back); an invalid one (an `I-X` after
-    `O` in BIO) comes out repaired the way conlleval and seqeval score it.
+    `O` in BIO) comes out repaired the way conlleval and seqeval score it. A tag that is not a chunk tag (a POS tag
+    such as 'NOUN', which `chunks` reads leniently as a one-word chunk) raises a `ValueError` naming its position: it
+    has no chunk reading to write in another scheme.
     """
     single, first, inside, last = _WRITE[_check_scheme(scheme)]
+    for position, tag in enumerate(tags):
+        if not is_chunk_tag(tag):
+            raise ValueError(f"tag {tag!r} at position {position} is not a chunk tag ('O' or <prefix>-<TYPE>)")
     written = ["O"] * len(tags)
     end_of_previous = {}  # type -> last position of its latest chunk
     for kind, start, end in chunks(tags):
@@ -173,6 +190,7 @@ __all__ = [
     "detect_scheme",
     "is_chunk_tag",
     "label_scheme",
+    "misspelt_chunk_tag",
     "scheme_constraints",
     "split_tag",
 ]

@@ -4,7 +4,9 @@ The token stream is cut into `batch_size * processes` parallel rows, and batch k
 (`BpttWindows`), so each row continues the previous batch's row. `TbpttTrainer` carries the recurrent state from
 batch to batch (detached: gradients stop at the window), resets it at every epoch start and for evaluation, and
 reports perplexity (and bits per character for a character LM). Under several processes each process owns its own
-rows, so the carry stays exact. `zaremba_schedule` is the learning-rate schedule of Zaremba et al. (2014) as a torch
+rows, so the carry stays exact. A `BpttWindows` is always batched by its own rows: evaluating it with another
+`per_device_eval_batch_size` would hand one row's state to another (the loss does not depend on the batch size, so
+its own is used); training with another is refused, as it would change the optimisation asked for. `zaremba_schedule` is the learning-rate schedule of Zaremba et al. (2014) as a torch
 scheduler.
 
 Checkpoints do not hold the carried state: a run resumed mid-epoch restarts its rows from a zero state, as at an
@@ -113,8 +115,28 @@ class TbpttTrainer(Trainer):
         self._created_lr_scheduler = True  # as the Trainer's own: a later train() builds a fresh one
         return self.lr_scheduler
 
-    def evaluate(self, *args, **kwargs):
+    def _get_dataloader(self, dataset, description: str, batch_size: int, *args, is_training: bool = False, **kwargs):
+        """Batches of `dataset`'s own rows for a `BpttWindows` (module doc), for the processes it was cut for."""
+        if isinstance(dataset, BpttWindows):
+            if dataset.processes != self.args.world_size:
+                raise ValueError(
+                    f"{description}: the windows were cut for {dataset.processes} process(es), this run has"
+                    f" {self.args.world_size}: the carried state would continue another process's rows"
+                )
+            if is_training and batch_size != dataset.batch_size:
+                raise ValueError(
+                    f"{description}: the windows hold {dataset.batch_size} rows per batch, the train batch size is"
+                    f" {batch_size}: the carried state would continue another row; cut them with the batch size"
+                )
+            batch_size = dataset.batch_size
+        return super()._get_dataloader(dataset, description, batch_size, *args, is_training=is_training, **kwargs)
+
+    def evaluation_loop(self, *args, **kwargs):
+        """`evaluate` and `predict`: each run starts its rows from a zero state."""
         self.carried[False] = None
+        return super().evaluation_loop(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
         metrics = super().evaluate(*args, **kwargs)
         key = f"{kwargs.get('metric_key_prefix', 'eval')}_loss"
         if key in metrics:

@@ -148,3 +148,60 @@ def test_num_labels_resets_the_label_maps_as_transformers_does(tmp_path):
 def test_num_hidden_layers_is_an_alias_of_num_layers():
     config = hf_rnn.RnnConfig(num_hidden_layers=3)
     assert config.num_layers == 3 and config.num_hidden_layers == 3
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("vocab_size", 2**63, r"RnnConfig\.vocab_size must be a positive integer up to 2\*\*31 - 1"),
+        ("hidden_size", 2**40, r"RnnConfig\.hidden_size must be a positive integer up to"),
+        ("char_kernel_size", 2**63 + 1, r"RnnConfig\.char_kernel_size must be a positive integer up to"),
+        ("num_labels", "3", r"RnnConfig\.num_labels must be a positive integer up to 2\*\*20, got '3'"),
+        ("num_labels", 3.0, r"RnnConfig\.num_labels must be a positive integer up to 2\*\*20, got 3\.0"),
+        ("num_labels", True, r"RnnConfig\.num_labels must be a positive integer up to 2\*\*20, got True"),
+        ("num_labels", -1, r"RnnConfig\.num_labels must be a positive integer up to 2\*\*20, got -1"),
+        ("num_labels", 2**40, r"RnnConfig\.num_labels must be a positive integer up to 2\*\*20, got 1099511627776"),
+        ("torch_dtype", "float99", r"RnnConfig\.torch_dtype must be None or a floating-point torch dtype"),
+        ("dtype", "float99", r"RnnConfig\.dtype must be None or a floating-point torch dtype"),
+        ("dtype", "int8", r"RnnConfig\.dtype must be None or a floating-point torch dtype"),
+        ("dtype", 5, r"RnnConfig\.dtype must be None or a floating-point torch dtype"),
+        ("char_vocab_size", 50, r"RnnConfig\.char_vocab_size must be 0 without a char_encoder"),
+        (
+            {"char_encoder": "cnn", "char_vocab_size": 2**63},
+            None,
+            r"RnnConfig\.char_vocab_size must be an integer in \[3,",
+        ),
+        (
+            "max_length",
+            -5,
+            r"RnnConfig\.max_length=-5: a generation parameter, .*model\.generation_config\.max_length",
+        ),
+        ("num_beams", 4, r"RnnConfig\.num_beams=4: a generation parameter"),
+        ("forget_bias", 1e308, r"RnnConfig\.forget_bias must be a number in \[-65504\.0, 65504\.0\]"),
+        ("forget_bias", -1e5, r"RnnConfig\.forget_bias must be a number in"),
+        ("initializer_range", 1e308, r"RnnConfig\.initializer_range must be None or a number in"),
+    ],
+)
+def test_values_that_failed_at_build_or_were_dropped_are_refused_naming_the_field(tmp_path, key, value, message):
+    """Each passed the config before, then failed inside torch or transformers at model build (`vocab_size=2**63`,
+    `forget_bias=1e308`), inside the base class (`num_labels="3"`, `dtype="float99"`), or was silently dropped or
+    ignored (`max_length=-5`, `char_vocab_size` without a character encoder, `num_labels=True`). The same from a
+    hand-edited config.json."""
+    overrides = key if isinstance(key, dict) else {key: value}
+    with pytest.raises(ValueError, match=message):
+        hf_rnn.RnnConfig(**overrides)
+    tiny_config().save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    stored.pop("id2label", None), stored.pop("label2id", None)  # num_labels alone
+    (tmp_path / "config.json").write_text(json.dumps({**stored, **overrides}))
+    with pytest.raises(ValueError, match=message):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+def test_the_largest_accepted_values_build(tmp_path):
+    """The bounds' other side: the defaults of GenerationConfig, a named float dtype and a float16-sized bias pass."""
+    config = tiny_config(forget_bias=65504.0, dtype="bfloat16", max_length=20, num_labels=2)
+    model = hf_rnn.RnnForTokenClassification(config)
+    assert model.config.dtype is not None and model.config.num_labels == 2
+    model.save_pretrained(tmp_path)
+    assert hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path).config.forget_bias == 65504.0

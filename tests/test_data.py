@@ -253,3 +253,77 @@ def test_truncation_is_not_a_lost_word():
 def test_hub_tag_ids_without_names_keep_working():
     data = DatasetDict({"train": Dataset.from_dict({"tokens": [["a", "b"], ["c"]], "tags": [[0, 1], [1]]})})
     assert standardize_tagging_dataset(data)["train"]["tags"] == [[0, 1], [1]]
+
+
+def test_concatenated_files_keep_docstart_out_of_the_sentences(tmp_path):
+    """`cat a.conll b.conll`: the second file's byte-order mark starts a line mid-file; -DOCSTART- stays skipped and
+    the first token is the word, as in each file read alone."""
+    part = "\ufeff-DOCSTART- -X- O O\n\nEU B-ORG\nrejects O\n\n"
+    joined = read_conll(write(tmp_path, (part + part).encode("utf-8")))
+    alone = read_conll(write(tmp_path, part, "alone.conll"))
+    assert [(s.tokens, s.tags) for s in joined] == [(s.tokens, s.tags) for s in alone] * 2
+
+
+def test_a_tab_separated_file_keeps_the_spaces_in_its_tokens(tmp_path):
+    """Every token line holds one TAB: columns split on TABs only, so 'New York' stays one token (read as the
+    explicit separator="\\t" reads it); a space-separated file still splits on spaces."""
+    text = "-DOCSTART-\n\nNew York\tB-LOC\r\nis\tO\n \t\nfine\tO\n"
+    expected = read_conll(write(tmp_path, text, "explicit.conll"), separator="\t")
+    sentences = read_conll(write(tmp_path, text))
+    assert [(s.tokens, s.tags, s.lines) for s in sentences] == [(s.tokens, s.tags, s.lines) for s in expected]
+    assert sentences[0].tokens == ["New York", "is"]
+    assert [s.tokens for s in read_conll(write(tmp_path, "EU NNP B-ORG\nrejects VBZ O\n"))] == [["EU", "rejects"]]
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("EU\tNNP B-NP\nrejects\tVBZ O\n", 1, r"tag 'NNP B-NP' holds whitespace \(columns split on TABs\)"),
+        ("a\tX\nb c d\n", 2, r"expected 2 columns .* got 3 \(split on runs of spaces and TABs\)"),
+    ],
+)
+def test_mixed_separators_are_refused_saying_how_the_file_was_split(tmp_path, text, line, message):
+    path = write(tmp_path, text)
+    with pytest.raises(DataFormatError, match=message) as error:
+        read_conll(path, tag_column=1)
+    assert str(error.value).startswith(f"{path}:{line}:")
+
+
+@pytest.mark.parametrize("tag, meant", [("b-per", "B-per"), ("B_PER", "B-PER"), ("i.LOC", "I-LOC")])
+def test_a_misspelt_chunk_tag_is_refused_at_its_line(tmp_path, tag, meant):
+    """Read as POS-style labels, these would train without the scheme's constraints and be scored by accuracy."""
+    path = write(tmp_path, f"John\t{tag}\nruns\tO\n")
+    with pytest.raises(DataFormatError, match=f"tag '{tag}' looks like the chunk tag '{meant}' misspelt") as error:
+        tagging_dataset({"train": read_conll(path)})
+    assert str(error.value).startswith(f"{path}:1:")
+    assert tagging_dataset({"train": read_conll(write(tmp_path, "The\tDET\nin\tIN\n"))})["train"].num_rows == 1
+
+
+@pytest.mark.parametrize(
+    "data, line, message",
+    [
+        ("a\tX\nb\tY\n".encode("utf-16"), 1, "the file is UTF-16-LE"),
+        ("a\tX\nb\tY\n".encode("utf-16-le"), 1, "a NUL character"),
+        ("a\tX\n\nbé\tY\n".encode("latin-1"), 3, "not valid UTF-8 .*Latin-1"),
+        (b"a\tX\nb\x00\tY\n", 2, "a NUL character"),
+    ],
+)
+def test_other_encodings_and_nul_bytes_name_the_file_and_line(tmp_path, data, line, message):
+    path = write(tmp_path, data)
+    with pytest.raises(DataFormatError, match=message) as error:
+        read_conll(path)
+    assert str(error.value).startswith(f"{path}:{line}:")
+
+
+def test_run_tagging_refuses_misspelt_chunk_tags_in_files_and_datasets(tmp_path, monkeypatch, capsys):
+    """Through the script: a CoNLL file at its line; a dataset's ClassLabel names (no file to name)."""
+    from example_scripts import refused
+
+    path = write(tmp_path, "-DOCSTART- O\n\nJohn B_PER\nruns O\n")
+    message = refused(monkeypatch, capsys, "run_tagging", "--train_file", str(path), output_dir=tmp_path / "out")
+    assert f"{path}:3: tag 'B_PER' looks like the chunk tag 'B-PER' misspelt" in message
+    names = ["O", "b-per", "i-per"]
+    features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=names))})
+    data = DatasetDict({"train": Dataset.from_dict({"tokens": [["John"]], "tags": [[1]]}, features=features)})
+    with pytest.raises(ValueError, match="the dataset's tag 'b-per' looks like the chunk tag 'B-per' misspelt"):
+        standardize_tagging_dataset(data)

@@ -94,7 +94,8 @@ def test_a_json_or_csv_tagging_file_reads_as_its_conll_file(tmp_path):
     )
     lines = ["words,pos", *(f"{' '.join(s.tokens)},{' '.join(s.tags)}" for s in sentences)]
     (tmp_path / "dev.csv").write_text("\n".join(lines) + "\n")
-    read_table = example_script("run_tagging").read_table
+    from hf_rnn.tables import read_tagged_table as read_table
+
     for name in ("dev.jsonl", "dev.csv"):
         table = read_table(str(tmp_path / name), "words", "pos")
         assert [(s.tokens, s.tags) for s in table] == [(s.tokens, s.tags) for s in sentences]

@@ -41,8 +41,12 @@ def test_run_classification_refuses_a_bad_table(tmp_path, monkeypatch, capsys, c
 
 BAD_VALIDATION_FILES = {  # the validation file's name and text -> the error
     "empty CSV cell": ("dev.csv", "text,label\nhello,a\n,b\n", "dev.csv:3: empty 'text' value"),
-    "JSON null": ("dev.jsonl", '{"text": "hello", "label": "a"}\n{"text": null, "label": "b"}\n', "row 2: empty"),
-    "JSON list": ("dev.jsonl", '{"text": ["hello"], "label": "a"}\n', "dev.jsonl: row 1: the 'text' value is a list"),
+    "JSON null": (
+        "dev.jsonl",
+        '{"text": "hello", "label": "a"}\n{"text": null, "label": "b"}\n',
+        "dev.jsonl:2: empty 'text'",
+    ),
+    "JSON list": ("dev.jsonl", '{"text": ["hello"], "label": "a"}\n', "dev.jsonl:1: the 'text' value is a list"),
     "unseen label": ("dev.csv", "text,label\nhello,c\n", "dev.csv: labels ['c'] do not occur in the training file"),
 }
 

@@ -161,3 +161,12 @@ def test_real_bio_files_are_detected_and_survive_a_round_trip(path):
     for scheme in SCHEMES:
         assert [convert(convert(tags, scheme), "BIO") for tags in gold] == [convert(tags, "BIO") for tags in gold]
     assert sum(convert(tags, "BIO") == list(tags) for tags in gold) == len(gold)  # valid BIO as written
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_convert_refuses_tags_that_are_not_chunk_tags(scheme):
+    """`chunks` reads 'NOUN' leniently as a one-word chunk (conlleval's way of scoring); converting it would write POS
+    labels as 'S-NOUN' / 'B-NOUN' chunks."""
+    for tags in (["DET", "NOUN"], ["B-PER", "NOUN"], ["B-PER", ""]):
+        with pytest.raises(ValueError, match=r"tag '\w*' at position \d is not a chunk tag"):
+            convert(tags, scheme)

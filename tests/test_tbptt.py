@@ -85,6 +85,32 @@ def test_tbptt_evaluation_equals_one_pass_over_each_row(tmp_path):
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(whole.item()), rel=1e-5)
 
 
+@pytest.mark.parametrize("eval_batch_size", [1, 2, 8])
+def test_evaluating_with_another_batch_size_keeps_each_rows_state(tmp_path, eval_batch_size):
+    """Windows cut for 4 rows, evaluated with a batch size that divides (or is a multiple of) 4, then predicted: each
+    run equals the step-by-step loop over the windows, every row carrying only its own state from a zero start."""
+    model, data = _model().eval(), _windows()
+    cache, losses = None, []
+    with torch.no_grad():
+        for window in range(data.windows):
+            span = slice(window * BPTT, (window + 1) * BPTT)
+            outputs = model(data.inputs[:, span], shift_labels=data.targets[:, span], cache=cache, use_cache=True)
+            cache, losses = outputs.cache, [*losses, outputs.loss.item()]
+    expected = sum(losses) / len(losses)
+    args = _arguments(tmp_path, per_device_eval_batch_size=eval_batch_size)
+    trainer = TbpttTrainer(model=model, args=args, eval_dataset=data)
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, rel=1e-6)
+    assert trainer.predict(data).metrics["test_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_training_with_another_batch_size_is_refused(tmp_path):
+    trainer = TbpttTrainer(
+        model=_model(), args=_arguments(tmp_path, per_device_train_batch_size=2, max_steps=1), train_dataset=_windows()
+    )
+    with pytest.raises(ValueError, match="the windows hold 4 rows per batch, the train batch size is 2"):
+        trainer.train()
+
+
 @pytest.mark.parametrize("loss_scale", [1.0, BPTT])
 def test_a_character_model_reports_bits_per_character(tmp_path, loss_scale):
     """eval_bpc: the NLL of every target character, in bits, averaged, computed here from the logits of one long
