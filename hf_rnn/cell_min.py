@@ -9,9 +9,11 @@ it imports only torch, transformers and its flat siblings.
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import initialization as init
 
 from .configuration_rnn import RnnConfig
+from .masking import is_tracing
 
 State = tuple[torch.Tensor]  # (h,), (1, B, H): the min cells carry no memory cell
 
@@ -35,24 +37,34 @@ def linear_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor | Non
     sign is exact. Every operation adds or compares numbers of the size of its result: nothing cancels, and h_t
     keeps float32's precision at any gate pre-activation (the cumulative-sum form, log A_t + logcumsumexp(log b_s -
     log A_s), subtracts sums that grow with t and with the gates: 1e-3 off at pre-activations of 200, a factor 40
-    at 1e6). Chunks of `SCAN_CHUNK` steps, each starting from the previous one's last state, bound the doublings
-    (and the tensors kept for backward) to log2(SCAN_CHUNK) at T / SCAN_CHUNK sequential steps.
+    at 1e6). Chunks of `SCAN_CHUNK` steps, each starting from the previous one's last state, bound the doublings to
+    log2(SCAN_CHUNK) at T / SCAN_CHUNK sequential steps; in training each chunk's doublings are recomputed for the
+    backward pass rather than kept (they would hold 2 log2(SCAN_CHUNK) tensors of the chunk's size).
     """
     outputs = []
     for start in range(0, log_a.size(1), SCAN_CHUNK):
-        log_decay, log_h = log_a[:, start : start + SCAN_CHUNK], log_b[:, start : start + SCAN_CHUNK]  # (B, C, H)
-        shift = 1
-        while shift < log_decay.size(1):  # each position takes in the `shift` steps before its span
-            earlier, later = log_h[:, :-shift] + log_decay[:, shift:], log_h[:, shift:]
-            log_h = torch.cat([log_h[:, :shift], torch.logaddexp(earlier, later)], 1)
-            log_decay = torch.cat([log_decay[:, :shift], log_decay[:, :-shift] + log_decay[:, shift:]], 1)
-            shift *= 2
+        chunk = log_a[:, start : start + SCAN_CHUNK], log_b[:, start : start + SCAN_CHUNK]  # (B, C, H) each
+        if torch.is_grad_enabled() and not is_tracing() and any(c.requires_grad for c in chunk):
+            log_decay, log_h = checkpoint(prefix_scan, *chunk, use_reentrant=False, preserve_rng_state=False)
+        else:
+            log_decay, log_h = prefix_scan(*chunk)
         h = log_h.exp()  # (B, C, H)
         if h0 is not None:
             h = h + log_decay.exp() * h0.unsqueeze(1)
         outputs.append(h)
         h0 = h[:, -1]  # (B, H)
     return torch.cat(outputs, 1)
+
+
+def prefix_scan(log_decay: torch.Tensor, log_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk's doublings: (log a_t, log b_t) (B, C, H) each -> (log A_t, log h_t for h_0 = 0)."""
+    shift = 1
+    while shift < log_decay.size(1):  # each position takes in the `shift` steps before its span
+        earlier, later = log_h[:, :-shift] + log_decay[:, shift:], log_h[:, shift:]
+        log_h = torch.cat([log_h[:, :shift], torch.logaddexp(earlier, later)], 1)
+        log_decay = torch.cat([log_decay[:, :shift], log_decay[:, :-shift] + log_decay[:, shift:]], 1)
+        shift *= 2
+    return log_decay, log_h
 
 
 class MinCell(nn.Module):
@@ -113,14 +125,7 @@ class MinLstmCell(MinCell):
 
     def coefficients(self, projections: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         input_gate, forget_gate, candidate = projections.chunk(3, dim=-1)  # (B, T, H) each
-        # log(i / f) = softplus(-forget) - softplus(-input); for two gates below 0 the same as (input - forget) +
-        # softplus(forget) - softplus(input), which keeps their difference instead of cancelling two large numbers
-        below = (input_gate <= 0) & (forget_gate <= 0)
-        log_ratio = torch.where(
-            below,
-            input_gate - forget_gate + F.softplus(forget_gate) - F.softplus(input_gate),
-            F.softplus(-forget_gate) - F.softplus(-input_gate),
-        )
+        log_ratio = F.softplus(-forget_gate) - F.softplus(-input_gate)  # log(i / f)
         return -F.softplus(log_ratio), -F.softplus(-log_ratio) + log_g(candidate)  # log f', log i' + log h̃
 
 
