@@ -117,9 +117,16 @@ class ContextualStringEmbeddings(nn.Module):
         and device. Loading weights into an LM (either way: copied in or assigned), editing them in place (under
         `no_grad` too, as an optimizer does), `.to()` of an LM and replacing an LM all change it, whichever module
         they are called on; only in-place edits through `.data`, which autograd does not see either, slip through
-        (call `clear_cache()` after those)."""
+        (call `clear_cache()` after those), as do in-place edits of weights created under `torch.inference_mode()`
+        (inference tensors keep no version counter)."""
         return tuple(
-            (id(tensor), tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device)
+            (
+                id(tensor),
+                tensor.data_ptr(),
+                -1 if tensor.is_inference() else tensor._version,
+                tensor.dtype,
+                tensor.device,
+            )
             for lm in self.language_models
             for tensor in itertools.chain(lm.parameters(), lm.buffers())
         )

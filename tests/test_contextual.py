@@ -598,3 +598,12 @@ def test_the_feature_cache_follows_edits_of_the_lm_submodules(lms, tokenizer, ho
     fresh = model.eval()(**batch).emissions  # eval mode reads the LMs afresh
     assert not torch.allclose(fresh, before, rtol=1e-3, atol=1e-4)  # the edit changed the features
     torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_the_feature_cache_serves_a_tagger_built_under_inference_mode(lms, tokenizer):
+    with torch.inference_mode():  # its weights are inference tensors, which keep no version counter
+        model = tagger(lms, tokenizer)
+        model.model.contextual.cache_eval = True
+        batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+        first, again = model(**batch).emissions, model(**batch).emissions
+    assert torch.equal(first, again) and len(model.model.contextual.cache) == len(SENTENCES)
