@@ -4,6 +4,8 @@ character language models run over the whole sentence, so that a word's vector d
 Shipped inside checkpoints with the modeling files, so it imports only torch and its flat siblings.
 """
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -71,8 +73,8 @@ class ContextualStringEmbeddings(nn.Module):
     sentence's features are kept on the CPU, keyed by its characters and word boundaries, and reused in later epochs
     (flair's embedding storage), up to `cache_bytes` (then new sentences are computed each time). `cache_eval=True`
     keeps them in eval mode too, so that a dev set evaluated every epoch runs through the LMs once (run_tagging sets
-    it; it is off by default, as a served model would keep every text it ever saw). The cache is not saved and is
-    emptied when weights are loaded.
+    it; it is off by default, as a served model would keep every text it ever saw). The cache is not saved, and is
+    emptied whenever the LMs' weights change (`_weights_version`); `clear_cache()` empties it by hand.
     """
 
     def __init__(self, language_models: dict[str, nn.Module], fine_tune: bool):
@@ -88,6 +90,7 @@ class ContextualStringEmbeddings(nn.Module):
         self.cache_bytes = CACHE_BYTES
         self.cache_eval = False
         self._cached_bytes = 0
+        self._cache_version: tuple = ()  # `_weights_version` of the LMs the cached features came from
         self.train()
 
     @property
@@ -104,9 +107,32 @@ class ContextualStringEmbeddings(nn.Module):
                 lm.eval()
         return self
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        self.cache.clear()  # features of the old weights
+    def clear_cache(self) -> None:
+        """Forget every cached feature (they were the old weights' or the old dtype's)."""
+        self.cache.clear()
         self._cached_bytes = 0
+
+    def _weights_version(self) -> tuple:
+        """What identifies the LMs' current weights: each tensor's identity, storage, in-place version counter, dtype
+        and device. Loading weights into an LM (either way: copied in or assigned), editing them in place (under
+        `no_grad` too, as an optimizer does), `.to()` of an LM and replacing an LM all change it, whichever module
+        they are called on; only in-place edits through `.data`, which autograd does not see either, slip through
+        (call `clear_cache()` after those), as do in-place edits of weights created under `torch.inference_mode()`
+        (inference tensors keep no version counter)."""
+        return tuple(
+            (
+                id(tensor),
+                tensor.data_ptr(),
+                -1 if tensor.is_inference() else tensor._version,
+                tensor.dtype,
+                tensor.device,
+            )
+            for lm in self.language_models
+            for tensor in itertools.chain(lm.parameters(), lm.buffers())
+        )
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self.clear_cache()  # features of the old weights
         super()._load_from_state_dict(*args, **kwargs)
 
     def forward(
@@ -149,8 +175,7 @@ class ContextualStringEmbeddings(nn.Module):
 
     def _apply(self, *args, **kwargs):
         """`.to(dtype or device)`: the cached features were the old dtype's."""
-        self.cache.clear()
-        self._cached_bytes = 0
+        self.clear_cache()
         return super()._apply(*args, **kwargs)
 
     def features(self, lm_char_ids: torch.LongTensor, chars: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
@@ -180,7 +205,12 @@ class ContextualStringEmbeddings(nn.Module):
     def _cached_features(
         self, lm_char_ids: torch.LongTensor, chars: torch.Tensor, widths: torch.Tensor
     ) -> torch.Tensor:
-        """`features`, computed only for the rows whose characters and word boundaries are not cached yet."""
+        """`features`, computed only for the rows whose characters and word boundaries are not cached yet (by the
+        LMs' current weights: the cache is emptied first when they changed)."""
+        version = self._weights_version()
+        if version != self._cache_version:
+            self.clear_cache()
+            self._cache_version = version
         words = widths > 0  # (B, T) the tokens with characters
         ids, mask, cpu_widths = lm_char_ids.cpu(), chars.cpu(), widths.cpu()
         keys = [

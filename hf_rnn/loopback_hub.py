@@ -29,21 +29,28 @@ use: repositories with branches, pull requests and commits kept in memory, every
 own clear exceptions. The server is standard library and PyYAML (which huggingface_hub needs) only.
 
 A request the real Hub would refuse gets the 4xx it would send, with a JSON message: bodies that are not what their
-headers say, JSON or NDJSON that does not parse or has unknown fields, base64 that does not decode, and commit paths
-that could escape a checkout (`..`, absolute, backslashes, empty parts, `.git`) or be both a file and a folder. A bug
-in the hub itself answers 500 with the exception, its traceback on stderr; no request is met with a dropped
-connection, except on purpose: `fail_next_commit()` drops it during the next commit, to test a push that dies midway.
+headers say, JSON or NDJSON that does not parse or has unknown fields, base64 that does not decode, commit paths
+that could escape a checkout (`..`, absolute, backslashes, empty parts, `.git` in any case or Windows spelling) or be
+both a file and a folder, branch names git refuses or that would shadow a pull request or a commit id, and card
+metadata whose YAML aliases expand past 100,000 nodes (read once per commit, never per request). A bug in the hub
+itself answers 500 with the exception, its traceback on stderr; no request is met with a dropped connection, except
+on purpose: `fail_next_commit()` drops it during the next commit, to test a push that dies midway. Requests are
+served one at a time under one lock, but answers are sent after it: a client that stops reading holds up no other.
+It serves on loopback only (see `LoopbackHub`).
 """
 
 import hashlib
+import ipaddress
 import itertools
 import json
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import traceback
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -58,12 +65,33 @@ from .loopback_store import (
     Repository,
     apply_operations,
     card_metadata,
+    check_branch,
     check_path,
     field_of,
     git_blob_sha,
     json_object,
     parse_commit,
 )
+
+Response = tuple[int, dict[str, str], bytes]  # status, headers, body: what a route answers, sent after the lock
+
+
+def _check_host(host: str, allow_remote: bool) -> None:
+    """Refuse (or with `allow_remote`, warn about) a host that is not a loopback address: see `LoopbackHub`."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)}
+    except socket.gaierror as error:
+        raise ValueError(f"LoopbackHub(host={host!r}): not an address of this machine ({error})") from None
+    remote = sorted(a for a in addresses if not ipaddress.ip_address(a).is_loopback)
+    if not remote:
+        return
+    message = (
+        f"LoopbackHub(host={host!r}) listens on {', '.join(remote)}, not only on loopback: it has no authentication, "
+        "so anyone who can reach this port can push to it and read from it"
+    )
+    if not allow_remote:
+        raise ValueError(message + "; serve on 127.0.0.1, or pass allow_remote=True if that is what you want")
+    warnings.warn(message, stacklevel=3)
 
 
 def redirect_client(url: str) -> list[tuple[object, str, object]]:
@@ -110,10 +138,20 @@ def restore(saved: list[tuple[object, str, object]]) -> None:
         transformers_hub._hf_api = None  # made inside the `with` with the loopback URL: made afresh on next use
 
 
-class LoopbackHub:
-    """An in-memory Hub on 127.0.0.1 (a free port), served from a daemon thread."""
+POLL_SECONDS = 0.01  # how often the serving loop looks for `stop()`: what `stop()` waits at most
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, redirect_client: bool = True):
+
+class LoopbackHub:
+    """An in-memory Hub on 127.0.0.1 (a free port), served from a daemon thread.
+
+    It has no accounts and no tokens: whoever reaches its port can push, overwrite and read. So it serves on a
+    loopback address only; `allow_remote=True` lets it listen elsewhere (e.g. "0.0.0.0", for a container's clients),
+    with a warning."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, redirect_client: bool = True, allow_remote: bool = False
+    ):
+        _check_host(host, allow_remote)
         self.repositories: dict[str, Repository] = {}  # "kind:namespace/name" -> repository
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for tests
         self._lock = threading.Lock()
@@ -132,7 +170,7 @@ class LoopbackHub:
 
     def start(self) -> "LoopbackHub":
         """Serve, and (with `redirect_client`) point this process's Hub client here until `stop()`."""
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,), daemon=True)
         self._thread.start()
         if self._redirect_client:
             self._saved = redirect_client(self.url)
@@ -182,6 +220,7 @@ class LoopbackHub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:  # quiet: tests read `hub.requests` instead
                 pass
@@ -200,19 +239,24 @@ class LoopbackHub:
                     for pattern, route_method, handler in ROUTES:
                         match = re.fullmatch(pattern, path)
                         if match and (route_method == method or (route_method == "GET" and method == "HEAD")):
+                            # the answer is made under the lock and sent after it, so that a client that reads
+                            # slowly (or never) holds up no other request
                             with hub._lock:
-                                handler(self, method, body, *map(unquote, match.groups()))
+                                response = handler(self, method, body, *map(unquote, match.groups()))
+                            if response is not None:
+                                self._send(*response)
                             return
                     raise HubError(404, f"loopback hub: no route for {method} {path}")
                 except HubError as error:
-                    self._error(error)
+                    self._send(*self._error(error))
                 except ConnectionError:  # the client went away: nobody to answer
                     self.close_connection = True
                 except Exception as error:  # a bug in the hub: say so rather than drop the connection
                     traceback.print_exc()
                     self.close_connection = True
                     if not self.responded:
-                        self._json({"error": f"loopback hub: internal error: {type(error).__name__}: {error}"}, 500)
+                        message = f"loopback hub: internal error: {type(error).__name__}: {error}"
+                        self._send(*self._json({"error": message}, 500))
 
             do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
 
@@ -236,24 +280,27 @@ class LoopbackHub:
 
             # --- responses ------------------------------------------------------------------------------------
 
-            def _json(self, payload, status: int = 200, headers: dict | None = None) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                """Write one answer: the headers, then (but for HEAD) the body, each sent at once (TCP_NODELAY: no
+                40 ms wait for the client's delayed acknowledgement of the headers on a kept-alive connection)."""
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
+                for key, value in headers.items():
                     self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(data)
+                    self.wfile.write(body)
 
-            def _error(self, error: HubError) -> None:
+            def _json(self, payload, status: int = 200, headers: dict | None = None) -> Response:
+                return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode()
+
+            def _error(self, error: HubError) -> Response:
                 headers = {"X-Error-Message": ascii(error.message)[1:-1]}  # no line breaks or non-latin-1 in a header
                 if error.code:
                     headers["X-Error-Code"] = error.code
                 if error.commit:
                     headers["X-Repo-Commit"] = error.commit
-                self._json({"error": error.message}, error.status, headers)
+                return self._json({"error": error.message}, error.status, headers)
 
             def _repository(self, kind: str, repo_id: str) -> Repository:
                 repository = hub.repositories.get(f"{kind}:{repo_id}")
@@ -275,7 +322,7 @@ class LoopbackHub:
 
             # --- write side -----------------------------------------------------------------------------------
 
-            def create_repo(self, method, body) -> None:
+            def create_repo(self, method, body) -> Response:
                 request = json_object(body)
                 kind = field_of(request, "type", str, "create", optional=True) or "model"
                 if kind not in KINDS:
@@ -288,22 +335,24 @@ class LoopbackHub:
                 repo_id = f"{namespace}/{name}"
                 key = f"{kind}:{repo_id}"
                 if key in hub.repositories:
-                    self._json({"error": "You already created this repo", "url": hub.repo_url(kind, repo_id)}, 409)
-                    return
+                    return self._json(
+                        {"error": "You already created this repo", "url": hub.repo_url(kind, repo_id)}, 409
+                    )
                 repository = Repository(kind)
                 repository.branches["main"] = hub._new_commit(repository, {}, "initial commit")
                 hub.repositories[key] = repository
-                self._json({"url": hub.repo_url(kind, repo_id), "name": repo_id})
+                return self._json({"url": hub.repo_url(kind, repo_id), "name": repo_id})
 
-            def validate_yaml(self, method, body) -> None:
+            def validate_yaml(self, method, body) -> Response:
                 try:
                     card_metadata(field_of(json_object(body), "content", str, "validate-yaml"))
                 except ValueError as error:  # the client reads `errors` into its own ValueError
-                    self._json({"error": "Invalid metadata in README.md", "errors": [{"message": str(error)}]}, 400)
-                    return
-                self._json({})
+                    return self._json(
+                        {"error": "Invalid metadata in README.md", "errors": [{"message": str(error)}]}, 400
+                    )
+                return self._json({})
 
-            def preupload(self, method, body, kind, repo_id, revision) -> None:
+            def preupload(self, method, body, kind, repo_id, revision) -> Response:
                 repository, commit = self._revision(kind, repo_id, revision)
                 current = repository.commits[commit].files
                 files = []
@@ -319,14 +368,14 @@ class LoopbackHub:
                             **({"oid": git_blob_sha(current[path])} if path in current else {}),
                         }
                     )
-                self._json({"files": files})
+                return self._json({"files": files})
 
-            def commit(self, method, body, kind, repo_id, revision) -> None:
+            def commit(self, method, body, kind, repo_id, revision) -> Response | None:
                 if hub._fail_next_commit:  # the Hub "dies" mid-push: no answer at all
                     hub._fail_next_commit = False
                     self.close_connection = True
                     self.connection.shutdown(2)
-                    return
+                    return None
                 repository, head = self._revision(kind, repo_id, revision)
                 open_pull_request = PULL_REQUEST.fullmatch(revision)  # pushing to refs/pr/N moves that ref only
                 if revision not in repository.branches and not open_pull_request:
@@ -352,9 +401,11 @@ class LoopbackHub:
                 else:
                     repository.branches[revision] = commit
                 pr_url = f"{url}/discussions/{number}" if number else None
-                self._json({"commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "pullRequestUrl": pr_url})
+                return self._json(
+                    {"commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "pullRequestUrl": pr_url}
+                )
 
-            def open_pull_request(self, method, body, kind, repo_id) -> None:
+            def open_pull_request(self, method, body, kind, repo_id) -> Response:
                 """`create_pull_request` (what `upload_folder(create_pr=True)` calls first): refs/pr/N starts at main's
                 head and takes the commits pushed to it. Plain discussions (no pull request) are not kept."""
                 repository = self._repository(kind, repo_id)
@@ -365,13 +416,13 @@ class LoopbackHub:
                 repository.pull_requests.append(repository.branches["main"])
                 repository.pull_request_titles.append(title)
                 number = len(repository.pull_requests)
-                self._json({"num": number, "url": f"{hub.repo_url(kind, repo_id)}/discussions/{number}"})
+                return self._json({"num": number, "url": f"{hub.repo_url(kind, repo_id)}/discussions/{number}"})
 
-            def pull_request(self, method, body, kind, repo_id, number) -> None:
+            def pull_request(self, method, body, kind, repo_id, number) -> Response:
                 repository = self._repository(kind, repo_id)
                 if not 1 <= int(number) <= len(repository.pull_requests):
                     raise HubError(404, f"Discussion {number} not found")
-                self._json(
+                return self._json(
                     {
                         "num": int(number),
                         "title": repository.pull_request_titles[int(number) - 1],
@@ -386,28 +437,25 @@ class LoopbackHub:
                     }
                 )
 
-            def create_branch(self, method, body, kind, repo_id, branch) -> None:
+            def create_branch(self, method, body, kind, repo_id, branch) -> Response:
                 repository = self._repository(kind, repo_id)
                 start = field_of(json_object(body), "startingPoint", str, "branch", optional=True) or "main"
+                check_branch(branch)
                 if branch in repository.branches:
-                    self._json({"error": f"Reference {branch} already exists"}, 409)
-                    return
+                    return self._json({"error": f"Reference {branch} already exists"}, 409)
                 repository.branches[branch] = self._revision(kind, repo_id, start)[1]
-                self._json({})
+                return self._json({})
 
             # --- read side ------------------------------------------------------------------------------------
 
-            def info(self, method, body, kind, repo_id, revision="main") -> None:
+            def info(self, method, body, kind, repo_id, revision="main") -> Response:
                 repository, commit = self._revision(kind, repo_id, revision)
                 entry = repository.commits[commit]
                 siblings = [
                     {"rfilename": p, "size": len(c), "blobId": git_blob_sha(c)} for p, c in sorted(entry.files.items())
                 ]
-                try:
-                    card = card_metadata(entry.files["README.md"].decode()) if "README.md" in entry.files else {}
-                except ValueError:  # a card the Hub cannot read shows no metadata (validate-yaml refuses it first)
-                    card = {}
-                self._json(
+                card = entry.card  # read at commit (unreadable: {}; validate-yaml refuses it first)
+                return self._json(
                     {
                         "id": repo_id,
                         "sha": commit,
@@ -421,7 +469,7 @@ class LoopbackHub:
                     }
                 )
 
-            def refs(self, method, body, kind, repo_id) -> None:
+            def refs(self, method, body, kind, repo_id) -> Response:
                 repository = self._repository(kind, repo_id)
                 refs = {
                     "branches": [
@@ -436,9 +484,9 @@ class LoopbackHub:
                         {"name": str(number), "ref": f"refs/pr/{number}", "targetCommit": commit}
                         for number, commit in enumerate(repository.pull_requests, 1)
                     ]
-                self._json(refs)
+                return self._json(refs)
 
-            def commits(self, method, body, kind, repo_id, revision) -> None:
+            def commits(self, method, body, kind, repo_id, revision) -> Response:
                 """The history of a revision, newest first (one page: the client follows no `Link` here)."""
                 repository, commit = self._revision(kind, repo_id, revision)
                 history = []
@@ -454,9 +502,9 @@ class LoopbackHub:
                         }
                     )
                     commit = entry.parent
-                self._json(history)
+                return self._json(history)
 
-            def tree(self, method, body, kind, repo_id, revision, folder="") -> None:
+            def tree(self, method, body, kind, repo_id, revision, folder="") -> Response:
                 repository, commit = self._revision(kind, repo_id, revision)
                 prefix = folder.strip("/") + "/" if folder.strip("/") else ""
                 entries = [
@@ -464,21 +512,15 @@ class LoopbackHub:
                     for path, content in sorted(repository.commits[commit].files.items())
                     if path.startswith(prefix)
                 ]
-                self._json(entries)
+                return self._json(entries)
 
-            def resolve_file(self, method, body, kind, repo_id, revision, path) -> None:
+            def resolve_file(self, method, body, kind, repo_id, revision, path) -> Response:
                 repository, commit = self._revision(kind, repo_id, revision)
                 content = repository.commits[commit].files.get(path)
                 if content is None:
                     raise HubError(404, f"{path} does not exist at {revision}", "EntryNotFound", commit)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(content)))
-                self.send_header("ETag", f'"{git_blob_sha(content)}"')
-                self.send_header("X-Repo-Commit", commit)
-                self.end_headers()
-                if method == "GET":
-                    self.wfile.write(content)
+                headers = {"Content-Type": "application/octet-stream", "ETag": f'"{git_blob_sha(content)}"'}
+                return 200, {**headers, "X-Repo-Commit": commit}, content  # (bytes are immutable: sent unlocked)
 
         repo = rf"(?P<kind>{'|'.join(KINDS)})s/([^/]+/[^/]+)"
         ROUTES = [

@@ -66,7 +66,9 @@ def field_of(mapping: dict, key: str, kind: type, where: str, optional: bool = F
 
 
 def check_path(path: str, where: str) -> str:
-    """A path in a repository, refused when a checkout could not hold it as written or it could escape the checkout."""
+    """A path in a repository, refused when a checkout could not hold it as written or it could escape the checkout.
+    `.git` is refused as git refuses it: in any case (`.GIT` is `.git` on case-insensitive file systems), with the
+    trailing dots and spaces or `:stream` Windows drops, and as its 8.3 short name `git~1`."""
     parts = path.split("/")
     for why, bad in (
         ("is absolute", path.startswith("/")),
@@ -75,24 +77,75 @@ def check_path(path: str, where: str) -> str:
         ("has an empty component", "" in parts),
         ("has a '.' component", "." in parts),
         ("has a '..' component", ".." in parts),
-        ("has a '.git' component", ".git" in parts),
+        (
+            "has a '.git' component",
+            any(part.lower().split(":")[0].rstrip(". ") in (".git", "git~1") for part in parts),
+        ),
     ):
         if bad:
             raise HubError(400, f"{where}: path {path!r} {why}")
     return path
 
 
+def check_branch(name: str) -> str:
+    """A new branch's name, refused where git would refuse the ref (`git check-ref-format`) or where it would shadow
+    another revision: a pull request (`refs/...`) or a commit id (40 hex digits)."""
+    for why, bad in (
+        ("starts with 'refs/', where pull requests live", name.startswith("refs/")),
+        ("is 40 hex digits, a commit id", re.fullmatch(r"[0-9a-fA-F]{40}", name) is not None),
+        (
+            "has a space, a control character or one of ~^:?*[\\",
+            re.search(r"[\x00-\x20\x7f~^:?*\[\\]", name) is not None,
+        ),
+        ("has an empty component (or starts or ends with '/')", "" in name.split("/")),
+        ("has '..' or '@{'", ".." in name or "@{" in name),
+        (
+            "has a component that starts with '.' or ends with '.lock'",
+            any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")),
+        ),
+        ("ends with '.' or is '@'", name.endswith(".") or name == "@"),
+    ):
+        if bad:
+            raise HubError(400, f"branch: {name!r} {why}")
+    return name
+
+
+MAX_CARD_NODES = 100_000  # YAML nodes a card's metadata may expand to (aliases counted at every use)
+
+
 def card_metadata(readme: str) -> dict:
     """The YAML front matter of a card (README.md): what the Hub shows as `cardData`, and reads `pipeline_tag`,
-    `library_name` and `tags` from. ValueError when it is not a YAML mapping."""
+    `library_name` and `tags` from. ValueError when it is not a YAML mapping, or when its aliases expand it past
+    `MAX_CARD_NODES` (a "billion laughs" card: a few lines that would turn into gigabytes of JSON)."""
     block = re.match(r"\s*---[\r\n]+(.*?)[\r\n]+---(?:\r?\n|$)", readme, re.DOTALL)
+    if not block:
+        return {}
+    loader = yaml.SafeLoader(block[1])
     try:
-        metadata = yaml.safe_load(block[1]) if block else {}
-    except yaml.YAMLError as error:
+        node = loader.get_single_node()
+        _check_expansion(node)
+        metadata = loader.construct_document(node) if node is not None else None
+    except (yaml.YAMLError, RecursionError) as error:
         raise ValueError(f"the card's YAML does not parse: {error}") from None
+    finally:
+        loader.dispose()
     if not isinstance(metadata, dict | None):
         raise ValueError("the card's YAML is not a mapping")
     return json.loads(json.dumps(metadata or {}, default=str))  # dates as the strings the Hub sends
+
+
+def _check_expansion(node: yaml.Node | None) -> None:
+    """Count the nodes the document expands to, each alias as often as it is used, up to MAX_CARD_NODES."""
+    pending, count = [node] if node is not None else [], 0
+    while pending:
+        node = pending.pop()
+        count += 1
+        if count > MAX_CARD_NODES:
+            raise ValueError(f"the card's YAML expands to more than {MAX_CARD_NODES} nodes (through its aliases)")
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            pending.extend(item for pair in node.value for item in pair)
 
 
 def parse_commit(body: bytes) -> tuple[dict, list[tuple[str, dict]]]:
@@ -173,6 +226,13 @@ class Commit:
     message: str = ""
     parent: str | None = None  # commit id; None for a repository's first commit
     date: str = field(default_factory=hub_date)
+    card: dict = field(init=False)  # README.md's metadata, read once here rather than on every model_info
+
+    def __post_init__(self) -> None:
+        try:
+            self.card = card_metadata(self.files["README.md"].decode()) if "README.md" in self.files else {}
+        except (ValueError, UnicodeDecodeError):  # a card the Hub cannot read shows no metadata
+            self.card = {}
 
 
 @dataclass
@@ -184,12 +244,14 @@ class Repository:
     commits: dict[str, Commit] = field(default_factory=dict)  # commit id -> commit
 
     def resolve(self, revision: str) -> str | None:
-        """A branch name, a pull request (refs/pr/N) or a commit id -> commit id."""
+        """A pull request (refs/pr/N), a branch name or a commit id -> commit id (no branch can take the name of
+        either: `check_branch`)."""
+        pull_request = PULL_REQUEST.fullmatch(revision)
+        if pull_request:
+            number = int(pull_request[1])
+            return self.pull_requests[number - 1] if number <= len(self.pull_requests) else None
         if revision in self.branches:
             return self.branches[revision]
-        pull_request = PULL_REQUEST.fullmatch(revision)
-        if pull_request and int(pull_request[1]) <= len(self.pull_requests):
-            return self.pull_requests[int(pull_request[1]) - 1]
         return revision if revision in self.commits else None
 
     def find_commit(self, prefix: str) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -465,6 +465,20 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             inputs.update(input_ids=input_ids, attention_mask=attention_mask)
         return inputs
 
+    def generate(self, inputs=None, generation_config=None, logits_processor=None, *args, **kwargs):
+        """transformers' `generate`, refusing NaN logits (a diverged or corrupted model) by the step they appear
+        at, where greedy search would emit token 0 for them and sampling fail inside torch. One check after the
+        loop (and on a failure inside it), not a host sync per step."""
+        check = NanLogitsCheck()
+        processors = LogitsProcessorList([*(logits_processor or []), check])
+        try:
+            output = super().generate(inputs, generation_config, processors, *args, **kwargs)
+        except RuntimeError:  # torch.multinomial on NaN probabilities: say why
+            check.raise_if_seen()
+            raise
+        check.raise_if_seen()
+        return output
+
     @can_return_tuple
     def forward(
         self,
@@ -511,6 +525,37 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
                 logits=logits, labels=labels, vocab_size=size, num_items_in_batch=count, **kwargs
             )
         return RnnCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
+
+
+class NanLogitsCheck(LogitsProcessor):
+    """Notes on the device, without a host sync per step, the first new token at which each row's scores hold NaN;
+    `raise_if_seen` (once, after `generate`'s loop) turns it into a ValueError naming the step and the row."""
+
+    def __init__(self):
+        self.prompt_length = 0
+        self.first_nan: torch.Tensor | None = None  # (rows,) the new-token index of each row's first NaN, -1: none
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.first_nan is None:
+            self.prompt_length = input_ids.shape[1]
+            self.first_nan = torch.full(scores.shape[:1], -1, dtype=torch.long, device=scores.device)
+        new = scores.isnan().any(-1) & (self.first_nan < 0)  # (rows,)
+        self.first_nan = torch.where(new, input_ids.shape[1] - self.prompt_length, self.first_nan)
+        return scores
+
+    def raise_if_seen(self) -> None:
+        if self.first_nan is None or not bool((self.first_nan >= 0).any()):
+            return
+        rows = (self.first_nan >= 0).nonzero().flatten().tolist()
+        step = int(self.first_nan[rows].min())
+        row = next(r for r in rows if int(self.first_nan[r]) == step)
+        raise ValueError(
+            f"generate(): the model's next-token logits are NaN from new token {step} on (row {row} of the batch "
+            f"{'and beams ' if len(self.first_nan) > 1 else ''}first; {len(rows)} rows in all), where greedy search "
+            "would emit token 0 and sampling fails: the weights or the inputs' embeddings hold NaN or overflow "
+            "(e.g. after a diverged training run; check `[n for n, p in model.named_parameters() if not "
+            "p.isfinite().all()]`)."
+        )
 
 
 # The Trainer shifts the labels for `label_smoothing_factor` only for the causal LMs it lists (by model type), and

@@ -2,6 +2,7 @@
 features against flair's reading of each sentence by hand, padding, the frozen-feature cache, fine-tuning, saving,
 remote code, the pipelines, export, a loopback-Hub round trip and run_tagging.py end to end."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -559,3 +560,50 @@ def test_meta_device_init_reaches_every_weight_with_each_models_own_rule():
         if ".contextual." in name and "weight" in name:
             assert param.abs().max() <= 0.01, name  # the LMs' initializer_range, not the tagger's 1/sqrt(fan-in)
     assert model.model.layers[0].directions[0].weight_hh_l0.abs().max() > 0.01  # the tagger: 5**-0.5
+
+
+def _edit_lm_weights(model, how: str) -> None:
+    """Change one frozen LM's weights the ways a user does, none of them through the tagger itself."""
+    contextual = model.model.contextual
+    if how == "load_state_dict":
+        state = {name: 1.5 * tensor for name, tensor in contextual.forward_lm.state_dict().items()}
+        contextual.forward_lm.load_state_dict(state)
+    elif how == "assign":
+        state = {name: 1.5 * tensor for name, tensor in contextual.forward_lm.state_dict().items()}
+        contextual.forward_lm.load_state_dict(state, assign=True)
+    elif how == "in_place":
+        with torch.no_grad():
+            contextual.backward_lm.embeddings.weight.mul_(-1)
+    elif how == "to":
+        contextual.backward_lm.to(torch.bfloat16)
+    elif how == "swap":
+        replacement = copy.deepcopy(contextual.forward_lm)
+        with torch.no_grad():
+            for parameter in replacement.parameters():
+                parameter.add_(0.1)
+        contextual.forward_lm = replacement
+    else:  # clear_cache: the documented way out after an edit autograd does not see either
+        contextual.forward_lm.embeddings.weight.data.mul_(-1)
+        contextual.clear_cache()
+
+
+@pytest.mark.parametrize("how", ["load_state_dict", "assign", "in_place", "to", "swap", "clear_cache"])
+def test_the_feature_cache_follows_edits_of_the_lm_submodules(lms, tokenizer, how):
+    model = tagger(lms, tokenizer).train()  # frozen LMs: training reads the cache
+    batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+    before = model(**batch).emissions
+    assert model.model.contextual.cache
+    _edit_lm_weights(model, how)
+    cached = model(**batch).emissions
+    fresh = model.eval()(**batch).emissions  # eval mode reads the LMs afresh
+    assert not torch.allclose(fresh, before, rtol=1e-3, atol=1e-4)  # the edit changed the features
+    torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_the_feature_cache_serves_a_tagger_built_under_inference_mode(lms, tokenizer):
+    with torch.inference_mode():  # its weights are inference tensors, which keep no version counter
+        model = tagger(lms, tokenizer)
+        model.model.contextual.cache_eval = True
+        batch = tokenizer(SENTENCES, is_split_into_words=True, padding=True, return_tensors="pt")
+        first, again = model(**batch).emissions, model(**batch).emissions
+    assert torch.equal(first, again) and len(model.model.contextual.cache) == len(SENTENCES)

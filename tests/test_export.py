@@ -64,7 +64,7 @@ def test_exported_program_equals_the_eager_tagger(use_crf, char_encoder, cell_ty
         torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell_type", ["lstm", "minlstm"])  # minlstm: the scan (cumsum, logcumsumexp) exports too
+@pytest.mark.parametrize("cell_type", ["lstm", "minlstm"])  # minlstm: the scan (cat, logaddexp) exports too
 def test_onnx_model_equals_the_eager_tagger(cell_type, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="ONNX export needs hf_rnn[export] (onnx, onnxscript, onnxruntime)")
     pytest.importorskip("onnxscript", reason="ONNX export needs hf_rnn[export]")

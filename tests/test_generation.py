@@ -91,3 +91,17 @@ def test_cache_reorder_and_detach():
         14.0,
         10.0,
     ]
+
+
+@pytest.mark.parametrize("mode", [dict(do_sample=False), dict(do_sample=True), dict(num_beams=2)])
+def test_nan_logits_are_refused_naming_the_step(mode):
+    """A token whose embedding is NaN (a diverged or corrupted model) makes every later logit NaN: refused by the
+    step it appears at, not answered with token 0 (greedy) or torch's multinomial error (sampling)."""
+    model = hf_rnn.RnnForCausalLM(tiny_config(eos_token_id=None)).eval()
+    with torch.no_grad():
+        model.lm_head.bias[7] = 50.0  # every step's best token
+        model.model.embeddings.weight[7] = float("nan")  # and reading it breaks the model
+    with pytest.raises(ValueError, match=r"logits are NaN from new token 1 on \(row 0"):
+        model.generate(torch.randint(1, 7, (2, 3)), max_new_tokens=4, **mode)
+    healthy = hf_rnn.RnnForCausalLM(tiny_config(eos_token_id=None)).eval()
+    assert healthy.generate(torch.randint(1, 7, (2, 3)), max_new_tokens=4, **mode).shape[1] == 7

@@ -8,12 +8,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 
-from hf_rnn.loopback_hub import LoopbackHub
+from hf_rnn.loopback_hub import LoopbackHub, _check_host
 from hf_rnn.loopback_store import Repository
 
 HERE = Path(__file__).parent
@@ -329,6 +330,15 @@ BAD_REQUESTS = [
     bad("method-not-served", "/api/repos/delete", b'{"name": "x"}', 404, "no route for DELETE", method="DELETE"),
     bad("branch-not-json", "/api/models/me/x/branch/v2", b"{", 400, "not JSON"),
     bad("branch-from-nowhere", "/api/models/me/x/branch/v2", b'{"startingPoint": "nope"}', 404, "nope"),
+    bad("branch-named-like-a-pull-request", "/api/models/me/x/branch/refs/pr/1", b"{}", 400, "'refs/pr/1' starts"),
+    bad("branch-under-refs", "/api/models/me/x/branch/refs%2Fheads%2Fmain", b"{}", 400, "'refs/heads/main'"),
+    bad("branch-named-like-a-commit", "/api/models/me/x/branch/" + "a" * 40, b"{}", 400, "a commit id"),
+    bad("branch-with-dotdot", "/api/models/me/x/branch/a..b", b"{}", 400, "'..'"),
+    bad("branch-with-space", "/api/models/me/x/branch/a%20b", b"{}", 400, "a space"),
+    bad("branch-with-colon", "/api/models/me/x/branch/a:b", b"{}", 400, "a space"),
+    bad("branch-ending-in-lock", "/api/models/me/x/branch/v2.lock", b"{}", 400, "'.lock'"),
+    bad("branch-hidden-component", "/api/models/me/x/branch/a/.b", b"{}", 400, "starts with '.'"),
+    bad("branch-trailing-slash", "/api/models/me/x/branch/v2/", b"{}", 400, "empty component"),
     bad("validate-yaml-not-json", "/api/validate-yaml", b"", 400, "empty"),
     bad("preupload-empty-body", PREUPLOAD, b"", 400, "empty"),
     bad("preupload-file-without-path", PREUPLOAD, b'{"files": [{"size": 1}]}', 400, "'path'"),
@@ -363,6 +373,14 @@ BAD_REQUESTS = [
     bad("commit-empty-path", COMMIT, commit_of(add("")), 400, "empty"),
     bad("commit-dot", COMMIT, commit_of(add("./a.txt")), 400, "'.'"),
     bad("commit-git-folder", COMMIT, commit_of(add(".git/config")), 400, "'.git'"),
+    bad("commit-git-folder-upper-case", COMMIT, commit_of(add("a/.GIT/config")), 400, "'.git'"),
+    bad("commit-git-folder-mixed-case", COMMIT, commit_of(add(".Git/hooks/post-checkout")), 400, "'.git'"),
+    bad("commit-git-folder-trailing-dot", COMMIT, commit_of(add(".git./config")), 400, "'.git'"),
+    bad("commit-git-folder-trailing-space", COMMIT, commit_of(add("a/.git /config")), 400, "'.git'"),
+    bad("commit-git-folder-ntfs-stream", COMMIT, commit_of(add(".git::$INDEX_ALLOCATION/config")), 400, "'.git'"),
+    bad("commit-git-folder-short-name", COMMIT, commit_of(add("GIT~1/config")), 400, "'.git'"),
+    bad("commit-delete-git-folder", COMMIT, commit_of(line("deletedFolder", path=".GIT/")), 400, "'.git'"),
+    bad("preupload-git-folder", PREUPLOAD, b'{"files": [{"path": "x/.GiT/config"}]}', 400, "'.git'"),
     bad("commit-nul", COMMIT, commit_of(add("a\0b")), 400, "control"),
     bad("commit-under-a-file", COMMIT, commit_of(add("config.json/x")), 400, "both a file and a folder"),
     bad("commit-over-a-folder", COMMIT, commit_of(add("a")), 400, "both a file and a folder"),
@@ -398,6 +416,107 @@ def test_datasets_get_dataset_urls(small_hub):
     assert status == 200 and answer["url"] == f"{small_hub.url}/datasets/me/d"
     status, answer = post(small_hub, "/api/datasets/me/d/commit/main", commit_of(add("data.csv")))
     assert status == 200 and answer["commitUrl"].startswith(f"{small_hub.url}/datasets/me/d/commit/")
+
+
+def test_git_like_names_that_are_not_git_are_kept(small_hub):
+    files = (".gitattributes", ".github/workflows/ci.yml", "a.git/x", "b/.gitkeep", "git~2")
+    assert post(small_hub, COMMIT, commit_of(*map(add, files)))[0] == 200
+    assert set(files) <= set(small_hub.files("me/x"))
+    for branch in ("v2", "release/1.0", "feature-x_y"):
+        assert post(small_hub, f"/api/models/me/x/branch/{branch}", b"{}")[0] == 200
+
+
+def test_a_branch_cannot_shadow_a_pull_request(small_hub):
+    status, answer = post(small_hub, COMMIT + "?create_pr=1", commit_of(add("proposed.txt")))
+    assert status == 200 and answer["pullRequestUrl"].endswith("/discussions/1")
+    pull_request = small_hub.repository("me/x").resolve("refs/pr/1")
+    status, answer = post(small_hub, "/api/models/me/x/branch/refs/pr/1", b'{"startingPoint": "main"}')
+    assert status == 400 and "refs/pr/1" in answer["error"]
+    assert small_hub.repository("me/x").resolve("refs/pr/1") == pull_request
+    assert "proposed.txt" in small_hub.files("me/x", "refs/pr/1")
+
+
+def yaml_bomb(levels: int, width: int = 10) -> str:
+    """A card whose aliases expand to width ** levels strings ("billion laughs")."""
+    lines = ["---", f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines + ["tags: [bomb]", "---", "text"]) + "\n"
+
+
+def test_a_yaml_alias_bomb_in_a_card_is_refused_and_never_expanded(small_hub, monkeypatch):
+    """validate-yaml refuses it; a commit that carries it anyway is read once, bounded, and shows no metadata."""
+    bomb = yaml_bomb(6)  # 10**6 strings, past the 100,000 nodes a card may expand to
+    status, answer = post(small_hub, "/api/validate-yaml", json.dumps({"content": bomb}).encode())
+    assert status == 400 and "expands to more than 100000 nodes" in answer["errors"][0]["message"]
+    recursive = "---\na: &a [*a, *a]\n---\n"  # an alias of itself: infinite
+    status, answer = post(small_hub, "/api/validate-yaml", json.dumps({"content": recursive}).encode())
+    assert status == 400 and "expands" in answer["errors"][0]["message"]
+    assert post(small_hub, COMMIT, commit_of(add("README.md", bomb.encode())))[0] == 200
+    import hf_rnn.loopback_store as store
+
+    calls = []
+    monkeypatch.setattr(store, "card_metadata", lambda *args: calls.append(args) or {})
+    for _ in range(3):
+        status, info, _ = exchange(small_hub, "/api/models/me/x", b"", method="GET")
+        assert status == 200 and "cardData" not in info and info["tags"] == []
+    assert not calls  # read at the commit, not at every model_info
+    monkeypatch.undo()
+    fine = "---\nbase: &base [a, b]\ntags: *base\n---\n"  # a few aliases are fine
+    assert post(small_hub, COMMIT, commit_of(add("README.md", fine.encode())))[0] == 200
+    assert exchange(small_hub, "/api/models/me/x", b"", method="GET")[1]["tags"] == ["a", "b"]
+
+
+def test_a_client_that_stops_reading_a_download_holds_up_no_other_request(small_hub):
+    """A raw socket asks for a 64 MiB file and reads nothing (its window fills, the hub's write blocks): another
+    client is still answered at once."""
+    repository = small_hub.repository("me/x")
+    files = {**small_hub.files("me/x"), "big.bin": bytes(64 << 20)}
+    big = small_hub._new_commit(repository, files, "big", repository.branches["main"])
+    repository.branches["main"] = big
+    host, port = small_hub._server.server_address[:2]
+    with socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(10)
+        stalled.connect((host, port))
+        stalled.sendall(b"GET /me/x/resolve/main/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        stalled.recv(1)  # the answer has started: its writer now waits for this socket to read
+        for path in ("/api/models/me/x", "/me/x/resolve/main/config.json"):
+            connection = http.client.HTTPConnection(host, port, timeout=5)  # before the fix: a timeout here
+            connection.request("GET", path)
+            assert connection.getresponse().status == 200
+            connection.close()
+
+
+def test_kept_alive_requests_answer_without_the_delayed_ack_wait(small_hub):
+    """Headers and body in two writes waited for the client's delayed ACK (Nagle): 40 ms per request."""
+    connection = http.client.HTTPConnection(*small_hub._server.server_address[:2], timeout=10)
+    times = []
+    for _ in range(11):
+        start = time.perf_counter()
+        connection.request("GET", "/api/models/me/x")
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["id"] == "me/x"
+        times.append(time.perf_counter() - start)
+    connection.close()
+    assert sorted(times)[len(times) // 2] < 0.03, times  # the delayed ACK alone is 40 ms on Linux
+
+
+def test_stop_returns_at_once():
+    hub = LoopbackHub(redirect_client=False).start()
+    assert post(hub, CREATE, b'{"name": "y"}')[0] == 200
+    start = time.perf_counter()
+    hub.stop()
+    assert time.perf_counter() - start < 0.2  # the serving loop polled for it every 0.5 s
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1"])
+def test_a_hub_on_a_non_loopback_address_is_refused_unless_allowed(host):
+    with pytest.raises(ValueError, match="not only on loopback: it has no authentication.*allow_remote=True"):
+        LoopbackHub(host=host, redirect_client=False)
+    with pytest.warns(UserWarning, match="no authentication"):
+        _check_host(host, allow_remote=True)  # (what LoopbackHub checks before it binds: not bound here)
+    with LoopbackHub(host="localhost", redirect_client=False) as hub:  # a loopback name is fine
+        assert post(hub, CREATE, b'{"name": "y"}')[0] == 200
 
 
 def test_a_commit_on_a_stale_parent_is_refused(small_hub):
