@@ -231,6 +231,26 @@ class RnnPreTrainedModel(PreTrainedModel):
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
                 init.zeros_(module.weight[module.padding_idx])
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' `save_pretrained`; with the model code shipped (`register_for_auto_class`, which `import
+        hf_rnn` does), config.json's `auto_map` names every head, not only the saved one, so a machine without hf_rnn
+        loads any head from any checkpoint as `import hf_rnn` allows (a new head gets new weights). The import below
+        is also what makes transformers ship the tagger's files (it follows every `from .x import` line)."""
+        from .modeling_tagger import RnnForTokenClassification
+
+        if self._auto_class is not None:
+            heads = {
+                "AutoModel": RnnModel,
+                "AutoModelForCausalLM": RnnForCausalLM,
+                "AutoModelForSequenceClassification": RnnForSequenceClassification,
+                "AutoModelForTokenClassification": RnnForTokenClassification,
+            }
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                **{auto: f"{head.__module__.split('.')[-1]}.{head.__name__}" for auto, head in heads.items()},
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def push_to_hub(self, repo_id: str, **kwargs):
         """transformers' `push_to_hub`, with hf_rnn's model card (architecture, labels, decoding, how to load without
         hf_rnn) instead of transformers' generic one. Without hf_rnn installed (a model loaded by remote code), the

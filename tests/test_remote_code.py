@@ -70,3 +70,61 @@ def test_remote_code_needs_consent(tmp_path):
     torch.save(torch.tensor([[1, 2]]), tmp_path / "ids.pt")
     result = _load_elsewhere(tmp_path, "AutoModelForTokenClassification", trust=False)
     assert result.returncode != 0 and "trust_remote_code" in result.stderr
+
+
+EVERY_AUTO = """
+    import json, sys
+    import torch
+    import transformers
+    from transformers import pipeline
+    folder = sys.argv[1]
+    ids = torch.load(folder + "/ids.pt")
+    answers = {}
+    for auto in ("AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification",
+                 "AutoModelForTokenClassification"):
+        try:
+            model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=True).eval()
+        except ValueError as error:  # a head the config cannot have (a bidirectional causal LM)
+            answers[auto] = str(error).splitlines()[0]
+            continue
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        encoder = model if auto == "AutoModel" else model.model
+        with torch.no_grad():
+            answers[auto] = encoder(ids, attention_mask=(ids != 0).long()).last_hidden_state.tolist()
+    features = pipeline("feature-extraction", model=folder, trust_remote_code=True)
+    answers["feature-extraction"] = features("a b c")
+    json.dump(answers, open(folder + "/answers.json", "w"))
+"""
+
+
+@pytest.mark.parametrize(
+    "head, bidirectional",
+    [(hf_rnn.RnnForCausalLM, False), (hf_rnn.RnnForTokenClassification, True)],
+)
+def test_every_auto_class_loads_every_checkpoint_without_hf_rnn(head, bidirectional, tmp_path):
+    """As with `import hf_rnn`: the base model and every head from any head's checkpoint (a new head gets new weights,
+    the encoder is the checkpoint's), and the feature-extraction pipeline; a head the config rules out fails alike."""
+    from transformers import AutoModel, AutoModelForCausalLM, pipeline
+
+    from hf_rnn.vocabulary import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer([["a", "b", "c", "d"]])
+    config = tiny_config(vocab_size=tokenizer.vocab_size, bidirectional=bidirectional, **BIO_CRF)
+    head(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    ids = torch.tensor([[2, 3, 4, 5], [0, 0, 4, 6]])
+    torch.save(ids, tmp_path / "ids.pt")
+    run_without_hf_rnn(EVERY_AUTO, str(tmp_path), cwd=tmp_path)
+    answers = json.loads((tmp_path / "answers.json").read_text())
+    with torch.no_grad():
+        expected = AutoModel.from_pretrained(tmp_path)(ids, attention_mask=(ids != 0).long()).last_hidden_state
+    for auto in ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification"):
+        torch.testing.assert_close(torch.tensor(answers[auto]), expected, msg=auto)
+    if bidirectional:
+        with pytest.raises(ValueError) as error:
+            AutoModelForCausalLM.from_pretrained(tmp_path)
+        assert answers["AutoModelForCausalLM"] == str(error.value).splitlines()[0]
+    else:
+        torch.testing.assert_close(torch.tensor(answers["AutoModelForCausalLM"]), expected)
+    features = pipeline("feature-extraction", model=str(tmp_path))("a b c")
+    torch.testing.assert_close(torch.tensor(answers["feature-extraction"]), torch.tensor(features))
