@@ -238,3 +238,35 @@ def test_a_crf_config_whose_own_labels_break_its_scheme_is_still_refused(tmp_pat
         hf_rnn.RnnConfig.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="crf_constraints='BIO' does not fit id2label: label 'S-PER'"):
         hf_rnn.RnnConfig(use_crf=True, crf_constraints="BIO", id2label=saved["id2label"], label2id=saved["label2id"])
+
+
+STANDARD_PIPELINE = """
+    import json, sys
+    from transformers import pipeline
+    folder, texts = sys.argv[1], json.loads(sys.argv[2])
+    tagger = pipeline("token-classification", model=folder, trust_remote_code=True)
+    answers = {}
+    for strategy in ("first", "average", "max"):
+        answers[strategy] = [
+            [[e["entity_group"], e["word"], e["start"], e["end"]] for e in tagger(text, aggregation_strategy=strategy)]
+            for text in texts
+        ]
+    json.dump(answers, open(folder + "/answers.json", "w"))
+"""
+
+
+def test_transformers_token_classification_pipeline_without_hf_rnn_gives_hf_rnns_entities(tmp_path):
+    """The standard pipeline with word aggregation, where hf_rnn cannot be imported, tags raw text with attached
+    punctuation as hf_rnn's own pipeline does (the tokenizer.json says every token is a word)."""
+    from test_pipeline import PUNCTUATED, make
+    from transformers import pipeline
+
+    model, tokenizer = make(use_crf=True, seed=1, extra_words=(".", ","))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    run_without_hf_rnn(STANDARD_PIPELINE, str(tmp_path), json.dumps(PUNCTUATED), cwd=tmp_path)
+    answers = json.loads((tmp_path / "answers.json").read_text())
+    own = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
+    expected = [[[e["entity_group"], e["word"], e["start"], e["end"]] for e in own(text)] for text in PUNCTUATED]
+    assert sum(map(len, expected)) >= 4
+    assert answers == {strategy: expected for strategy in ("first", "average", "max")}
