@@ -5,7 +5,7 @@ never touched, and an unchanged model re-pushed makes no new commit (the Hub rep
 A `Trainer` that pushes an hf_rnn model writes this module's card too (`trainer_writes_hf_rnn_cards`).
 
 This file travels inside checkpoints (the model's `push_to_hub` and `save_pretrained` import it), so a model loaded
-by remote code pushes the same card: it imports only huggingface_hub and its flat sibling `cells.py`.
+by remote code pushes the same card: it imports only huggingface_hub and its flat siblings `cells.py`, `schemes.py`.
 """
 
 import functools
