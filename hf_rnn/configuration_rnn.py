@@ -12,7 +12,7 @@ from transformers import PreTrainedConfig
 from transformers.generation import GenerationConfig
 from transformers.utils import is_torch_available
 
-from .schemes import SCHEMES, scheme_constraints
+from .schemes import SCHEMES, label_scheme, scheme_constraints
 
 CELL_TYPES = ("rnn", "gru", "lstm", "mingru", "minlstm")  # the names of cells.CELLS, without importing torch
 NONLINEARITIES = ("tanh", "relu")
@@ -223,6 +223,19 @@ class RnnConfig(PreTrainedConfig):
             hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
             warnings.warn(f"RnnConfig got an unknown key {key!r}, which no hf_rnn model reads{hint}", stacklevel=3)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """transformers' `from_dict`, where new labels for a saved CRF tagger (`num_labels=`, `id2label=`: a new head
+        on an old checkpoint, as run_ner.py loads one) bring their own `crf_constraints`: the saved scheme if the new
+        labels are written in it, else the scheme they are written in, else none, with a warning when it changes."""
+        scheme = config_dict.get("crf_constraints")
+        if scheme is None or "crf_constraints" in kwargs or not {"num_labels", "id2label", "label2id"} & kwargs.keys():
+            return super().from_dict(config_dict, **kwargs)
+        result = super().from_dict({**config_dict, "crf_constraints": None}, **kwargs)
+        config = result[0] if isinstance(result, tuple) else result
+        config.crf_constraints = _scheme_of_new_labels(config.crf_labels, scheme)
+        return result
+
     @property
     def crf_labels(self) -> list[str]:
         """Label names in id order, as the CRF's tags."""
@@ -391,6 +404,28 @@ def _is_float_dtype(value: object) -> bool:
 
     dtype = getattr(torch, value, None) if isinstance(value, str) else value
     return isinstance(dtype, torch.dtype) and dtype.is_floating_point
+
+
+def _scheme_of_new_labels(labels: list[str], saved: str) -> str | None:
+    """The CRF constraints for labels that replace those a tagger was saved with under the scheme `saved`."""
+    try:
+        scheme = label_scheme(labels)
+    except ValueError:  # chunk tags mixed with others, or BIOES's E/S with BILOU's L/U: no scheme to constrain
+        scheme = None
+    if scheme == "BIO" and saved == "IOB1":  # the same B-/I- labels: only sequences tell the two apart
+        scheme = saved
+    if scheme != saved:
+        warnings.warn(
+            f"RnnConfig.crf_constraints: the new labels {labels} are not written in the saved scheme {saved!r}; the "
+            + (
+                f"CRF now follows {scheme!r}"
+                if scheme
+                else "CRF is now unconstrained (crf_constraints=None; to keep it constrained, pass the new chunk "
+                "labels to from_pretrained as id2label= and label2id=)"
+            ),
+            stacklevel=4,
+        )
+    return scheme
 
 
 __all__ = ["RnnConfig"]

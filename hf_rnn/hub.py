@@ -2,14 +2,21 @@
 
 `push_model` saves everything into a temporary folder and uploads it as one commit, so the local training folder is
 never touched, and an unchanged model re-pushed makes no new commit (the Hub reports every file as present).
+A `Trainer` that pushes an hf_rnn model writes this module's card too (`trainer_writes_hf_rnn_cards`).
+
+This file travels inside checkpoints (the model's `push_to_hub` and `save_pretrained` import it), so a model loaded
+by remote code pushes the same card: it imports only huggingface_hub and its flat siblings `cells.py`, `schemes.py`.
 """
 
+import functools
+import sys
 import tempfile
 from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .cells import CELLS
+from .schemes import label_scheme
 
 PIPELINE_TAGS = {
     "RnnForTokenClassification": "token-classification",
@@ -137,6 +144,18 @@ def model_card(
             "```",
             "",
         ]
+        try:
+            scheme = label_scheme(config.crf_labels)
+        except ValueError:  # labels with no one reading
+            scheme = None
+        if scheme in ("BIOES", "BILOU"):
+            lines += [
+                f"transformers' own `token-classification` pipeline groups B-/I- tags only: with this model's {scheme} "
+                "tags its entities come out split (an `E-`/`S-` tag as an entity of its own). Use "
+                '`rnn-token-classification` above, or read the tags it gives with `aggregation_strategy="none"` '
+                "as chunks (`hf_rnn.schemes.chunks`).",
+                "",
+            ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
@@ -184,6 +203,28 @@ def push_model(
 REPORTED_METRICS = ("accuracy", "f1", "precision", "recall", "perplexity")
 
 
+def _reported(metrics: dict | None) -> dict[str, float]:
+    """The evaluation metrics a card reports, without the `eval_` prefix."""
+    return {
+        key.removeprefix("eval_"): value
+        for key, value in (metrics or {}).items()
+        if key.removeprefix("eval_") in REPORTED_METRICS
+    }
+
+
+def _hyperparameters(trainer) -> dict:
+    """What a `Trainer` run did (`--max_steps` cuts the epochs short), not what the arguments planned."""
+    args = trainer.args
+    return {
+        "learning_rate": args.learning_rate,
+        "epochs": round(trainer.state.epoch or 0.0, 2),
+        "steps": trainer.state.global_step,
+        "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "optimizer": getattr(args.optim, "value", args.optim),  # "adamw_torch", not "OptimizerNames.ADAMW_TORCH"
+        "seed": args.seed,
+    }
+
+
 def push_trained(trainer, metrics: dict | None = None, dataset: str | None = None):
     """`push_model` for a finished `Trainer` run (what the example scripts' `--push_to_hub` does).
 
@@ -193,27 +234,56 @@ def push_trained(trainer, metrics: dict | None = None, dataset: str | None = Non
     args = trainer.args
     if not trainer.is_world_process_zero():
         return None
-    results = {}
-    for key, value in (metrics or {}).items():
-        name = key.removeprefix("eval_")
-        if name in REPORTED_METRICS:
-            results[name] = value
-    hyperparameters = {  # what the run did (`--max_steps` cuts the epochs short), not what the arguments planned
-        "learning_rate": args.learning_rate,
-        "epochs": round(trainer.state.epoch or 0.0, 2),
-        "steps": trainer.state.global_step,
-        "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
-        "optimizer": getattr(args.optim, "value", args.optim),  # "adamw_torch", not "OptimizerNames.ADAMW_TORCH"
-        "seed": args.seed,
-    }
     return push_model(
         trainer.accelerator.unwrap_model(trainer.model),
         trainer.processing_class,
         args.hub_model_id or Path(args.output_dir).name,
         revision=getattr(args, "hub_revision", None),
-        eval_results=results or None,
+        eval_results=_reported(metrics) or None,
         dataset=dataset,
-        hyperparameters=hyperparameters,
+        hyperparameters=_hyperparameters(trainer),
         private=bool(args.hub_private_repo),
         token=args.hub_token,
     )
+
+
+def trainer_writes_hf_rnn_cards() -> None:
+    """Make transformers' `Trainer.create_model_card` write this module's card for an hf_rnn model (other models keep
+    transformers' card). `Trainer(push_to_hub=True)`'s `push_to_hub` saves the model, writes README.md with that
+    method, then uploads the folder: transformers' card has no `pipeline_tag`, so `pipeline(model=repo_id)` could not
+    tell the task. The model's `save_pretrained` calls this, so it is in place before the card is written, with or
+    without hf_rnn installed; it does nothing until the Trainer's module is imported, and nothing twice."""
+    trainer_module = sys.modules.get("transformers.trainer")
+    if trainer_module is None:
+        return
+    original = trainer_module.Trainer.create_model_card
+    if getattr(original, "writes_hf_rnn_cards", False):
+        return
+
+    @functools.wraps(original)
+    def create_model_card(
+        self, language=None, license=None, tags=None, model_name=None, finetuned_from=None, **kwargs
+    ):
+        model = self.accelerator.unwrap_model(self.model)
+        if (
+            getattr(getattr(model, "config", None), "model_type", None) != "hf_rnn"
+            or type(model).__name__ not in PIPELINE_TAGS
+        ):
+            return original(self, language, license, tags, model_name, finetuned_from, **kwargs)
+        if not self.is_world_process_zero():
+            return None
+        dataset = kwargs.get("dataset") or kwargs.get("dataset_tags")
+        metrics = next((entry for entry in reversed(self.state.log_history) if "eval_loss" in entry), None)
+        card = model_card(
+            model,
+            self.hub_model_id or self.args.hub_model_id or model_name or Path(self.args.output_dir).name,
+            eval_results=_reported(metrics) or None,
+            dataset=dataset[0] if isinstance(dataset, (list, tuple)) else dataset,
+            hyperparameters=_hyperparameters(self),
+            extra_tags=[tags] if isinstance(tags, str) else tags,
+        )
+        card.save(Path(self.args.output_dir) / "README.md")
+        return None
+
+    create_model_card.writes_hf_rnn_cards = True
+    trainer_module.Trainer.create_model_card = create_model_card

@@ -236,14 +236,40 @@ class RnnPreTrainedModel(PreTrainedModel):
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
                 init.zeros_(module.weight[module.padding_idx])
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' `save_pretrained`; with the model code shipped (`register_for_auto_class`, which `import
+        hf_rnn` does), config.json's `auto_map` names every head, not only the saved one, so a machine without hf_rnn
+        loads any head from any checkpoint as `import hf_rnn` allows (a new head gets new weights). The imports below
+        are also what makes transformers ship the tagger's and the card's files (it follows every `from .x import`).
+
+        A `Trainer` that pushes saves the model first, then writes the card: `trainer_writes_hf_rnn_cards` makes that
+        card hf_rnn's (with its `pipeline_tag`), with or without hf_rnn installed."""
+        from .hub import trainer_writes_hf_rnn_cards
+        from .modeling_tagger import RnnForTokenClassification
+
+        trainer_writes_hf_rnn_cards()
+
+        if self._auto_class is not None:
+            heads = {
+                "AutoModel": RnnModel,
+                "AutoModelForCausalLM": RnnForCausalLM,
+                "AutoModelForSequenceClassification": RnnForSequenceClassification,
+                "AutoModelForTokenClassification": RnnForTokenClassification,
+            }
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                **{auto: f"{head.__module__.split('.')[-1]}.{head.__name__}" for auto, head in heads.items()},
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def push_to_hub(self, repo_id: str, **kwargs):
         """transformers' `push_to_hub`, with hf_rnn's model card (architecture, labels, decoding, how to load without
-        hf_rnn) instead of transformers' generic one. Without hf_rnn installed (a model loaded by remote code), the
-        card is transformers'. Takes transformers' keyword arguments (`revision`, `create_pr`, `private`, ...)."""
-        try:
-            from hf_rnn.hub import push_model
-        except ImportError:
-            return super().push_to_hub(repo_id, **kwargs)
+        hf_rnn) instead of transformers' generic one, also from a model loaded by remote code. Takes transformers'
+        keyword arguments (`revision`, `create_pr`, `private`, ...)."""
+        from .hub import (
+            push_model,
+        )  # relative: hub.py travels with the checkpoint, so remote code writes this card too
+
         return push_model(self, None, repo_id, **kwargs)
 
 

@@ -1,9 +1,9 @@
 """The recurrent tagger, [`RnnForTokenClassification`]: an [`RnnModel`], a linear layer of emission scores, and a
 softmax or CRF output layer (`heads.py`).
 
-Apart from `modeling_rnn.py` so that the checkpoints of the other heads (a language model's) carry no CRF code. This
-file travels inside the tagger's checkpoints (`trust_remote_code=True`): it imports only torch, transformers and its
-flat siblings.
+Apart from `modeling_rnn.py`, which imports it only where it saves a checkpoint (every checkpoint carries this file, so
+any head loads from any checkpoint with `trust_remote_code=True`). It imports only torch, transformers and its flat
+siblings.
 """
 
 import torch

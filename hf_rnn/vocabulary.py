@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordLevel
+from tokenizers.models import WordLevel, WordPiece
 from transformers import PreTrainedTokenizerFast
 
 from .tokenization_rnn import RnnTokenizerFast
@@ -164,7 +164,7 @@ def build_word_tokenizer(
         words = words[: max(0, max_vocab_size - len(special_tokens))]
     vocab = {token: index for index, token in enumerate([*special_tokens, *words])}
 
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tokenizer = Tokenizer(_whole_words(vocab))
     if normalizer is not None:
         tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = _splitter(
@@ -196,6 +196,19 @@ def build_word_tokenizer(
         tokenizer.char_vocab  # noqa: B018  (validates the character settings now rather than at first use)
     tokenizer.lm_spelling  # noqa: B018  (and the LM's vocabulary)
     return tokenizer
+
+
+def _whole_words(vocab: dict[str, int]) -> WordPiece:
+    """A word-level model that says so: a word is its id or `<unk>`, as with `WordLevel`, but the model has a
+    `continuing_subword_prefix`, which transformers' token-classification pipeline reads to learn that every token is
+    a whole word. (Without one it guesses from the spacing that "." continues "Paris" and merges the two under
+    `aggregation_strategy` first/average/max.) No vocabulary entry starts with the prefix, so no word is ever split
+    into pieces, and a word longer than every entry is `<unk>` at once."""
+    prefix = "\ue000"  # a private-use character
+    while any(token.startswith(prefix) for token in vocab):
+        prefix += "\ue000"
+    longest = max(len(token) for token in vocab)
+    return WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=prefix, max_input_chars_per_word=longest)
 
 
 def lm_char_vocab(tokenizer: PreTrainedTokenizerFast) -> list[str]:

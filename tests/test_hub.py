@@ -627,3 +627,79 @@ def test_model_push_to_hub_writes_hf_rnns_card_and_takes_transformers_arguments(
         info = model.push_to_hub("me/card", create_pr=True)
         assert info.pr_url and hub.repository("me/card").branches["main"] == main  # a pull request, main untouched
         assert set(hub.files("me/card", "refs/pr/1")) >= {"config.json", "model.safetensors", "README.md"}
+
+
+TRAINER_PUSH = """
+    import json, os, sys
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, Trainer, TrainingArguments, pipeline
+
+    folder, out, trust = sys.argv[1], sys.argv[2], sys.argv[3] == "remote"
+    if not trust:
+        import hf_rnn
+    else:
+        sys.modules["hf_rnn"] = None  # any `import hf_rnn` now fails
+    model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=trust)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+    rows = [dict(input_ids=torch.tensor([3, 4, 5]), labels=torch.tensor([0, 1, 2]))] * 4
+    args = TrainingArguments(
+        output_dir=folder + "/run", push_to_hub=True, hub_model_id="me/trained-" + sys.argv[3], max_steps=1,
+        per_device_train_batch_size=2, report_to="none", use_cpu=True, save_strategy="no",
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
+    trainer.train()
+    trainer.push_to_hub()
+    model.push_to_hub("me/repushed-" + sys.argv[3])
+    tagger = pipeline(model="me/trained-" + sys.argv[3], trust_remote_code=trust)  # no task: the card names it
+    model.eval()
+    with torch.no_grad():
+        expected = model(**tokenizer("Jean went to Paris", return_tensors="pt")).predictions[0].tolist()
+    json.dump({"task": tagger.task, "tags": [e["entity"] for e in tagger("Jean went to Paris", ignore_labels=[])],
+               "expected": [model.config.id2label[i] for i in expected]}, open(out, "w"))
+"""
+
+
+@pytest.mark.parametrize("where", ["hf_rnn", "remote"])
+def test_trainer_and_remote_code_pushes_carry_hf_rnns_card(where, tmp_path):
+    """`Trainer(push_to_hub=True)` and the model's own `push_to_hub`, with hf_rnn or by remote code: the card is
+    hf_rnn's, with the `pipeline_tag` that `pipeline(model=repo_id)` needs to find the task."""
+    import textwrap
+
+    import hf_rnn
+    from hf_rnn.vocabulary import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer([["Jean", "went", "to", "Paris"]])
+    labels = ["O", "B-X", "I-X"]
+    config = hf_rnn.RnnConfig(
+        vocab_size=tokenizer.vocab_size,
+        embedding_size=4,
+        hidden_size=4,
+        use_crf=True,
+        crf_constraints="BIO",
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    hf_rnn.RnnForTokenClassification(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    script = textwrap.dedent(TRAINER_PUSH)
+    with LoopbackHub() as hub:
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        if where == "remote":
+            env.pop("PYTHONPATH", None)
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS="1")
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path), str(tmp_path / "out.json"), where],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        for repo in ("me/trained-" + where, "me/repushed-" + where):
+            card = ModelCard(hub.files(repo)["README.md"].decode())
+            assert card.data.pipeline_tag == "token-classification", repo
+            assert "made with hf_rnn" in card.text and "automatically generated" not in card.text, repo
+    answer = json.loads((tmp_path / "out.json").read_text())
+    assert answer["task"] == "token-classification" and answer["tags"] == answer["expected"]

@@ -186,3 +186,33 @@ def _starts(text: str, words: list) -> list[int]:
         starts.append(position)
         position += len(word)
     return starts
+
+
+PUNCTUATED = [
+    "Jean went to Paris.",
+    "Marie Curie, near Oslo, is cold.",
+    "the river near Berlin.Anna Maria went to Oslo",
+    "Paris Oslo. Jean, Marie Curie.",
+]
+
+
+def _entities(tagger, text: str, strategy: str) -> list[tuple]:
+    return [(e["entity_group"], e["word"], e["start"], e["end"]) for e in tagger(text, aggregation_strategy=strategy)]
+
+
+@pytest.mark.parametrize("use_crf", [True, False])
+def test_transformers_token_classification_pipeline_gives_hf_rnns_entities_on_raw_text(use_crf):
+    """transformers' own pipeline with word aggregation on raw text: each token is a word (the tokenizer says so), so
+    "Paris." stays two words and no entity is dropped, as in hf_rnn's pipeline, whose spans read the model's tags."""
+    compared = 0
+    for seed in range(4):
+        model, tokenizer = make(use_crf, seed=seed, extra_words=(".", ","))
+        own = pipeline("rnn-token-classification", model=model, tokenizer=tokenizer)
+        standard = pipeline("token-classification", model=model, tokenizer=tokenizer)
+        for text in PUNCTUATED:
+            expected = _entities(own, text, "simple")
+            for strategy in ("first", "average", "max"):
+                assert _entities(standard, text, strategy) == expected, (seed, text, strategy)
+                assert _entities(own, text, strategy) == expected
+            compared += len(expected)
+    assert compared >= 20

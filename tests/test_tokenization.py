@@ -203,3 +203,23 @@ def test_joined_words_give_each_word_its_character_span():
         backward = text[::-1]
         assert backward[len(text) - end : len(text) - start] == word[::-1]
     assert join_words(["a", "b"], separator="") == ("ab", [(0, 1), (1, 2)])
+
+
+@pytest.mark.parametrize("options", [{}, {"lowercase": True, "normalize_digits": True}])
+def test_word_tokenizer_encodes_as_a_word_level_vocabulary_does(options):
+    """The tokenizer's model declares whole words (for transformers' token-classification pipeline) but encodes as
+    `WordLevel` over the same vocabulary: a word is its id or `<unk>`, never pieces, whatever its length."""
+    import copy
+
+    words = ["Paris", "Par", "is", "##is", "\ue000x", "New", "York-based", "1984", "naïve", "x" * 40]
+    tokenizer = build_word_tokenizer([words, ["Paris.", "is", "New"]], **options)
+    reference = copy.deepcopy(tokenizer._tokenizer)
+    reference.model = WordLevel(tokenizer.get_vocab(), unk_token=UNK)
+    texts = [
+        "Paris Parisis isPar Par##is ##is \ue000x \ue000xis",
+        "New York-based York based naïve naive 1984 2001 " + "x" * 40 + " " + "x" * 41,
+        "PARIS, Paris. paris! ÉCOLE İstanbul <unk> <pad>",
+    ]
+    for text in texts:
+        assert tokenizer(text)["input_ids"] == reference.encode(text).ids, text
+    assert tokenizer._tokenizer.model.continuing_subword_prefix  # what the pipeline reads
