@@ -25,7 +25,7 @@ test-slow: $(STAMP)  # the tests that `make test` skips (marked slow: the README
 	$(OFFLINE) $(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	cd bench && for b in crf tagger_step padding encoder cells generate trainer_vs_loop lm_trainer_vs_loop; do ../$(PY) $$b.py || exit 1; done
+	cd bench && for b in crf tagger_step padding encoder cells generate quantize trainer_vs_loop lm_trainer_vs_loop; do ../$(PY) $$b.py || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hf_rnn examples tests bench && $(VENV)/bin/ruff format --check hf_rnn examples tests bench

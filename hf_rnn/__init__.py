@@ -29,6 +29,7 @@ from .modeling_rnn import (
 )
 from .modeling_tagger import RnnForTokenClassification
 from .pipelines import RnnTokenClassificationPipeline, register_pipeline
+from .quantization import quantize_dynamic
 from .schemes import scheme_constraints
 from .tokenization_rnn import RnnTokenizerFast
 
@@ -64,5 +65,6 @@ __all__ = [
     "RnnTokenClassificationPipeline",
     "RnnTokenClassifierOutput",
     "RnnTokenizerFast",
+    "quantize_dynamic",
     "scheme_constraints",
 ]

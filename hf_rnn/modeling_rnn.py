@@ -5,12 +5,14 @@ This file travels inside checkpoints (`trust_remote_code=True`), so it imports o
 flat siblings (`from .x import ...`).
 """
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
+from transformers.generation import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -452,10 +454,17 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
         head_in = config.embedding_size if self.projection is not None else config.hidden_size
         self.lm_head = nn.Linear(head_in, config.vocab_size)
         self.post_init()
+        _greedy_by_default(self.generation_config)
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the state is an RnnCache, not a key/value cache
+
+    def adjust_generation_fn(self, *args, **kwargs) -> None:
+        """transformers' loading of a checkpoint's generation_config.json, greedy where it does not say (one saved
+        before `do_sample` was pinned)."""
+        super().adjust_generation_fn(*args, **kwargs)
+        _greedy_by_default(self.generation_config)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -491,14 +500,36 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             inputs.update(input_ids=input_ids, attention_mask=attention_mask)
         return inputs
 
-    def generate(self, inputs=None, generation_config=None, logits_processor=None, *args, **kwargs):
-        """transformers' `generate`, refusing NaN logits (a diverged or corrupted model) by the step they appear
-        at, where greedy search would emit token 0 for them and sampling fail inside torch. One check after the
-        loop (and on a failure inside it), not a host sync per step."""
+    def generate(self, inputs=None, generation_config=None, logits_processor=None, **kwargs):
+        """transformers' `generate`, with three differences a recurrent word LM needs.
+
+        - NaN logits (a diverged or corrupted model) are refused by the step they appear at, where greedy search
+          would emit token 0 for them and sampling fail inside torch: one check after the loop (and on a failure
+          inside it), not a host sync per step.
+        - `stop_strings` (with `tokenizer=`) stop at whole words: transformers' own criterion spells every token
+          after a sub-word prefix, which a word vocabulary reads as `<unk>`.
+        - Assisted and prompt-lookup decoding are refused: they check several drafted tokens in one step and roll
+          the cache back to the accepted ones, and a recurrent state cannot be rolled back.
+        """
+        config = generation_config or self.generation_config
+        for name in ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"):
+            if kwargs.get(name, getattr(config, name, None)) is not None:
+                raise ValueError(
+                    f"RnnForCausalLM.generate cannot take {name}: assisted and prompt-lookup decoding roll the cache "
+                    "back to the accepted draft tokens, and a recurrent state cannot be rolled back. Generate "
+                    "without it (each new token already costs one recurrent step)."
+                )
+        stop_strings = kwargs.pop("stop_strings", None) or config.stop_strings
+        if stop_strings:
+            words = StopWords.from_strings(stop_strings, kwargs.get("tokenizer"))
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []), words])
+            if config.stop_strings:
+                generation_config = copy.deepcopy(config)
+                generation_config.stop_strings = None
         check = NanLogitsCheck()
         processors = LogitsProcessorList([*(logits_processor or []), check])
         try:
-            output = super().generate(inputs, generation_config, processors, *args, **kwargs)
+            output = super().generate(inputs, generation_config, processors, **kwargs)
         except RuntimeError:  # torch.multinomial on NaN probabilities: say why
             check.raise_if_seen()
             raise
@@ -582,6 +613,42 @@ class NanLogitsCheck(LogitsProcessor):
             "(e.g. after a diverged training run; check `[n for n, p in model.named_parameters() if not "
             "p.isfinite().all()]`)."
         )
+
+
+def _greedy_by_default(generation_config: GenerationConfig) -> None:
+    """Pin `do_sample=False` unless set: transformers' text-generation pipeline samples (temperature 0.7) for every
+    model whose generation config leaves it unset, even with `num_beams`. Saved with the model."""
+    if generation_config.do_sample is None:
+        generation_config.do_sample = False
+
+
+class StopWords(StoppingCriteria):
+    """`stop_strings` for a word vocabulary: a row is done when its last tokens are one of the stop strings' words."""
+
+    def __init__(self, sequences: list[list[int]]):
+        self.sequences = [torch.tensor(ids) for ids in sequences]
+
+    @classmethod
+    def from_strings(cls, stop_strings: str | list[str], tokenizer) -> "StopWords":
+        if tokenizer is None:
+            raise ValueError("stop_strings needs the tokenizer: pass generate(..., tokenizer=tokenizer)")
+        sequences = []
+        for text in [stop_strings] if isinstance(stop_strings, str) else stop_strings:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids or tokenizer.unk_token_id in ids:
+                raise ValueError(
+                    f"stop_strings: {text!r} is not a run of whole words of the vocabulary (it encodes as "
+                    f"{tokenizer.convert_ids_to_tokens(ids)}): a word-level LM stops at words, not inside them"
+                )
+            sequences.append(ids)
+        return cls(sequences)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
+        for words in self.sequences:
+            if input_ids.size(1) >= len(words):
+                done |= (input_ids[:, -len(words) :] == words.to(input_ids.device)).all(-1)
+        return done
 
 
 # The Trainer shifts the labels for `label_smoothing_factor` only for the causal LMs it lists (by model type), and

@@ -1,11 +1,13 @@
 """Test environment: offline, with a throw-away HF_HOME, set before transformers is imported."""
 
+import contextlib
+import ctypes
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 os.environ.update(
     HF_HUB_OFFLINE="1",
@@ -17,6 +19,7 @@ os.environ.update(
 )
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf_rnn_test_home_")
 
+import psutil  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -47,19 +50,89 @@ def _seed():
     torch.manual_seed(0)
 
 
+def _become_subreaper() -> None:
+    """Make this process the one that descendants orphaned by their parent's death are re-parented to (Linux's
+    PR_SET_CHILD_SUBREAPER), instead of init: a worker whose launcher died, even in a session of its own (setsid),
+    then stays findable as a child of the test session, and killable."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # 36 = PR_SET_CHILD_SUBREAPER
+
+
+_become_subreaper()
+
+
+def _descendants(process: psutil.Process) -> set[psutil.Process]:
+    try:
+        return set(process.children(recursive=True))
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def _kill(processes: set[psutil.Process]) -> None:
+    """SIGKILL each still-running process and reap those that are this process's children (no zombies)."""
+    alive = []
+    for process in processes:
+        try:
+            process.kill()  # psutil checks the pid still names the process it recorded (no reused pid)
+            alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=30)
+
+
 def run_launched(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
-    """`subprocess.run(command, capture_output=True, text=True)` in a session of its own, killed whole on timeout: a
-    launcher (torchrun, accelerate) killed alone would leave its worker processes running, waiting for their peer."""
+    """`subprocess.run(command, capture_output=True, text=True)` that leaves no process behind: on timeout, on an
+    error, and after a normal exit, every process it started is killed. A launcher (torchrun, accelerate) killed alone
+    would leave its workers running, waiting for their peer; a worker may also have left the launcher's process group
+    and session (setsid). So the tree is walked while it runs (every descendant, whatever its session), and workers
+    orphaned by the launcher come back to this process (`_become_subreaper`)."""
+    me = psutil.Process()
+    children_before = set(me.children())
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
     ) as process:
+        launcher, tree = psutil.Process(process.pid), set[psutil.Process]()
+
+        def kill_all() -> None:
+            tree.update(_descendants(launcher))
+            if process.poll() is None:
+                process.kill()
+                process.wait()  # now its orphans are this process's children
+            for orphan in set(me.children()) - children_before - {launcher}:
+                tree.update({orphan, *_descendants(orphan)})
+            _kill(tree)
+
+        deadline = time.monotonic() + timeout
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise
+            while True:
+                try:
+                    stdout, stderr = process.communicate(timeout=min(0.5, max(deadline - time.monotonic(), 0.01)))
+                    break
+                except subprocess.TimeoutExpired:
+                    tree.update(_descendants(launcher))
+                    if process.poll() is not None:  # it exited, and what it left behind holds its output open
+                        kill_all()
+                        stdout, stderr = process.communicate()
+                        break
+                    if time.monotonic() >= deadline:
+                        raise
+        finally:
+            kill_all()
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_session():
+    """After the last test: no process started by the test session is left running (killed, then reported)."""
+    yield
+    leftovers = _descendants(psutil.Process())
+    if leftovers:
+        described = []
+        for process in leftovers:
+            with contextlib.suppress(psutil.Error):
+                described.append(f"{process.pid}: {' '.join(process.cmdline())[:200]}")
+        _kill(leftovers)
+        pytest.fail(f"{len(leftovers)} process(es) started by the tests outlived them (now killed): {described}")
 
 
 def run_without_hf_rnn(

@@ -105,3 +105,94 @@ def test_nan_logits_are_refused_naming_the_step(mode):
         model.generate(torch.randint(1, 7, (2, 3)), max_new_tokens=4, **mode)
     healthy = hf_rnn.RnnForCausalLM(tiny_config(eos_token_id=None)).eval()
     assert healthy.generate(torch.randint(1, 7, (2, 3)), max_new_tokens=4, **mode).shape[1] == 7
+
+
+# ---- transformers' generation entry points on a word LM (text-generation pipeline, generate's options) -----------
+
+LINES = [
+    ["the", "old", "teacher", "likes", "that", "heavy", "quiet", "river", "<eos>"],
+    ["a", "dog", "runs", "near", "the", "river", "<eos>"],
+]
+WORDS_ONLY = dict(suppress_tokens=[0, 1, 2])  # no <pad>, <unk>, <eos>: every new token is a word, no early stop
+
+
+@pytest.fixture
+def saved_lm(tmp_path):
+    """A word LM and its tokenizer saved as a checkpoint folder; returns (folder, model, tokenizer)."""
+    from hf_rnn.vocabulary import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(LINES, language_model=True)
+    config = tiny_config(vocab_size=len(tokenizer), hidden_size=16, eos_token_id=tokenizer.eos_token_id)
+    model = hf_rnn.RnnForCausalLM(config).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return tmp_path, model, tokenizer
+
+
+def greedy_words(model, words, prompt: str, **generate) -> list[str]:
+    inputs = words(prompt, return_tensors="pt")
+    with torch.no_grad():
+        ids = model.generate(**inputs, do_sample=False, **generate)[0, inputs["input_ids"].shape[1] :]
+    return words.convert_ids_to_tokens(ids.tolist())
+
+
+@pytest.mark.parametrize("old_checkpoint", [False, True])
+def test_the_text_generation_pipeline_searches_rather_than_samples(saved_lm, old_checkpoint):
+    """transformers' pipeline samples (temperature 0.7) unless the model's generation config pins `do_sample`: beam
+    search gave three texts in three calls. A checkpoint saved before the pin loads greedy too."""
+    import json
+
+    from transformers import pipeline
+
+    folder, model, tokenizer = saved_lm
+    saved = json.loads((folder / "generation_config.json").read_text())
+    assert saved["do_sample"] is False
+    if old_checkpoint:
+        del saved["do_sample"]
+        (folder / "generation_config.json").write_text(json.dumps(saved))
+    generator = pipeline("text-generation", model=str(folder))
+    expected = " ".join(["the old", *greedy_words(model, tokenizer, "the old", num_beams=4, max_new_tokens=6)])
+    texts = {generator("the old", num_beams=4, max_new_tokens=6)[0]["generated_text"] for seed in range(3)}
+    assert texts == {expected}
+    sampled = {generator("the old", do_sample=True, max_new_tokens=6)[0]["generated_text"] for seed in range(5)}
+    assert len(sampled) > 1  # asking for sampling still samples
+
+
+def test_stop_strings_stop_at_whole_words_through_the_pipeline(saved_lm):
+    from transformers import pipeline
+
+    folder, model, tokenizer = saved_lm
+    free = greedy_words(model, tokenizer, "the old", max_new_tokens=8, **WORDS_ONLY)
+    stop = free[2:4]  # two words: the run ends at the first place they occur, as a string match would
+    end = next(i for i in range(1, len(free)) if free[i - 1 : i + 1] == stop) + 1
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    out = generator("the old", max_new_tokens=8, stop_sequence=" ".join(stop), **WORDS_ONLY)[0]["generated_text"]
+    assert out == " ".join(["the old", *free[:end]])
+    stopped = greedy_words(
+        model,
+        tokenizer,
+        "the old",
+        max_new_tokens=8,
+        stop_strings=[" ".join(stop), "dog runs"],
+        tokenizer=tokenizer,
+        **WORDS_ONLY,
+    )
+    assert stopped == free[:end]
+    with pytest.raises(ValueError, match="stop_strings: 'riv' is not a run of whole words"):
+        model.generate(**tokenizer("the", return_tensors="pt"), stop_strings="riv", tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="stop_strings needs the tokenizer"):
+        model.generate(**tokenizer("the", return_tensors="pt"), stop_strings="river")
+
+
+def test_assisted_and_prompt_lookup_decoding_are_refused_by_name(saved_lm):
+    from transformers import pipeline
+
+    folder, model, tokenizer = saved_lm
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    with pytest.raises(
+        ValueError, match="cannot take prompt_lookup_num_tokens: .* a recurrent state cannot be rolled"
+    ):
+        generator("the old", prompt_lookup_num_tokens=2, max_new_tokens=3)
+    assisted = pipeline("text-generation", model=model, tokenizer=tokenizer, assistant_model=model)
+    with pytest.raises(ValueError, match="cannot take assistant_model"):
+        assisted("the old", max_new_tokens=3)

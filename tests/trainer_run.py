@@ -64,6 +64,7 @@ def train(output_file: str, head: str, batch_size: int, accumulation: int) -> No
         report_to="none",
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
+        ddp_timeout=240,  # a rank that lost its peer fails within 4 minutes instead of waiting 30 in a collective
         seed=0,
     )
     collator = DataCollatorForTokenClassification(_tokenizer())
