@@ -225,15 +225,27 @@ class RnnConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
-        """transformers' `from_dict`, where new labels for a saved CRF tagger (`num_labels=`, `id2label=`: a new head
-        on an old checkpoint, as run_ner.py loads one) bring their own `crf_constraints`: the saved scheme if the new
-        labels are written in it, else the scheme they are written in, else none, with a warning when it changes."""
+        """transformers' `from_dict`, where new labels (`num_labels=`, `id2label=`, `label2id=`: a new head on an old
+        checkpoint, as run_ner.py loads one), which the base class sets after `__init__`, are checked as in `__init__`,
+        and the map not given follows the one given (a stale label2id would be saved, and the checkpoint would not
+        load). For a saved CRF tagger they bring their own `crf_constraints`: the saved scheme if the new labels are
+        written in it, else the scheme they are written in, else none, with a warning when it changes."""
+        new_labels = {"num_labels", "id2label", "label2id"} & kwargs.keys()
         scheme = config_dict.get("crf_constraints")
-        if scheme is None or "crf_constraints" in kwargs or not {"num_labels", "id2label", "label2id"} & kwargs.keys():
-            return super().from_dict(config_dict, **kwargs)
-        result = super().from_dict({**config_dict, "crf_constraints": None}, **kwargs)
+        rescheme = bool(new_labels) and scheme is not None and "crf_constraints" not in kwargs
+        result = super().from_dict({**config_dict, "crf_constraints": None} if rescheme else config_dict, **kwargs)
         config = result[0] if isinstance(result, tuple) else result
-        config.crf_constraints = _scheme_of_new_labels(config.crf_labels, scheme)
+        if new_labels:
+            if "id2label" in kwargs and "label2id" not in kwargs:
+                config.label2id = None
+            elif "label2id" in kwargs and "id2label" not in kwargs and isinstance(kwargs["label2id"], dict):
+                config.id2label = {index: label for label, index in kwargs["label2id"].items()}
+            config._check_label_maps()
+            if config.id2label is not None:  # JSON's string ids as __init__ keeps them: integers
+                config.id2label = {int(index): label for index, label in config.id2label.items()}
+                config.label2id = {label: index for index, label in config.id2label.items()}
+        if rescheme:
+            config.crf_constraints = _scheme_of_new_labels(config.crf_labels, scheme)
         return result
 
     @property

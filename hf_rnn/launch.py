@@ -218,7 +218,10 @@ def check_output_dir(output_dir: str, resume: str | None, overwrite: bool, main_
     if main_process:
         for checkpoint in saved:
             logger.warning("--overwrite_output_dir: removing the previous run's %s", checkpoint)
-            shutil.rmtree(checkpoint)
+            if checkpoint.is_symlink():  # the link only: the folder it points to is not this run's to delete
+                checkpoint.unlink()
+            else:
+                shutil.rmtree(checkpoint)
 
 
 def check_processes(world_size: int, environ: Mapping[str, str] = os.environ, script: str = "SCRIPT") -> None:

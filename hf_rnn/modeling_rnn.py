@@ -554,6 +554,11 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
             instead to give each position's own target (truncated BPTT, where the last target is the next window's
             first token). `num_items_in_batch` (passed by the Trainer) turns the mean into a sum over that count.
         """
+        for old_name in ("past_key_values", "cache_params"):  # transformers' old names: **kwargs would drop the state
+            if old_name in kwargs:
+                if cache is not None:
+                    raise ValueError(f"RnnForCausalLM: pass the state once, as cache= (not also as {old_name}=)")
+                cache = kwargs.pop(old_name)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -9,6 +9,8 @@ torch's dynamically quantised LSTM/GRU kernels under hf_rnn's cell interface, so
 Not shipped with checkpoints: a quantised model is made from a loaded one, in the process that uses it.
 """
 
+from types import MethodType
+
 import torch
 from torch import nn
 from torch.ao.nn.quantized import dynamic as nnqd
@@ -70,9 +72,26 @@ def quantize_dynamic(model: nn.Module, dtype: torch.dtype = torch.qint8, inplace
                 f"kernel for it, only for cell_type {sorted(supported)}; quantising only the linear layers would "
                 "leave the recurrence in fp32"
             )
+    for name, parameter in model.named_parameters():
+        if parameter.is_meta:
+            raise ValueError(f"quantize_dynamic: {name} is on the meta device (no values); load the weights first")
+        if parameter.is_floating_point() and parameter.dtype != torch.float32:
+            raise ValueError(
+                f"quantize_dynamic: {name} is {parameter.dtype}; torch's quantised kernels take float32 weights and"
+                " inputs: call model.float() first"
+            )
     mapping = {**get_default_dynamic_quant_module_mappings(), **QUANTIZED_CELLS}
     spec = {nn.Linear, nn.LSTM, nn.GRU, *QUANTIZED_CELLS}
-    return torch_quantize_dynamic(model, spec, dtype=dtype, mapping=mapping, inplace=inplace)
+    quantized = torch_quantize_dynamic(model, spec, dtype=dtype, mapping=mapping, inplace=inplace)
+    if hasattr(quantized, "save_pretrained"):  # packed weights: it failed midway, inside torch, leaving a config.json
+        quantized.save_pretrained = MethodType(_not_a_checkpoint, quantized)
+    return quantized
+
+
+def _not_a_checkpoint(model: nn.Module, *args, **kwargs) -> None:
+    raise ValueError(
+        "a dynamically quantised model is not a checkpoint: save (or push) the float model, and quantise after loading"
+    )
 
 
 __all__ = ["QuantizedGruCell", "QuantizedLstmCell", "quantize_dynamic"]

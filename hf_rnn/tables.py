@@ -12,6 +12,7 @@ import bisect
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -195,13 +196,15 @@ def _is_tag(tag: object) -> bool:
 
 def read_labelled_texts(path: str | Path, text_column: str, label_column: str) -> dict[str, list[str]]:
     """The text and label columns, every value a non-blank string (a number reads as its text): an empty cell is an
-    error naming the file, the cell's line and the column (as a label it would become a class 'None'), and so is a
-    JSON list or object (one odd text or class)."""
+    error naming the file, the cell's line and the column (as a label it would become a class 'None'), as is a JSON
+    NaN (a class 'nan'), and so is a JSON list or object (one odd text or class)."""
     rows = read_table(path, {text_column: "--text_column", label_column: "--label_column"})
     table = {text_column: [], label_column: []}
     for row in rows:
         for column in table:
             value = row.values[column]
+            if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN: pandas' missing value
+                raise ValueError(f"{row.where(column)}: empty {column!r} value ({value} in the JSON)")
             if value is None or not str(value).strip():
                 raise ValueError(f"{row.where(column)}: empty {column!r} value")
             if isinstance(value, (list, dict)):

@@ -205,3 +205,26 @@ def test_the_largest_accepted_values_build(tmp_path):
     assert model.config.dtype is not None and model.config.num_labels == 2
     model.save_pretrained(tmp_path)
     assert hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path).config.forget_bias == 65504.0
+
+
+def test_new_labels_given_to_from_pretrained_are_checked_and_saved_loadable(tmp_path):
+    """Before: `from_pretrained(path, id2label=new)` kept the saved label2id (the saved checkpoint then failed to load:
+    "label2id must be the inverse of id2label"), and id2label with a gap or a name twice was taken unchecked."""
+    from transformers import AutoModelForTokenClassification
+
+    hf_rnn.RnnForTokenClassification(tiny_config(num_layers=1)).save_pretrained(tmp_path / "old")
+    new = {0: "O", 1: "B-LOC"}
+    model = AutoModelForTokenClassification.from_pretrained(
+        tmp_path / "old", id2label=new, ignore_mismatched_sizes=True
+    )
+    assert model.config.label2id == {name: index for index, name in new.items()}
+    model.save_pretrained(tmp_path / "new")
+    assert AutoModelForTokenClassification.from_pretrained(tmp_path / "new").config.id2label == new
+    only_label2id = AutoConfig.from_pretrained(tmp_path / "old", label2id={"O": 0, "X": 1})
+    assert (only_label2id.id2label, only_label2id.num_labels) == ({0: "O", 1: "X"}, 2)
+    for labels, message in (
+        ({0: "O", 5: "B-LOC"}, "be keyed by the ids 0 .. 1"),
+        ({0: "O", 1: "O"}, "name distinct labels"),
+    ):
+        with pytest.raises(ValueError, match=f"RnnConfig.id2label must {message}"):
+            AutoModelForTokenClassification.from_pretrained(tmp_path / "old", id2label=labels)

@@ -196,3 +196,14 @@ def test_assisted_and_prompt_lookup_decoding_are_refused_by_name(saved_lm):
     assisted = pipeline("text-generation", model=model, tokenizer=tokenizer, assistant_model=model)
     with pytest.raises(ValueError, match="cannot take assistant_model"):
         assisted("the old", max_new_tokens=3)
+
+
+def test_the_state_passed_under_transformers_old_name_past_key_values_is_used():
+    """Before: `model(ids, past_key_values=state)` fell into **kwargs and the step restarted from no state, silently."""
+    model = hf_rnn.RnnForCausalLM(tiny_config(num_layers=1)).eval()
+    prompt, step = torch.tensor([[3, 4]]), torch.tensor([[5]])
+    whole = model(torch.cat([prompt, step], 1)).logits[:, -1]
+    state = model(prompt, use_cache=True).cache
+    torch.testing.assert_close(model(step, past_key_values=state, use_cache=True).logits[:, -1], whole)
+    with pytest.raises(ValueError, match="pass the state once, as cache="):
+        model(step, cache=model(prompt, use_cache=True).cache, past_key_values=state)

@@ -103,3 +103,18 @@ def test_float16_weights_and_a_bad_dtype():
         torch.testing.assert_close(half(ids).logits, model(ids).logits, atol=0.01, rtol=0)
     with pytest.raises(ValueError, match="dtype must be torch.qint8 or torch.float16, got torch.bfloat16"):
         hf_rnn.quantize_dynamic(model, dtype=torch.bfloat16)
+
+
+def test_saving_a_quantized_model_a_meta_or_a_bfloat16_one_is_refused_clearly(tmp_path):
+    """Before: save_pretrained failed inside torch ("CellParamsBase ... has no field 'device'") after writing
+    config.json; a meta model failed with "Cannot copy out of meta tensor", a bfloat16 one at its first forward."""
+    quantized = hf_rnn.quantize_dynamic(hf_rnn.RnnForTokenClassification(tiny_config(num_layers=1, use_crf=True)))
+    with pytest.raises(ValueError, match="not a checkpoint: save .* the float model"):
+        quantized.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
+    with torch.device("meta"):
+        meta = hf_rnn.RnnForCausalLM(tiny_config(num_layers=1))
+    with pytest.raises(ValueError, match="on the meta device"):
+        hf_rnn.quantize_dynamic(meta)
+    with pytest.raises(ValueError, match=r"torch.bfloat16; .* model.float\(\)"):
+        hf_rnn.quantize_dynamic(hf_rnn.RnnForCausalLM(tiny_config(num_layers=1)).to(torch.bfloat16))

@@ -34,6 +34,15 @@ BAD_FILES = {  # name -> (file name, classification table, tagging table, the er
         '{"tokens": ["ok"], "tags": ["O"]}\n\n{"tokens": ["b"] "tags": ["O"]}\n',
         ":3: not valid JSON",
     ),
+    "NaN, a missing value": (  # before: a text or class 'nan'
+        "train.jsonl",
+        '{"text": "ok", "label": "a"}\n{"text": "hi", "label": NaN}\n',
+        '{"tokens": ["ok"], "tags": ["O"]}\n{"tokens": ["hi"], "tags": [NaN]}\n',
+        {
+            "classification": ":2: empty 'label' value (nan in the JSON)",
+            "tagging": ":2: 'tags' must be a list of tags",
+        },
+    ),
     "multi-line cell before the empty one": (  # the cell at fault, not the record's last line or the other column
         "train.csv",
         'text,label\n"two\nlines",a\nhi,"x"\n,"multi\nline label"\n',

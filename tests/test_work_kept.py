@@ -81,6 +81,21 @@ def test_the_other_scripts_refuse_another_runs_output_dir(tmp_path, monkeypatch,
     assert _contents(out) == {"model.safetensors": hashlib.sha256(b"the other run's model").hexdigest()}
 
 
+def test_overwrite_output_dir_removes_a_symlinked_checkpoint_but_not_the_folder_it_points_to(tmp_path, monkeypatch):
+    """Before: shutil.rmtree raised "OSError: Cannot call rmtree on a symbolic link" midway through the removal."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (elsewhere / "keep").mkdir(parents=True)
+    (elsewhere / "keep" / "weights").write_bytes(b"another run's")
+    (out / "checkpoint-9").symlink_to(elsewhere / "keep")
+    with pytest.raises(Exception) as caught:  # the training file is absent: the run stops after the removal
+        _main(monkeypatch, "run_lm", "--train_file", str(tmp_path / "absent"), "--output_dir", str(out),
+              "--overwrite_output_dir", "true")  # fmt: skip
+    assert "symbolic link" not in str(caught.value)
+    assert not list(out.glob("checkpoint-*"))
+    assert (elsewhere / "keep" / "weights").read_bytes() == b"another run's"
+
+
 def test_the_quickstart_refuses_another_runs_output_dir_and_make_demo_replaces_its_own(tmp_path, monkeypatch, capsys):
     (tmp_path / "model.safetensors").write_bytes(b"the other run's model")
     monkeypatch.setattr(sys, "argv", ["quickstart.py", "--output_dir", str(tmp_path)])
