@@ -42,6 +42,7 @@ from hf_rnn.launch import (
     card_dataset,
     check_labels,
     check_steps,
+    data_sources,
     default_steps,
     first,
     is_language_model,
@@ -174,14 +175,7 @@ def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, Finet
     arguments, finetuning_args, training_args = parse_args(parser, defaults, args)
     given = {f"--{split}_file": getattr(arguments, f"{split}_file") for split in ("train", "validation", "test")}
     refuse_stored_tables(parser, given)
-    files = arguments.train_file or arguments.validation_file or arguments.test_file
-    if arguments.dataset_name and files:
-        parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
-    named = arguments.dataset_name
-    data = {"train": arguments.train_file or named, "eval": arguments.validation_file or named}
-    data["predict"] = arguments.test_file or named
-    flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
-    flags = {step: f"{flag} or --dataset_name" for step, flag in flags.items()}
+    data, flags = data_sources(parser, arguments)
     checkpoint = arguments.model_name_or_path
     from_lm = bool(checkpoint) and is_language_model(checkpoint, arguments.model_revision)
     check_steps(parser, training_args, checkpoint, data, flags, new_head=from_lm)

@@ -58,6 +58,7 @@ from hf_rnn.launch import (
     at_least,
     card_dataset,
     check_steps,
+    data_sources,
     default_steps,
     load_pretrained,
     parse_args,
@@ -155,14 +156,7 @@ def parse(args: list[str] | None = None) -> tuple[LmArguments, FinetuningArgumen
             " --zaremba decays the lr its own way (--decay_start, --lr_decay); pass --no_zaremba for the Trainer's"
             " schedules"
         )
-    files = lm_args.train_file or lm_args.validation_file or lm_args.test_file
-    if lm_args.dataset_name and files:
-        parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
-    named = lm_args.dataset_name
-    data = {"train": lm_args.train_file or named, "eval": lm_args.validation_file or named}
-    data["predict"] = lm_args.test_file or named
-    flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
-    flags = {step: f"{flag} or --dataset_name" for step, flag in flags.items()}
+    data, flags = data_sources(parser, lm_args)
     check_steps(parser, training_args, lm_args.model_name_or_path, data, flags)
     refuse_fixed(parser, lm_args.model_name_or_path, (lm_args, ARCHITECTURE))
     return lm_args, finetuning_args, training_args

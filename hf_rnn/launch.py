@@ -397,6 +397,17 @@ def default_steps(evaluation: bool, test: bool) -> dict[str, bool]:
     return {"do_train": True, "do_eval": evaluation, "do_predict": test}
 
 
+def data_sources(parser: HfArgumentParser, arguments) -> tuple[dict[str, object], dict[str, str]]:
+    """What each step reads (`--train_file`, `--validation_file`, `--test_file`, or `--dataset_name`'s splits) and the
+    flags that give it, for `check_steps`; files and a dataset together: a usage error."""
+    files = {"train": arguments.train_file, "eval": arguments.validation_file, "predict": arguments.test_file}
+    if arguments.dataset_name and any(files.values()):
+        parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
+    data = {step: file or arguments.dataset_name for step, file in files.items()}
+    flags = {"train": "--train_file", "eval": "--validation_file", "predict": "--test_file"}
+    return data, {step: f"{flag} or --dataset_name" for step, flag in flags.items()}
+
+
 def check_steps(
     parser: HfArgumentParser,
     training_args: TrainingArguments,
