@@ -15,7 +15,7 @@ from common import alternate_runs, device_name, quiet_training_args
 
 import hf_rnn
 from hf_rnn.data import read_text
-from hf_rnn.tbptt import BpttWindows, TbpttTrainer
+from hf_rnn.training.tbptt import BpttWindows, TbpttTrainer
 from hf_rnn.vocabulary import build_word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

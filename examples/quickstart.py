@@ -24,8 +24,8 @@ from transformers import (
 import hf_rnn
 from hf_rnn.configuration_rnn import CELL_TYPES
 from hf_rnn.data import encode_for_tagging, load_sample_pos
-from hf_rnn.launch import check_output_dir
 from hf_rnn.metrics import TaggingMetrics
+from hf_rnn.scripts.launch import check_output_dir
 from hf_rnn.vocabulary import build_word_tokenizer
 
 

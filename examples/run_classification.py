@@ -14,11 +14,11 @@ instead of files, `--text_column_names a,b` joins several text columns with a sp
 `--label_column_name`), and `--model_name_or_path` (at `--model_revision`) continues from an hf_rnn classifier (its
 architecture, tokenizer and labels), or starts a new classifier on an hf_rnn language model's encoder and tokenizer,
 with the training file's labels and `--pooling` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
-fine-tuning schedules, hf_rnn.finetuning). `--do_predict` writes the test metrics (predict_results.json) and
+fine-tuning schedules, hf_rnn.training.finetuning). `--do_predict` writes the test metrics (predict_results.json) and
 predictions.csv (text, label, predicted: each row's own, whatever the batching).
 Every `TrainingArguments` flag works; the defaults differ from the Trainer's where those do not train an RNN from
 scratch: lr 2e-3, a loss logged every 2 % of the steps, one checkpoint per epoch with only the newest kept unless a
---save_* flag is given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
+--save_* flag is given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.scripts.launch).
 """
 
 import argparse
@@ -33,9 +33,9 @@ from datasets import ClassLabel, Dataset, load_dataset
 from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments
 
 import hf_rnn
-from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
-from hf_rnn.launch import (
+from hf_rnn.metrics import load_metric
+from hf_rnn.scripts.launch import (
     TRAINING_DEFAULTS,
     RowOrderTrainer,
     RunArguments,
@@ -55,8 +55,8 @@ from hf_rnn.launch import (
     start_from_language_model,
     train_and_save,
 )
-from hf_rnn.metrics import load_metric
 from hf_rnn.tables import read_labelled_texts
+from hf_rnn.training.finetuning import FinetuningArguments
 from hf_rnn.vocabulary import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def defaults(given: argparse.Namespace) -> dict:
 
 
 def parse(args: list[str] | None = None) -> tuple[ClassificationArguments, FinetuningArguments, TrainingArguments]:
-    """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
+    """The flags (hf_rnn.scripts.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((ClassificationArguments, FinetuningArguments, RunArguments))
     arguments, finetuning_args, training_args = parse_args(parser, defaults, args)
     given = {f"--{split}_file": getattr(arguments, f"{split}_file") for split in ("train", "validation", "test")}

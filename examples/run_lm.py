@@ -11,19 +11,19 @@ ln 2). `--reverse` trains a backward LM: each file's token stream is read last t
 right to left (a character LM reads the reversed text; a word LM each line's words backwards with `<eos>` now before
 each line, the last line first). The checkpoint's config records both (`char_level`, `reverse`).
 
-Truncated BPTT (hf_rnn.tbptt): the token stream is cut into `batch_size` parallel rows; batch k holds window k of
+Truncated BPTT (hf_rnn.training.tbptt): the token stream is cut into `batch_size` parallel rows; batch k holds window k of
 every row, so each row continues the previous batch's row. The recurrent state is carried from batch to batch
 (detached: gradients stop at the window), reset at every epoch start and for evaluation.
 
 By default the model trains with the paper's recipe (`--zaremba`): the loss summed over the unrolled steps and averaged
 over the batch (the model's per-token mean times `bptt`), plain SGD at lr 1, gradient-norm clipping at 5,
 U[-init, init] weights, and the lr divided by `lr_decay` every epoch after `decay_start` epochs (a torch scheduler,
-`hf_rnn.tbptt.zaremba_schedule`, so that a resumed run continues the schedule). With a per-token mean
+`hf_rnn.training.tbptt.zaremba_schedule`, so that a resumed run continues the schedule). With a per-token mean
 loss the same lr trains ~35x slower, which is why the scale matters (a bare-PyTorch rerun that way reached 136 test perplexity instead of 82.8). `--no_zaremba` trains
 on the per-token mean with the Trainer's AdamW and linear decay, from lr 2e-3. Every flag can be set, the recipe's
 included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, a checkpoint
 saved per epoch (only the newest kept) unless a --save_* flag is given, and torch uses one CPU thread unless
-OMP_NUM_THREADS is set (hf_rnn.launch).
+OMP_NUM_THREADS is set (hf_rnn.scripts.launch).
 
 As in transformers' run_ner.py: `--do_train`, `--do_eval`, `--do_predict` choose the steps (by default: train,
 evaluate when a validation file is given, report the test perplexity when a test file is; predict_results.json),
@@ -31,7 +31,7 @@ evaluate when a validation file is given, report the test perplexity when a test
 `--reverse` turns them round), `--dataset_name` (with `--dataset_config_name`) reads a Hub dataset or a local dataset
 folder instead of files (its 'text' column, else its first, one line per row), and `--model_name_or_path` (at
 `--model_revision`) continues from an hf_rnn language model (its architecture,
-vocabulary, `--char_level` and `--reverse`). `--layer_lr_decay` and `--gradual_unfreezing` (hf_rnn.finetuning) are
+vocabulary, `--char_level` and `--reverse`). `--layer_lr_decay` and `--gradual_unfreezing` (hf_rnn.training.finetuning) are
 ULMFiT's fine-tuning schedules.
 
 Checkpoints do not hold the carried state: a run resumed mid-epoch restarts its rows from a zero state, as at an
@@ -50,9 +50,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 import hf_rnn
 from hf_rnn.data import read_characters, read_text
-from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
-from hf_rnn.launch import (
+from hf_rnn.scripts.launch import (
     TRAINING_DEFAULTS,
     RunArguments,
     at_least,
@@ -67,7 +66,8 @@ from hf_rnn.launch import (
     start,
     train_and_save,
 )
-from hf_rnn.tbptt import TbpttTrainer, bptt_windows
+from hf_rnn.training.finetuning import FinetuningArguments
+from hf_rnn.training.tbptt import TbpttTrainer, bptt_windows
 from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ RANGES = {
 
 
 def parse(args: list[str] | None = None) -> tuple[LmArguments, FinetuningArguments, TrainingArguments]:
-    """The flags (hf_rnn.launch's defaults, and the recipe's unless --no_zaremba); contradictions are usage errors."""
+    """The flags (hf_rnn.scripts.launch's defaults, and the recipe's unless --no_zaremba); contradictions are usage errors."""
     parser = HfArgumentParser((LmArguments, FinetuningArguments, RunArguments))
     lm_args, finetuning_args, training_args = parse_args(parser, defaults, args, RANGES)
     given = {f"--{split}_file": getattr(lm_args, f"{split}_file") for split in ("train", "validation", "test")}

@@ -11,9 +11,9 @@
 Every `TrainingArguments` flag works (learning rate, batch size, bf16, gradient accumulation, push_to_hub, ...). The
 defaults differ from the Trainer's where those do not train an RNN from scratch: lr 2e-3, a
 loss logged every 2 % of the steps, one checkpoint per epoch with only the newest kept unless a --save_* flag is
-given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.launch).
+given, one CPU thread unless OMP_NUM_THREADS is set (hf_rnn.scripts.launch).
 `--resume_from_checkpoint True` (or a folder of checkpoints) resumes from the last complete checkpoint in it, skipping
-one that a killed run left half-saved (hf_rnn.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
+one that a killed run left half-saved (hf_rnn.scripts.checkpoints); `--resume_from_checkpoint path/checkpoint-N` resumes from
 that one.
 `--forward_lm` and `--backward_lm` (character LMs from run_lm.py --char_level [--reverse], folders or Hub ids) add
 contextual string embeddings (Akbik et al. 2018) to the word features; the LMs stay frozen unless --fine_tune_lms, and
@@ -30,7 +30,7 @@ a test file is), `--max_{train,eval,predict}_samples` keep the first sentences o
 (at `--model_revision`) continues from an hf_rnn tagger (its architecture, tokenizer and labels), or starts a new tagger on an hf_rnn word
 language model's encoder and tokenizer (its architecture: left to right, no character encoder), with the training
 file's labels, `--use_crf` and `--crf_constraints` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
-fine-tuning schedules, hf_rnn.finetuning). `--do_predict` writes the test metrics
+fine-tuning schedules, hf_rnn.training.finetuning). `--do_predict` writes the test metrics
 (predict_results.json) and predictions.conll: token, gold and predicted tag (- for a word cut by --max_length),
 TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it), each sentence's own tags whatever
 the batching (`--train_sampling_strategy group_by_length` included). A test file of words only (one column) is
@@ -65,9 +65,10 @@ from hf_rnn.data import (
     tagging_dataset,
 )
 from hf_rnn.embeddings import load_word_vectors
-from hf_rnn.finetuning import FinetuningArguments
 from hf_rnn.hub import push_trained
-from hf_rnn.labels import (
+from hf_rnn.metrics import TaggingMetrics, predicted_tags
+from hf_rnn.schemes import SCHEMES, convert, detect_scheme
+from hf_rnn.scripts.labels import (
     Where,
     at_position,
     foreign_scheme,
@@ -78,7 +79,7 @@ from hf_rnn.labels import (
     scheme_labels,
     tag_names,
 )
-from hf_rnn.launch import (
+from hf_rnn.scripts.launch import (
     TRAINING_DEFAULTS,
     RowOrderTrainer,
     RunArguments,
@@ -96,9 +97,8 @@ from hf_rnn.launch import (
     start_from_language_model,
     train_and_save,
 )
-from hf_rnn.metrics import TaggingMetrics, predicted_tags
-from hf_rnn.schemes import SCHEMES, convert, detect_scheme
 from hf_rnn.tables import read_tagged_table
+from hf_rnn.training.finetuning import FinetuningArguments
 from hf_rnn.vocabulary import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
@@ -314,7 +314,7 @@ def defaults(given: argparse.Namespace) -> dict:
 def parse(
     args: list[str] | None = None,
 ) -> tuple[DataArguments, ModelArguments, FinetuningArguments, TrainingArguments]:
-    """The flags (hf_rnn.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
+    """The flags (hf_rnn.scripts.launch's defaults where the Trainer's do not train an RNN); contradictions: usage errors."""
     parser = HfArgumentParser((DataArguments, ModelArguments, FinetuningArguments, RunArguments))
     data_args, model_args, finetuning_args, training_args = parse_args(parser, defaults, args)
     given = {f"--{split}_file": getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}

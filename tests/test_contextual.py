@@ -437,7 +437,7 @@ def test_loopback_hub_round_trip_from_lm_ids(lms, tmp_path):
     from huggingface_hub import ModelCard
 
     from hf_rnn.hub import push_model
-    from hf_rnn.loopback_hub import LoopbackHub
+    from hf_rnn.testing.loopback_hub import LoopbackHub
 
     with LoopbackHub():
         for name, folder in zip(("me/char-forward", "me/char-backward"), lms):

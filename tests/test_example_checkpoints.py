@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 
 import hf_rnn
 from hf_rnn.data import read_characters, read_conll, read_text
-from hf_rnn.launch import load_pretrained
+from hf_rnn.scripts.launch import load_pretrained
 from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer
 
 # ---- run_ner.py's flags: --model_name_or_path, --do_train/--do_eval/--do_predict, --test_file, --max_*_samples -----
@@ -329,7 +329,7 @@ def test_run_classification_starts_from_a_language_models_encoder(tmp_path, monk
     lm = _language_model(tmp_path / "lm")
     train, out = _classification_files(tmp_path), tmp_path / "out"
     args = ["--model_name_or_path", str(tmp_path / "lm"), "--train_file", str(train), "--pooling", "max"]
-    with caplog.at_level("INFO", logger="hf_rnn.launch"):
+    with caplog.at_level("INFO", logger="hf_rnn.scripts.launch"):
         run_main(monkeypatch, "run_classification", *args, "--learning_rate", "0", "--output_dir", str(out))
     assert "new: classifier.bias, classifier.weight; left out: lm_head.bias, projection.weight" in caplog.text
     model = hf_rnn.RnnForSequenceClassification.from_pretrained(out)

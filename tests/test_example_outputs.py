@@ -11,7 +11,7 @@ from example_scripts import SAMPLE, TINY_TAGGER, conll_sentences, example_script
 
 import hf_rnn
 from hf_rnn.data import read_conll
-from hf_rnn.launch import load_pretrained
+from hf_rnn.scripts.launch import load_pretrained
 
 GROUPED = ["--train_sampling_strategy", "group_by_length", "--per_device_eval_batch_size", "4"]
 

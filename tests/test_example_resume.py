@@ -12,7 +12,7 @@ from example_scripts import (
 )
 
 import hf_rnn
-from hf_rnn.checkpoints import last_complete_checkpoint, resolve_resume
+from hf_rnn.scripts.checkpoints import last_complete_checkpoint, resolve_resume
 
 RESUMABLE_TAGGER = ["--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--learning_rate", "0.01"]
 RESUMABLE_TAGGER += ["--per_device_train_batch_size", "32", "--embedding_size", "16", "--hidden_size", "16"]

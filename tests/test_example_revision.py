@@ -1,4 +1,4 @@
-"""A script's push and reload over HTTP against hf_rnn's loopback Hub (`hf_rnn.loopback_hub.LoopbackHub`):
+"""A script's push and reload over HTTP against hf_rnn's loopback Hub (`hf_rnn.testing.loopback_hub.LoopbackHub`):
 `--model_revision` continues or tags from the branch `--hub_revision` pushed to, and the card names the dataset, not
 this machine's path to it."""
 
@@ -9,7 +9,7 @@ from example_scripts import SAMPLE, TINY_TAGGER, run_script
 from huggingface_hub import ModelCard
 
 from hf_rnn.data import read_conll
-from hf_rnn.loopback_hub import LoopbackHub
+from hf_rnn.testing.loopback_hub import LoopbackHub
 
 
 @pytest.mark.slow  # two script runs (~30 s)

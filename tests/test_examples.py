@@ -21,7 +21,7 @@ from transformers import AutoTokenizer
 
 import hf_rnn
 from hf_rnn.data import read_conll
-from hf_rnn.launch import check_processes, set_threads
+from hf_rnn.scripts.launch import check_processes, set_threads
 
 # ---- the scripts' defaults train: only the required flags, on the bundled sample -----------------------------------
 

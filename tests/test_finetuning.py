@@ -1,4 +1,4 @@
-"""hf_rnn.finetuning: ULMFiT's layer groups, discriminative learning rates and gradual unfreezing through the Trainer."""
+"""hf_rnn.training.finetuning: ULMFiT's layer groups, discriminative learning rates and gradual unfreezing through the Trainer."""
 
 import math
 
@@ -8,7 +8,7 @@ from conftest import tiny_config
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import hf_rnn
-from hf_rnn.finetuning import FinetuningArguments, GradualUnfreezing, apply_finetuning, layer_groups
+from hf_rnn.training.finetuning import FinetuningArguments, GradualUnfreezing, apply_finetuning, layer_groups
 
 LR, DECAY = 0.01, 2.6
 

@@ -1,5 +1,5 @@
 """push_to_hub -> from_pretrained over real HTTP through the real huggingface_hub client, against hf_rnn's loopback
-Hub (`hf_rnn.loopback_hub.LoopbackHub`). Every client runs in a fresh process with an empty cache."""
+Hub (`hf_rnn.testing.loopback_hub.LoopbackHub`). Every client runs in a fresh process with an empty cache."""
 
 import base64
 import http.client
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hf_rnn.loopback_hub import LoopbackHub, _check_host
-from hf_rnn.loopback_store import Repository
+from hf_rnn.testing.loopback_hub import LoopbackHub, _check_host
+from hf_rnn.testing.loopback_store import Repository
 
 HERE = Path(__file__).parent
 
@@ -452,7 +452,7 @@ def test_a_yaml_alias_bomb_in_a_card_is_refused_and_never_expanded(small_hub, mo
     status, answer = post(small_hub, "/api/validate-yaml", json.dumps({"content": recursive}).encode())
     assert status == 400 and "expands" in answer["errors"][0]["message"]
     assert post(small_hub, COMMIT, commit_of(add("README.md", bomb.encode())))[0] == 200
-    import hf_rnn.loopback_store as store
+    import hf_rnn.testing.loopback_store as store
 
     calls = []
     monkeypatch.setattr(store, "card_metadata", lambda *args: calls.append(args) or {})

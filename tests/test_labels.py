@@ -1,10 +1,10 @@
-"""hf_rnn.labels: a dataset's tags in a tagger's labels, converted between schemes exactly or refused where they are."""
+"""hf_rnn.scripts.labels: a dataset's tags in a tagger's labels, converted between schemes exactly or refused where they are."""
 
 import pytest
 
 import hf_rnn
 from hf_rnn.data import TaggedSentence, tagging_dataset
-from hf_rnn.labels import (
+from hf_rnn.scripts.labels import (
     at_position,
     foreign_scheme,
     map_unknown,

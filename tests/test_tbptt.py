@@ -1,4 +1,4 @@
-"""hf_rnn.tbptt: TBPTT windows, the carried state, Zaremba et al.'s schedule, against a hand-written loop."""
+"""hf_rnn.training.tbptt: TBPTT windows, the carried state, Zaremba et al.'s schedule, against a hand-written loop."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from transformers import TrainerCallback, TrainingArguments
 
 import hf_rnn
-from hf_rnn.tbptt import BpttWindows, TbpttTrainer, zaremba_schedule
+from hf_rnn.training.tbptt import BpttWindows, TbpttTrainer, zaremba_schedule
 
 BPTT, BATCH = 10, 4
 

@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import hf_rnn
-from hf_rnn.checkpoints import resolve_resume
-from hf_rnn.finetuning import FinetuningArguments
-from hf_rnn.launch import train_and_save
+from hf_rnn.scripts.checkpoints import resolve_resume
+from hf_rnn.scripts.launch import train_and_save
+from hf_rnn.training.finetuning import FinetuningArguments
 
 QUIET = ["--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none"]
 TAGGER = ["--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--embedding_size", "8", "--hidden_size", "8"]

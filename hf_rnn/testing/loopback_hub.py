@@ -1,6 +1,6 @@
 """A loopback Hugging Face Hub for offline tests: push and load models through the real `huggingface_hub` client.
 
-    from hf_rnn.loopback_hub import LoopbackHub
+    from hf_rnn.testing.loopback_hub import LoopbackHub
     with LoopbackHub() as hub:                 # serves http://127.0.0.1:<port>; this process's client goes there
         model.push_to_hub("me/tagger")
         model = AutoModelForTokenClassification.from_pretrained("me/tagger")

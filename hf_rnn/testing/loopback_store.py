@@ -1,4 +1,4 @@
-"""What the loopback Hub (`hf_rnn.loopback_hub`) stores, and how it reads the requests that change it.
+"""What the loopback Hub (`hf_rnn.testing.loopback_hub`) stores, and how it reads the requests that change it.
 
 Repositories with branches, pull requests and commits, every file a regular git blob; the NDJSON commit format, the
 card metadata the Hub reads, and the checks that turn a malformed request into the 4xx the real Hub would send

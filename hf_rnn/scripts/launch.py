@@ -33,8 +33,8 @@ from transformers import (
 )
 from transformers.trainer_utils import has_length
 
+from ..training.finetuning import FinetuningArguments, finetuning_schedules
 from .checkpoints import checkpoints, resolve_resume
-from .finetuning import FinetuningArguments, finetuning_schedules
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ TRAINING_DEFAULTS = {"learning_rate": 2e-3, "logging_steps": 0.02}
 # Unless a saving flag is given: one checkpoint per epoch (aligned with per-epoch evaluation), the newest kept. The
 # Trainer's every-500-steps without a limit wrote nine 28 MB checkpoints for a 101-second WNUT-17 tagger run; the
 # model is saved in output_dir at the end anyway, and the Trainer deletes the older checkpoint only after writing the
-# newer, so a run killed while saving still resumes from a complete one (hf_rnn.checkpoints).
+# newer, so a run killed while saving still resumes from a complete one (hf_rnn.scripts.checkpoints).
 SAVING_DEFAULTS = {"save_strategy": "epoch", "save_total_limit": 1}
 SAVING_FLAGS = ("--save_strategy", "--save_steps", "--save_total_limit")
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from transformers import PretrainedConfig
 
-from .schemes import PREFIXES, convert, detect_scheme, label_scheme, split_tag
+from ..schemes import PREFIXES, convert, detect_scheme, label_scheme, split_tag
 
 Where = Callable[[str, int, int], str]  # (split, row, position) -> where the tag is, for error messages
 
