@@ -1,4 +1,5 @@
-"""Train a (Bi)RNN tagger — POS tagging, NER, chunking — with the Trainer, from CoNLL/CoNLL-U files.
+"""Train a (Bi)RNN tagger — POS tagging, NER, chunking — with the Trainer, from CoNLL/CoNLL-U files or JSON lines of a
+text and its entities' character spans (doccano's export: hf_rnn.data.READERS lists the formats).
 
     python examples/run_tagging.py --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
         --output_dir runs/pos --use_crf --num_train_epochs 10
@@ -23,6 +24,10 @@ The training file's label scheme is detected (hf_rnn.schemes) and becomes the CR
 (or BILOU, BIO, IOB1) trains on labels converted to that scheme, and converts the predicted tags back to the files'
 scheme for the metrics and predictions.conll, so the scores compare against the files' own gold tags.
 
+A file's format is told by its name (hf_rnn.data.format_of) or named by `--data_format` (conll, conllu, jsonl, table).
+`.jsonl` lines such as `{"text": "Jean lives in Paris.", "label": [[0, 4, "PER"], [14, 19, "LOC"]]}` (flair names the
+text "data") are split into words as the tokenizer splits text and tagged BIO; a span that starts or ends inside a word
+is refused at its line.
 As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
 `--do_eval`, `--do_predict` choose the steps (by default: train, evaluate when evaluation data is named, predict when
 a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, `--dataset_name` (with
