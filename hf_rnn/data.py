@@ -291,8 +291,11 @@ def _tag_spans(sentence: TaggedSentence, text: str, offsets: list[tuple[int, int
         first, last = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)  # the words it touches
         if first >= last:
             raise DataFormatError(sentence.path, number, f"span {span!r} ({text[start:end]!r}) covers no word")
-        for edge, index in (("starts", first), ("ends", last - 1)):
-            if starts[index] < start if edge == "starts" else ends[index] > end:
+        for edge, index, inside in (
+            ("starts", first, starts[first] < start),
+            ("ends", last - 1, ends[last - 1] > end),
+        ):
+            if inside:
                 raise DataFormatError(
                     sentence.path,
                     number,
