@@ -151,6 +151,10 @@ BAD_SPAN_LINES = {  # a second line of train.jsonl -> the error after "train.jso
     "empty type": ('{"text": "Jean", "label": [[0, 4, ""]]}', "the type must be a name without whitespace"),
     "type with a space": ('{"text": "Jean", "label": [[0, 4, "P ER"]]}', "the type must be a name"),
     "offsets as text": ('{"text": "Jean", "label": [["0", 4, "PER"]]}', "a span is [start, end, type]"),
+    "offsets as floats or booleans": (
+        '{"text": "Jean", "label": [[false, 4.0, "PER"]]}',
+        "a span is [start, end, type]",
+    ),
     "a two-item span": ('{"text": "Jean", "label": [[0, 4]]}', "a span is [start, end, type]"),
     "spans not a list": ('{"text": "Jean", "label": "PER"}', "the spans must be a list of [start, end, type]"),
     "bad JSON": ('{"text": "Jean" "label": []}', "not valid JSON (Expecting ',' delimiter)"),
@@ -181,3 +185,6 @@ def test_run_tagging_refuses_an_unknown_data_format(tmp_path, monkeypatch, capsy
     args = ("--train_file", str(SAMPLE / "sample_pos.train.tsv"), "--data_format", "xml")
     message = refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
     assert "--data_format xml: give one of conll, conllu, jsonl, table" in message
+    args = ("--dataset_name", str(tmp_path), "--data_format", "jsonl")
+    message = refused(monkeypatch, capsys, "run_tagging", *args, output_dir=tmp_path / "out")
+    assert "--data_format says how to read --train_file" in message
