@@ -1,4 +1,5 @@
-"""Train a (Bi)RNN tagger — POS tagging, NER, chunking — with the Trainer, from CoNLL/CoNLL-U files.
+"""Train a (Bi)RNN tagger — POS tagging, NER, chunking — with the Trainer, from CoNLL/CoNLL-U files or JSON lines of a
+text and its entities' character spans (doccano's export: hf_rnn.data.READERS lists the formats).
 
     python examples/run_tagging.py --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
         --output_dir runs/pos --use_crf --num_train_epochs 10
@@ -23,6 +24,10 @@ The training file's label scheme is detected (hf_rnn.schemes) and becomes the CR
 (or BILOU, BIO, IOB1) trains on labels converted to that scheme, and converts the predicted tags back to the files'
 scheme for the metrics and predictions.conll, so the scores compare against the files' own gold tags.
 
+A file's format is told by its name (hf_rnn.data.format_of) or named by `--data_format` (conll, conllu, jsonl, table).
+`.jsonl` lines such as `{"text": "Jean lives in Paris.", "label": [[0, 4, "PER"], [14, 19, "LOC"]]}` (flair names the
+text "data") are split into words as the tokenizer splits text and tagged BIO; a span that starts or ends inside a word
+is refused at its line.
 As in transformers' run_ner.py: files may also be JSON (lines) or CSV with a tokens and a tags column; `--do_train`,
 `--do_eval`, `--do_predict` choose the steps (by default: train, evaluate when evaluation data is named, predict when
 a test file is), `--max_{train,eval,predict}_samples` keep the first sentences of a split, `--dataset_name` (with
@@ -56,10 +61,11 @@ from transformers import (
 
 import hf_rnn
 from hf_rnn.data import (
+    READERS,
     TaggedSentence,
     encode_for_tagging,
-    read_conll,
-    read_conllu,
+    format_of,
+    read_tagged,
     read_words,
     standardize_tagging_dataset,
     tagging_dataset,
@@ -97,12 +103,10 @@ from hf_rnn.scripts.launch import (
     start_from_language_model,
     train_and_save,
 )
-from hf_rnn.tables import read_tagged_table
 from hf_rnn.training.finetuning import FinetuningArguments
 from hf_rnn.vocabulary import build_word_tokenizer, lm_char_vocab
 
 logger = logging.getLogger(__name__)
-TABLES = (".json", ".jsonl", ".csv")  # read as run_ner.py reads them, the other files as CoNLL(-U)
 # what a checkpoint fixes besides ModelArguments: its tokenizer
 TOKENIZER_FLAGS = ("lowercase", "normalize_digits", "min_frequency", "char_min_frequency", "max_word_length")
 HEAD = ("use_crf", "crf_constraints", "tag_scheme")  # fixed by a tagger checkpoint, left open by a language model
@@ -111,7 +115,12 @@ HEAD = ("use_crf", "crf_constraints", "tag_scheme")  # fixed by a tagger checkpo
 @dataclass
 class DataArguments:
     train_file: str | None = field(
-        default=None, metadata={"help": "CoNLL (token ... tag), CoNLL-U (.conllu), JSON (lines) or CSV file."}
+        default=None,
+        metadata={"help": "CoNLL (token ... tag), CoNLL-U (.conllu), JSON lines of text and spans, JSON or CSV file."},
+    )
+    data_format: str | None = field(
+        default=None,
+        metadata={"help": f"The files' format, one of {', '.join(READERS)} (hf_rnn.data.READERS); default: by name."},
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "Instead of files: a Hub dataset (e.g. wnut_17) or a local dataset folder."}
@@ -207,14 +216,6 @@ class ModelArguments:
     fine_tune_lms: bool = field(default=False, metadata={"help": "Train the LMs too (default: frozen, flair's)."})
 
 
-def read_split(path: str, data: DataArguments) -> list[TaggedSentence]:
-    if path.endswith(".conllu"):
-        return read_conllu(path, data.tag_field)
-    if path.endswith(TABLES):
-        return read_tagged_table(path, data.tokens_column, data.tags_column)
-    return read_conll(path, data.token_column, data.tag_column)
-
-
 def read_data(
     data_args: DataArguments, seed: int, own_labels: bool
 ) -> tuple[DatasetDict, list[TaggedSentence] | None, Where]:
@@ -227,13 +228,13 @@ def read_data(
         raw = standardize_tagging_dataset(dataset, data_args.tokens_column, data_args.tags_column)
         return raw, None, lambda split, row, position: f"{name}: {at_position(split, row, position)}"
     files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
-    words = (
-        read_words(data_args.test_file)
-        if data_args.test_file and not data_args.test_file.endswith((".conllu", *TABLES))
-        else None
-    )
+    test, data_format = data_args.test_file, data_args.data_format
+    words = read_words(test) if test and (data_format or format_of(test, data_args.tokens_column)) == "conll" else None
+    options = {option.name: getattr(data_args, option.name) for option in fields(DataArguments)}  # each reader's own
     splits = {
-        split: read_split(path, data_args) for split, path in files.items() if path and not (words and split == "test")
+        split: read_tagged(path, data_format, **options)
+        for split, path in files.items()
+        if path and not (words and split == "test")
     }
     if data_args.validation_fraction > 0:
         sentences, fraction = len(splits["train"]), data_args.validation_fraction
@@ -322,6 +323,10 @@ def parse(
     files = data_args.train_file or data_args.validation_file or data_args.test_file
     if data_args.dataset_name and files:
         parser.error("pass --dataset_name or files (--train_file, --validation_file, --test_file), not both")
+    if data_args.data_format not in (None, *READERS):
+        parser.error(f"--data_format {data_args.data_format}: give one of {', '.join(READERS)}")
+    if data_args.data_format and not files:
+        parser.error("--data_format says how to read --train_file, --validation_file and --test_file: pass one")
     data = {
         "train": data_args.train_file or data_args.dataset_name,
         "eval": data_args.validation_file or data_args.validation_fraction or data_args.dataset_name,

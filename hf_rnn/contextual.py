@@ -12,50 +12,6 @@ from torch import nn
 from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
 
 CACHE_BYTES = 2**32  # default bound of the frozen-feature cache (4 GiB of CPU memory)
-LM_SPECIALS = ("<pad>", "<unk>", " ", "\n")  # what the spelling needs in an LM's vocabulary
-
-
-class LmSpelling:
-    """How `RnnTokenizerFast` writes a sentence for the LMs (`lm_char_vocab`: the LM tokenizer's tokens in id order,
-    as `build_char_tokenizer` makes them): one flat character stream per sentence, `lm_char_ids`, holding every token
-    as its characters' ids followed by the id of a space, the sentence's first word preceded by a newline's (the line
-    break the LM saw before each line of its corpus), characters the LM never saw as `<unk>`; and `lm_char_lengths`,
-    how many of the stream's ids each token wrote (0 for tokens without characters, e.g. special ones).
-
-    Two 2-D inputs, padded with the LM's `<pad>` (id 0 in `build_char_tokenizer`'s vocabularies) and 0: any collator,
-    transformers' pipeline batching included, pads them along their last axis, and the model reads them whatever
-    side the padding is on. Words are never cut."""
-
-    def __init__(self, lm_char_vocab: list[str]):
-        vocab = lm_char_vocab
-        if (
-            not isinstance(vocab, list)
-            or any(not isinstance(t, str) or not t for t in vocab)
-            or len(set(vocab)) != len(vocab)
-        ):
-            raise ValueError("RnnTokenizerFast.lm_char_vocab must list an LM's distinct tokens in id order")
-        missing = [token for token in LM_SPECIALS if token not in vocab]
-        if missing:
-            raise ValueError(f"RnnTokenizerFast.lm_char_vocab lacks {missing}: is it a character LM's vocabulary?")
-        self.to_id = {token: index for index, token in enumerate(vocab)}
-        self.pad_id, self.unk_id, self.space_id, self.newline_id = (self.to_id[token] for token in LM_SPECIALS)
-
-    def spell(self, tokens: list[str | None]) -> tuple[list[int], list[int]]:
-        """One row's tokens (None: a token without characters) -> (its stream `lm_char_ids`, `lm_char_lengths`)."""
-        stream, lengths = [], []
-        for token in tokens:
-            if token is None:
-                lengths.append(0)
-                continue
-            ids = [self.newline_id] * (not stream) + [self.to_id.get(c, self.unk_id) for c in token] + [self.space_id]
-            stream += ids
-            lengths.append(len(ids))
-        return stream, lengths
-
-    def pad(self, streams: list[list[int]]) -> list[list[int]]:
-        """Every row's stream right-padded with `<pad>` to the longest (at least 1 id, for tensors)."""
-        longest = max(map(len, streams), default=1) or 1
-        return [stream + [self.pad_id] * (longest - len(stream)) for stream in streams]
 
 
 class ContextualStringEmbeddings(nn.Module):
@@ -240,4 +196,4 @@ def _read(states: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return states.gather(1, index)
 
 
-__all__ = ["ContextualStringEmbeddings", "LmSpelling"]
+__all__ = ["ContextualStringEmbeddings"]

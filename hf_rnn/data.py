@@ -1,13 +1,20 @@
-"""Readers from column files to `datasets.DatasetDict`s with `ClassLabel` tag sequences.
+"""Readers from tagged files to `datasets.DatasetDict`s with `ClassLabel` tag sequences.
+
+`READERS` names every format a tagged file may be in (`read_tagged` picks one by the file's name, `format_of`): CoNLL
+columns, CoNLL-U, JSON lines of a text and its entities as character spans (doccano's, flair's), and tables of words
+and tags (run_ner.py's JSON, JSON lines, CSV). A new format is a function returning `TaggedSentence`s, added there.
 
 Every malformed input raises `DataFormatError` naming the file and line, so a bad file never trains silently. Files
 are UTF-8 (a leading byte-order mark is dropped) and lines end only at "\n", "\r\n" or "\r": form feeds, U+2028 and
 the other characters `str.splitlines` also breaks at stay inside the line, as part of a token.
 """
 
+import bisect
 import codecs
+import inspect
+import json
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,6 +22,7 @@ from pathlib import Path
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
 from .schemes import misspelt_chunk_tag
+from .vocabulary import split_words
 
 
 class DataFormatError(ValueError):
@@ -209,6 +217,152 @@ def read_conllu(path: str | Path, tag_field: str = "upos") -> list[TaggedSentenc
     return sentences
 
 
+SPAN_KEYS = {"text": ("text", "data"), "spans": ("label", "labels")}  # doccano's names first, then flair's and others'
+
+
+def read_spans(path: str | Path) -> list[TaggedSentence]:
+    """Read JSON lines of a text and its entities as character spans, one sentence per line, into BIO tags: doccano's
+    `{"text": "Jean lives in Paris", "label": [[0, 4, "PER"], [14, 19, "LOC"]]}` (flair's `JsonlDataset` names the text
+    `"data"`; `"labels"` is read too). Offsets count characters, the end excluded; other keys are ignored.
+
+    The text is split into words as hf_rnn's word tokenizers split raw text (`vocabulary.split_words`: punctuation and
+    clitics apart), and a span tags the words inside it, the first `B-<type>`, the others `I-<type>`, the rest `O`.
+    A span that starts or ends inside a word cannot be told in word tags, so it is an error naming the word, as are
+    overlapping spans, a span outside the text or covering no word, and a type that is empty or holds whitespace.
+    """
+    sentences = []
+    for number, raw in enumerate(_read_lines(path), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise DataFormatError(path, number, f"not valid JSON ({error.msg}); one object per line") from None
+        if not isinstance(record, dict):
+            raise DataFormatError(path, number, f"a line must be a JSON object, got {raw:.60}")
+        text, spans = (_span_value(record, key, path, number) for key in SPAN_KEYS)
+        if not isinstance(text, str):
+            raise DataFormatError(path, number, f"the text must be a string, got {text!r:.60}")
+        if _SURROGATE.search(text):
+            found = _SURROGATE.search(text)[0]
+            raise DataFormatError(path, number, f"the text holds a lone surrogate {found!r} (a broken \\u escape)")
+        if not isinstance(spans, list):
+            raise DataFormatError(path, number, f"the spans must be a list of [start, end, type], got {spans!r:.60}")
+        words = split_words(text)
+        if not words:
+            raise DataFormatError(path, number, f"the text {text!r} holds no words")
+        sentence = TaggedSentence([word for word, _ in words], ["O"] * len(words), str(path), [number] * len(words))
+        _tag_spans(sentence, text, [offsets for _, offsets in words], spans, number)
+        sentences.append(sentence)
+    if not sentences:
+        raise DataFormatError(path, 1, "no sentences found (empty file?)")
+    return sentences
+
+
+def _span_value(record: dict, key: str, path: str | Path, number: int) -> object:
+    """The record's value under one of `SPAN_KEYS[key]`'s names: exactly one must be there."""
+    names = [name for name in SPAN_KEYS[key] if name in record]
+    if not names:
+        wanted = " or ".join(map(repr, SPAN_KEYS[key]))
+        raise DataFormatError(path, number, f"no {wanted} key (the {key}); the line's keys are {list(record)}")
+    if len(names) > 1:
+        raise DataFormatError(path, number, f"both {names[0]!r} and {names[1]!r}: which holds the {key}?")
+    return record[names[0]]
+
+
+def _tag_spans(sentence: TaggedSentence, text: str, offsets: list[tuple[int, int]], spans: list, number: int) -> None:
+    """Write each span's BIO tags over the words it covers, refusing spans the words cannot express."""
+    for span in spans:
+        if not (isinstance(span, list) and len(span) == 3 and all(map(_is_offset, span[:2]))):
+            raise DataFormatError(sentence.path, number, f"span {span!r:.60}: a span is [start, end, type]")
+        start, end, kind = span
+        if not 0 <= start < end <= len(text):
+            raise DataFormatError(
+                sentence.path, number, f"span {span!r}: needs 0 <= start < end <= {len(text)} (the text's length)"
+            )
+        if not isinstance(kind, str) or not kind.strip() or _WHITESPACE.search(kind):
+            raise DataFormatError(sentence.path, number, f"span {span!r}: the type must be a name without whitespace")
+    starts, ends = [start for start, _ in offsets], [end for _, end in offsets]
+    previous = None
+    for span in sorted(spans):
+        start, end, kind = span
+        if previous is not None and start < previous[1]:
+            raise DataFormatError(sentence.path, number, f"span {span!r} overlaps span {previous!r}")
+        first, last = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)  # the words it touches
+        if first >= last:
+            raise DataFormatError(sentence.path, number, f"span {span!r} ({text[start:end]!r}) covers no word")
+        for edge, index, inside in (
+            ("starts", first, starts[first] < start),
+            ("ends", last - 1, ends[last - 1] > end),
+        ):
+            if inside:
+                raise DataFormatError(
+                    sentence.path,
+                    number,
+                    f"span {span!r} ({text[start:end]!r}) {edge} inside the word {sentence.tokens[index]!r}"
+                    f" ({starts[index]}-{ends[index]}): a span must start and end where words do (the text is split"
+                    " as hf_rnn's word tokenizer splits it)",
+                )
+        sentence.tags[first:last] = [f"B-{kind}"] + [f"I-{kind}"] * (last - first - 1)
+        previous = span
+
+
+def _is_offset(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_tag_table(
+    path: str | Path, tokens_column: str = "tokens", tags_column: str = "ner_tags"
+) -> list[TaggedSentence]:
+    """Records of words and tags in a JSON, JSON lines, CSV or TSV file, as run_ner.py reads them
+    (`tables.read_tagged_table`)."""
+    from .tables import read_tagged_table  # here: tables reads its files with this module's `read_utf8`
+
+    return read_tagged_table(path, tokens_column, tags_column)
+
+
+READERS: dict[str, Callable[..., list[TaggedSentence]]] = {
+    "conll": read_conll,
+    "conllu": read_conllu,
+    "jsonl": read_spans,
+    "table": read_tag_table,
+}
+
+
+def format_of(path: str | Path, tokens_column: str = "tokens") -> str:
+    """The `READERS` format a file is in, told by its name: `.conllu` is CoNLL-U; `.json`, `.jsonl` and `.csv` are
+    tables, except a `.jsonl` file whose first line is a record with a text (`"text"` or `"data"`) and no
+    `tokens_column`: spans (`"jsonl"`); any other file is CoNLL (a `.tsv` too: CoNLL files are often named so)."""
+    suffix = Path(path).suffix
+    if suffix == ".conllu":
+        return "conllu"
+    if suffix == ".jsonl" and _first_record_has_text(path, tokens_column):
+        return "jsonl"
+    return "table" if suffix in (".json", ".jsonl", ".csv") else "conll"
+
+
+def _first_record_has_text(path: str | Path, tokens_column: str) -> bool:
+    first = next((line for line in _read_lines(path) if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:  # the reader says where
+        return False
+    keys = record if isinstance(record, dict) else {}
+    return tokens_column not in keys and any(name in keys for name in SPAN_KEYS["text"])
+
+
+def read_tagged(path: str | Path, format: str | None = None, **options) -> list[TaggedSentence]:
+    """Read a tagged file with `READERS[format]` (by default the file's `format_of`), passing the reader those of the
+    `options` its signature names: a caller hands every format's options (run_tagging: all its data flags), so a new
+    reader's own options need no change to the callers, only a flag of the same name."""
+    format = format or format_of(path, options.get("tokens_column", "tokens"))
+    if format not in READERS:
+        raise ValueError(f"{path}: unknown format {format!r}; the formats are {sorted(READERS)}")
+    reader = READERS[format]
+    taken = inspect.signature(reader).parameters
+    return reader(path, **{name: value for name, value in options.items() if name in taken and name != "path"})
+
+
 def read_text(path: str | Path, eos: str | None = "<eos>") -> list[list[str]]:
     """A plain-text corpus for language modelling: one sentence per line, `eos` appended to each (the PTB recipe).
 
@@ -232,6 +386,7 @@ def read_characters(path: str | Path) -> list[str]:
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _BLANKS = re.compile(r"[ \t]+")
 _WHITESPACE = re.compile(r"\s")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate (a JSON `\\ud800` escape): no character
 
 
 def read_utf8(path: str | Path) -> str:

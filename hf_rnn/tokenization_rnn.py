@@ -8,7 +8,8 @@ With `lm_char_vocab` it also writes the sentence in a character language model's
 sentence, and `lm_char_lengths`, each token's share of it), for the contextual string embeddings of
 `config.forward_lm`/`backward_lm`.
 
-This file travels inside checkpoints (`trust_remote_code=True`), so it imports only transformers and flat siblings.
+This file travels inside checkpoints (`trust_remote_code=True`), so it imports only transformers: no sibling, and no
+torch, so a checkpoint's tokenizer loads (and `LmSpelling` writes the LMs' input) where torch is not installed.
 """
 
 from collections.abc import Mapping
@@ -16,9 +17,51 @@ from collections.abc import Mapping
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 from transformers.utils import to_py_obj
 
-from .contextual import LmSpelling
-
 CHAR_PAD_ID, CHAR_UNK_ID = 0, 1  # character ids of padding and of characters not in `char_vocab`
+LM_SPECIALS = ("<pad>", "<unk>", " ", "\n")  # what the spelling needs in an LM's vocabulary
+
+
+class LmSpelling:
+    """How `RnnTokenizerFast` writes a sentence for the LMs (`lm_char_vocab`: the LM tokenizer's tokens in id order,
+    as `build_char_tokenizer` makes them): one flat character stream per sentence, `lm_char_ids`, holding every token
+    as its characters' ids followed by the id of a space, the sentence's first word preceded by a newline's (the line
+    break the LM saw before each line of its corpus), characters the LM never saw as `<unk>`; and `lm_char_lengths`,
+    how many of the stream's ids each token wrote (0 for tokens without characters, e.g. special ones).
+
+    Two 2-D inputs, padded with the LM's `<pad>` (id 0 in `build_char_tokenizer`'s vocabularies) and 0: any collator,
+    transformers' pipeline batching included, pads them along their last axis, and the model reads them whatever
+    side the padding is on. Words are never cut."""
+
+    def __init__(self, lm_char_vocab: list[str]):
+        vocab = lm_char_vocab
+        if (
+            not isinstance(vocab, list)
+            or any(not isinstance(t, str) or not t for t in vocab)
+            or len(set(vocab)) != len(vocab)
+        ):
+            raise ValueError("RnnTokenizerFast.lm_char_vocab must list an LM's distinct tokens in id order")
+        missing = [token for token in LM_SPECIALS if token not in vocab]
+        if missing:
+            raise ValueError(f"RnnTokenizerFast.lm_char_vocab lacks {missing}: is it a character LM's vocabulary?")
+        self.to_id = {token: index for index, token in enumerate(vocab)}
+        self.pad_id, self.unk_id, self.space_id, self.newline_id = (self.to_id[token] for token in LM_SPECIALS)
+
+    def spell(self, tokens: list[str | None]) -> tuple[list[int], list[int]]:
+        """One row's tokens (None: a token without characters) -> (its stream `lm_char_ids`, `lm_char_lengths`)."""
+        stream, lengths = [], []
+        for token in tokens:
+            if token is None:
+                lengths.append(0)
+                continue
+            ids = [self.newline_id] * (not stream) + [self.to_id.get(c, self.unk_id) for c in token] + [self.space_id]
+            stream += ids
+            lengths.append(len(ids))
+        return stream, lengths
+
+    def pad(self, streams: list[list[int]]) -> list[list[int]]:
+        """Every row's stream right-padded with `<pad>` to the longest (at least 1 id, for tensors)."""
+        longest = max(map(len, streams), default=1) or 1
+        return [stream + [self.pad_id] * (longest - len(stream)) for stream in streams]
 
 
 class RnnTokenizerFast(PreTrainedTokenizerFast):
@@ -26,7 +69,7 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
     A `PreTrainedTokenizerFast` whose outputs add `char_ids`: for every token, `max_word_length` character ids
     (right-padded with 0; 1 for a character outside `char_vocab`; all 0 for special and padding tokens); and with
     `lm_char_vocab`, `lm_char_ids` and `lm_char_lengths`: the sentence in a character LM's ids and each token's share
-    of them, as `contextual.LmSpelling` writes them.
+    of them, as `LmSpelling` writes them.
 
     Args:
         char_vocab (`list[str]`, *optional*): the known characters; character `char_vocab[i]` gets id `i + 2`.
@@ -163,4 +206,4 @@ class RnnTokenizerFast(PreTrainedTokenizerFast):
         return BatchEncoding(padded.data, tensor_type=return_tensors)
 
 
-__all__ = ["RnnTokenizerFast"]
+__all__ = ["LmSpelling", "RnnTokenizerFast"]

@@ -92,6 +92,16 @@ def _one_of(words: Iterable[str]) -> str:
     return pattern(tree) if tree else ""
 
 
+_RULES = _splitter(())  # the rules alone, before a vocabulary keeps any of its words whole
+
+
+def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
+    """`text`'s words, each with its character span `(start, end)`, as a tokenizer built here splits a raw text before
+    its vocabulary is known (the rules above): how `hf_rnn.data` cuts a text whose entities are character spans, so
+    that the words trained on are the words a pipeline sees."""
+    return _RULES.pre_tokenize_str(text)
+
+
 def _decoder(marker: str | None) -> decoders.Decoder:
     """Spaces back between words (see the module docstring). Decoding drops the space before the first word, or,
     with a sentence `marker` (a language model's), only the marker at the start of the text and the space after it:
@@ -147,7 +157,7 @@ def build_word_tokenizer(
     )
     normalizer = normalizers.Sequence(steps) if steps else None
     sentences = [[sentence] if isinstance(sentence, str) else list(sentence) for sentence in sentences]
-    split = _splitter(())
+    split = _RULES
     specials = re.compile("|".join(map(re.escape, special_tokens)))
 
     def pieces(text: str) -> Iterable[str]:

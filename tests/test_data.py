@@ -327,3 +327,74 @@ def test_run_tagging_refuses_misspelt_chunk_tags_in_files_and_datasets(tmp_path,
     data = DatasetDict({"train": Dataset.from_dict({"tokens": [["John"]], "tags": [[1]]}, features=features)})
     with pytest.raises(ValueError, match="the dataset's tag 'b-per' looks like the chunk tag 'B-per' misspelt"):
         standardize_tagging_dataset(data)
+
+
+def test_format_of_reads_every_file_as_before_and_span_lines_as_jsonl(tmp_path):
+    """By name, as run_tagging read files before the registry: CoNLL-U, tables (JSON, JSON lines, CSV; pretty-printed
+    JSON lines and a table with a 'text' column too), CoNLL for the rest (.tsv included); span lines by content."""
+    import json
+
+    from hf_rnn.data import READERS, format_of, read_tagged
+
+    record = {"tokens": ["Jean", "left"], "ner_tags": ["B-PER", "O"]}
+    files = {
+        "a.conllu": ("conllu", "1\tJean\t_\tPROPN\t_\t_\t0\troot\t_\t_\n"),
+        "a.conll": ("conll", "Jean B-PER\nleft O\n"),
+        "a.tsv": ("conll", "Jean\tB-PER\nleft\tO\n"),
+        "a.txt": ("conll", "Jean B-PER\nleft O\n"),
+        "a.csv": ("table", "tokens,ner_tags\nJean left,B-PER O\n"),
+        "a.json": ("table", json.dumps([record])),
+        "a.jsonl": ("table", json.dumps(record) + "\n"),
+        "pretty.jsonl": ("table", json.dumps(record, indent=1)),
+        "texts.jsonl": ("table", json.dumps({**record, "text": "Jean left"}) + "\n"),
+        "spans.jsonl": ("jsonl", '\n{"text": "Jean left", "label": [[0, 4, "PER"]]}\n'),
+        "flair.jsonl": ("jsonl", '{"data": "Jean left", "label": [[0, 4, "PER"]]}\n'),
+    }
+    for name, (expected, text) in files.items():
+        path = write(tmp_path, text, name)
+        assert format_of(path) == expected, name
+        sentences = read_tagged(path, token_column=0, tag_column=-1, tag_field="upos", tokens_column="tokens")
+        assert [(s.tokens, s.tags) for s in sentences] == [(s.tokens, s.tags) for s in READERS[expected](path)]
+        if expected != "conllu":
+            assert [(s.tokens, s.tags) for s in sentences] == [(["Jean", "left"], ["B-PER", "O"])], name
+    assert format_of(tmp_path / "spans.jsonl", tokens_column="text") == "table"  # --tokens_column text: a table
+    with pytest.raises(ValueError, match=r"a\.conll: unknown format 'xml'; the formats are \['conll', 'conllu'"):
+        read_tagged(tmp_path / "a.conll", "xml")
+
+
+def test_a_new_format_is_a_reader_in_READERS_and_run_tagging_reads_it(tmp_path, monkeypatch):
+    """The walk-through of a new input format: one function registered, nothing else. run_tagging's --data_format
+    picks it, and the reader gets the script's flags its signature names (here --tag_column)."""
+    from example_scripts import TINY_TAGGER, conll_sentences, run_main
+
+    from hf_rnn.data import READERS, TaggedSentence
+
+    def read_pipes(path, tag_column: int = -1) -> list[TaggedSentence]:
+        """One sentence per line, `word|tag` pairs."""
+        lines = Path(path).read_text().splitlines()
+        pairs = [[pair.split("|") for pair in line.split()] for line in lines]
+        return [
+            TaggedSentence([p[0] for p in s], [p[tag_column] for p in s], str(path), [n] * len(s))
+            for n, s in enumerate(pairs, 1)
+        ]
+
+    monkeypatch.setitem(READERS, "pipes", read_pipes)
+    path = write(tmp_path, "Jean|x|B-PER left|x|O\nMarie|x|B-PER came|x|O .|x|O\n", "train.txt")
+    flags = ["--train_file", str(path), "--test_file", str(path), "--data_format", "pipes", "--tag_column", "2"]
+    run_main(
+        monkeypatch,
+        "run_tagging",
+        *flags,
+        *TINY_TAGGER,
+        "--max_steps",
+        "1",
+        "--no_plots",
+        "--do_predict",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
+    predicted = conll_sentences(tmp_path / "out" / "predictions.conll")
+    assert [[row[:2] for row in sentence] for sentence in predicted] == [
+        [["Jean", "B-PER"], ["left", "O"]],
+        [["Marie", "B-PER"], ["came", "O"], [".", "O"]],
+    ]

@@ -100,3 +100,57 @@ def test_run_tagging_on_a_folder_of_parquet_files_tags_as_on_its_json_files(tmp_
     run_main(monkeypatch, "run_tagging", *named, *tiny, "--output_dir", str(tmp_path / "named"))
     predictions = [(tmp_path / run / "predictions.conll").read_text() for run in ("json", "named")]
     assert predictions[0] == predictions[1] and predictions[0].count("\n\n") == 10
+
+
+# Sentences as a text and its entities (each a substring, its first occurrence), beside their words and BIO tags
+# written by hand: the words as hf_rnn's tokenizer splits a text (punctuation and clitics apart).
+SPAN_SENTENCES = [
+    (
+        "Jean Dupont lives in São Paulo (Brazil).",
+        [("Brazil", "LOC"), ("Jean Dupont", "PER"), ("São Paulo", "LOC")],
+        "Jean/B-PER Dupont/I-PER lives/O in/O São/B-LOC Paulo/I-LOC (/O Brazil/B-LOC )/O ./O",
+    ),
+    (
+        "Mary didn't visit the U.N. in New York.",
+        [("Mary", "PER"), ("U.N.", "ORG"), ("New York", "LOC")],
+        "Mary/B-PER did/O n't/O visit/O the/O U.N/B-ORG ./I-ORG in/O New/B-LOC York/I-LOC ./O",
+    ),
+    (
+        "Acme Corp. hired Bob.",
+        [("Acme Corp.", "ORG"), ("Bob", "PER")],
+        "Acme/B-ORG Corp/I-ORG ./I-ORG hired/O Bob/B-PER ./O",
+    ),
+    (
+        "Flights: Paris Rome Berlin.",
+        [("Paris", "LOC"), ("Rome", "LOC"), ("Berlin", "LOC")],
+        "Flights/O :/O Paris/B-LOC Rome/B-LOC Berlin/B-LOC ./O",
+    ),
+    ("It rained all day.", [], "It/O rained/O all/O day/O ./O"),
+]
+
+
+def test_run_tagging_reads_text_and_character_spans_as_the_same_sentences_in_conll(tmp_path, monkeypatch):
+    """doccano's JSON lines (`text`, `label`: [[start, end, type]], in any order; flair's `data` for the text) train,
+    evaluate and predict as the CoNLL file of the same words and hand-written BIO tags: same gold tags, same model."""
+    lines, conll = [], []
+    for number, (text, entities, reference) in enumerate(SPAN_SENTENCES):
+        spans = [[text.index(entity), text.index(entity) + len(entity), kind] for entity, kind in entities]
+        lines.append(json.dumps({"data" if number == 1 else "text": text, "label": spans, "id": number}))
+        conll.append("".join(f"{pair.rsplit('/', 1)[0]}\t{pair.rsplit('/', 1)[1]}\n" for pair in reference.split()))
+    for split, chosen in (("train", range(5)), ("validation", (0, 2)), ("test", (1, 3, 4))):
+        (tmp_path / f"{split}.jsonl").write_text("".join(lines[i] + "\n" for i in chosen))
+        (tmp_path / f"{split}.conll").write_text("\n".join(conll[i] for i in chosen))
+    tiny = [*TINY_TAGGER, "--max_steps", "3", "--no_plots", "--do_predict", "--use_crf"]
+    for suffix in ("jsonl", "conll"):
+        files = [f"--{split}_file" for split in ("train", "validation", "test")]
+        files = [item for flag in files for item in (flag, str(tmp_path / f"{flag[2:-5]}.{suffix}"))]
+        run_main(monkeypatch, "run_tagging", *files, *tiny, "--output_dir", str(tmp_path / suffix))
+    predictions = {suffix: (tmp_path / suffix / "predictions.conll").read_text() for suffix in ("jsonl", "conll")}
+    assert predictions["jsonl"] == predictions["conll"]
+    gold = [
+        [line.split("\t")[:2] for line in block.splitlines()] for block in predictions["jsonl"].strip().split("\n\n")
+    ]
+    assert gold == [[pair.rsplit("/", 1) for pair in SPAN_SENTENCES[i][2].split()] for i in (1, 3, 4)]
+    scores = {suffix: json.loads((tmp_path / suffix / "eval_results.json").read_text()) for suffix in predictions}
+    for name in ("eval_loss", "eval_accuracy", "eval_f1"):
+        assert scores["jsonl"][name] == scores["conll"][name], name

@@ -270,3 +270,32 @@ def test_transformers_token_classification_pipeline_without_hf_rnn_gives_hf_rnns
     expected = [[[e["entity_group"], e["word"], e["start"], e["end"]] for e in own(text)] for text in PUNCTUATED]
     assert sum(map(len, expected)) >= 4
     assert answers == {strategy: expected for strategy in ("first", "average", "max")}
+
+
+TOKENIZER_WITHOUT_TORCH = """
+    import json, sys
+    sys.modules["torch"] = None  # any `import torch` now raises ImportError
+    from transformers import AutoTokenizer
+    folder, words = sys.argv[1], json.loads(sys.argv[2])
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    assert type(tokenizer).__module__.startswith("transformers_modules"), type(tokenizer).__module__
+    encoding = tokenizer(words, is_split_into_words=True)
+    json.dump({name: encoding[name] for name in tokenizer.model_input_names}, open(folder + "/answers.json", "w"))
+"""
+
+
+def test_a_checkpoints_tokenizer_loads_and_encodes_without_torch(tmp_path):
+    """The tokenizer file shipped with a checkpoint imports no torch (nor any sibling): its character ids and the
+    character LMs' spelling (`LmSpelling`) come out the same where only transformers and tokenizers are installed."""
+    from hf_rnn.vocabulary import build_char_tokenizer, build_word_tokenizer, lm_char_vocab
+
+    words = ["Jean", "went", "to", "Zürich", "."]
+    lm = build_char_tokenizer(["Jean went to Paris .\n"])
+    tokenizer = build_word_tokenizer([words], char_min_frequency=1, lm_char_vocab=lm_char_vocab(lm))
+    tokenizer.save_pretrained(tmp_path)
+    assert {path.name for path in tmp_path.glob("*.py")} == {"tokenization_rnn.py"}
+    run_without_hf_rnn(TOKENIZER_WITHOUT_TORCH, str(tmp_path), json.dumps(words), cwd=tmp_path)
+    answers = json.loads((tmp_path / "answers.json").read_text())
+    expected = tokenizer(words, is_split_into_words=True)
+    assert set(answers) == {"input_ids", "attention_mask", "char_ids", "lm_char_ids", "lm_char_lengths"}
+    assert answers == {name: expected[name] for name in answers}
