@@ -26,31 +26,46 @@ from .dropout import SequenceDropout, WordDropout
 from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real_tokens
 
 
-@dataclass
 class RnnCache:
-    """The recurrent state after the last step, in `nn.LSTM`'s layout: (num_layers * num_directions, batch, hidden).
+    """The recurrent state after the last step: the cell's `state_size` tensors, each in `nn.LSTM`'s layout
+    (num_layers * num_directions, batch, hidden), in the cell's order: (h,), the LSTM's (h, c), the sLSTM's
+    (h, c, n, m).
 
     Passing it back as `cache=` continues every sequence where it stopped, so generation and truncated BPTT never
     re-read a prefix.
     """
 
-    hidden: torch.Tensor
-    cell: torch.Tensor | None = None  # LSTM memory cell, same shape as `hidden`
+    def __init__(self, *states: torch.Tensor | None):
+        # `RnnCache(hidden, None)` (a cell-less state, as written before the cells carried more) means `(hidden,)`
+        self.states = tuple(state for state in states if state is not None)
+        if not self.states:
+            raise ValueError("RnnCache needs at least one state tensor (the hidden state)")
+
+    def __repr__(self) -> str:
+        return f"RnnCache({len(self.states)} x {tuple(self.hidden.shape)})"
+
+    @property
+    def hidden(self) -> torch.Tensor:
+        """h, the state every cell has."""
+        return self.states[0]
+
+    @property
+    def cell(self) -> torch.Tensor | None:
+        """The memory cell c of the LSTM and the sLSTM, None for the cells without one."""
+        return self.states[1] if len(self.states) > 1 else None
 
     def detach(self) -> "RnnCache":
         """Cut the graph between two truncated-BPTT windows."""
-        return RnnCache(self.hidden.detach(), None if self.cell is None else self.cell.detach())
+        return RnnCache(*(state.detach() for state in self.states))
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Follow the beams that beam search kept (called by `generate`)."""
-        self.hidden = self.hidden.index_select(1, beam_idx.to(self.hidden.device))
-        if self.cell is not None:
-            self.cell = self.cell.index_select(1, beam_idx.to(self.cell.device))
+        self.states = tuple(state.index_select(1, beam_idx.to(state.device)) for state in self.states)
 
     def layer(self, index: int, num_directions: int) -> tuple[torch.Tensor, ...]:
-        """The state of layer `index`: (h,) or (h, c), each (num_directions, batch, hidden)."""
+        """The state of layer `index`: `state_size` tensors, each (num_directions, batch, hidden)."""
         rows = slice(index * num_directions, (index + 1) * num_directions)
-        return (self.hidden[rows],) if self.cell is None else (self.hidden[rows], self.cell[rows])
+        return tuple(state[rows] for state in self.states)
 
 
 @dataclass
@@ -109,7 +124,7 @@ class RnnTokenClassifierOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-State = tuple[torch.Tensor, ...]  # (h,), or (h, c) for the LSTM; each (directions, B, H)
+State = tuple[torch.Tensor, ...]  # the cell's `state_size` tensors, e.g. (h,) or the LSTM's (h, c); each (directions, B, H)
 
 
 class RnnLayer(GradientCheckpointingLayer):
