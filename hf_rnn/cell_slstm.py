@@ -95,7 +95,9 @@ def init_slstm_cell(module: SlstmCell, config: RnnConfig, r: float) -> None:
     """U[-r, r] weights, zero biases, forget-gate bias = `forget_bias` (as the LSTM's)."""
     init.uniform_(module.weight_ih_l0, -r, r)
     init.uniform_(module.weight_hh_l0, -r, r)
-    bias = torch.zeros_like(module.bias_ih_l0)  # written whole: a slice would lose the flag that protects loaded weights
+    bias = torch.zeros_like(
+        module.bias_ih_l0
+    )  # written whole: a slice would lose the flag that protects loaded weights
     bias[module.hidden_size : 2 * module.hidden_size] = config.forget_bias
     init.copy_(module.bias_ih_l0, bias)
 

@@ -41,7 +41,9 @@ def paper_reference(cell, inputs: torch.Tensor, exponential: bool):
             for j in range(head_size):
                 u = k * head_size + j
                 i_pre, f_pre, z_pre, o_pre = (
-                    weight_ih[g * hidden_size + u] @ x + bias[g * hidden_size + u] + weight_hh[k, g * head_size + j] @ h_head
+                    weight_ih[g * hidden_size + u] @ x
+                    + bias[g * hidden_size + u]
+                    + weight_hh[k, g * head_size + j] @ h_head
                     for g in range(4)
                 )
                 log_f = f_pre if exponential else torch.nn.functional.logsigmoid(f_pre)
@@ -79,7 +81,9 @@ def test_outputs_and_state_follow_the_papers_equations(forget_gate, scale):
             torch.testing.assert_close(output.last_hidden_state[row, :, width].double(), expected, atol=1e-5, rtol=0)
             final = (h[direction, row], c[direction, row], n[direction, row], m[direction, row])
             torch.testing.assert_close(final[1].double() / final[2].double(), ratio, atol=1e-5, rtol=0)
-            torch.testing.assert_close(final[3].double() + final[2].double().log(), log_n, atol=1e-3 * scale, rtol=1e-5)
+            torch.testing.assert_close(
+                final[3].double() + final[2].double().log(), log_n, atol=1e-3 * scale, rtol=1e-5
+            )
             assert (final[2] >= 1 - 1e-6).all()  # the stabiliser keeps the normaliser >= 1: no 0 / 0
 
 

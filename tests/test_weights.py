@@ -25,7 +25,11 @@ def check_init_rule(model: hf_rnn.RnnPreTrainedModel) -> None:
     assert torch.all(embeddings[config.pad_token_id] == 0)
 
 
-FORGET_GATED = {nn.LSTM: 4, MinLstmCell: 3, SlstmCell: 4}  # gates (input, forget, cell[, output]): the forget gate is the 2nd
+FORGET_GATED = {
+    nn.LSTM: 4,
+    MinLstmCell: 3,
+    SlstmCell: 4,
+}  # gates (input, forget, cell[, output]): the forget gate is the 2nd
 
 
 def check_parameter(config, module: nn.Module, name: str, param: torch.Tensor, r: float) -> None:
