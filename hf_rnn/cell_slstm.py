@@ -68,7 +68,9 @@ class SlstmCell(nn.Module):
             outputs = []
             for t in range(steps):
                 new = self._step(gates_in[t], weight_hh, state)
-                state = new if live is None else tuple(torch.where(live[t, :, None], n, s) for n, s in zip(new, state))
+                if live is not None:  # a row past its length keeps its state
+                    new = tuple(torch.where(live[t, :, None], fresh, kept) for fresh, kept in zip(new, state))
+                state = new
                 outputs.append(new[0])
         outputs = torch.stack(outputs, 2) if outputs else gates_in.new_zeros(heads, batch_size, 0, size)
         outputs = outputs.permute(1, 2, 0, 3).reshape(batch_size, steps, self.hidden_size)  # (B, T, H)
