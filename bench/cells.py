@@ -1,8 +1,9 @@
-"""minGRU / minLSTM (hf_rnn's parallel scan) against `nn.GRU` / `nn.LSTM`: training throughput and activation memory.
+"""minGRU / minLSTM (hf_rnn's parallel scan) against `nn.GRU` / `nn.LSTM`, and the sLSTM (a step loop in eager
+torch) against `nn.LSTM`: training throughput and activation memory.
 
 Forward + backward of the recurrent stack alone, no padding, at a tagger and an LM shape and over growing lengths
 T = 64 ... 2048 (one layer, small batch), where the step-by-step cells pay T sequential steps and the scans one pass.
-All four models run round-robin in the same process (bench/common.py), so a busy machine slows them alike.
+All five models run round-robin in the same process (bench/common.py), so a busy machine slows them alike.
 Memory is what autograd saves for the backward pass (the tensors kept between forward and backward, each storage
 counted once): device-independent, and what grows with B x T in training.
 
@@ -22,7 +23,7 @@ SHAPES = [  # name, batch, length, input width, hidden size, layers, bidirection
     ("Zaremba medium LM", 20, 35, 650, 650, 2, False),
 ]
 LENGTHS = (64, 128, 256, 512, 1024, 2048)  # at batch 8, width 128, one layer
-PAIRS = (("gru", "mingru"), ("lstm", "minlstm"))
+PAIRS = (("gru", "mingru"), ("lstm", "minlstm"), ("lstm", "slstm"))  # (torch's cell, hf_rnn's cell beside it)
 
 
 def display_name(cell_type: str) -> str:
@@ -30,21 +31,21 @@ def display_name(cell_type: str) -> str:
 
 
 def models(width: int, hidden: int, layers: int, bidirectional: bool, device: torch.device) -> dict:
-    """The four stacks by name: torch's own `nn.GRU`/`nn.LSTM` and hf_rnn's min cells, same shapes."""
+    """The stacks by name: torch's own `nn.GRU`/`nn.LSTM` and hf_rnn's cells of `PAIRS`, same shapes."""
     stacks = {}
-    for torch_cell, min_cell in PAIRS:
+    for torch_cell, our_cell in PAIRS:
         module = {"gru": nn.GRU, "lstm": nn.LSTM}[torch_cell]
         reference = module(width, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True)
-        stacks[f"nn.{torch_cell.upper()}"] = reference.to(device)
+        stacks.setdefault(f"nn.{torch_cell.upper()}", reference.to(device))
         config = hf_rnn.RnnConfig(
-            cell_type=min_cell,
+            cell_type=our_cell,
             vocab_size=2,
             embedding_size=width,
             hidden_size=hidden,
             num_layers=layers,
             bidirectional=bidirectional,
         )
-        stacks[display_name(min_cell)] = hf_rnn.RnnModel(config).to(device)
+        stacks[display_name(our_cell)] = hf_rnn.RnnModel(config).to(device)
     return stacks
 
 
@@ -83,8 +84,8 @@ def measure(batch: int, length: int, width: int, hidden: int, layers: int, bidir
 
 def row(label: str, results: dict) -> str:
     cells = []
-    for torch_cell, min_cell in PAIRS:
-        (base, base_mib), (ours, ours_mib) = results[f"nn.{torch_cell.upper()}"], results[display_name(min_cell)]
+    for torch_cell, our_cell in PAIRS:
+        (base, base_mib), (ours, ours_mib) = results[f"nn.{torch_cell.upper()}"], results[display_name(our_cell)]
         cells += [f"{base:,.0f}", f"{ours:,.0f}", f"{ours / base:.2f}x", f"{base_mib:.1f} / {ours_mib:.1f}"]
     return f"| {label} | " + " | ".join(cells) + " |"
 
@@ -96,12 +97,13 @@ def main() -> None:
     parser.add_argument("--max_length", type=int, default=2048)
     args = parser.parse_args()
     print(f"device: {device_name(torch.device(args.device))}; torch {torch.__version__}; forward + backward")
-    print("training tokens/s (higher is better) and MiB saved for backward (nn / min)")
-    print(
-        "| shape | nn.GRU tok/s | minGRU tok/s | minGRU/GRU | MiB GRU / minGRU "
-        "| nn.LSTM tok/s | minLSTM tok/s | minLSTM/LSTM | MiB LSTM / minLSTM |"
-    )
-    print("| --- |" + " ---: |" * 8)
+    print("training tokens/s (higher is better) and MiB saved for backward (nn / hf_rnn)")
+    header = []
+    for torch_cell, our_cell in PAIRS:
+        base, ours = torch_cell.upper(), display_name(our_cell)
+        header += [f"nn.{base} tok/s", f"{ours} tok/s", f"{ours}/{base}", f"MiB {base} / {ours}"]
+    print("| shape | " + " | ".join(header) + " |")
+    print("| --- |" + " ---: |" * len(header))
     for name, batch, length, width, hidden, layers, bidirectional in SHAPES:
         label = f"{name} (B{batch} T{length} {width}->{hidden} x{layers}{' bi' if bidirectional else ''})"
         print(row(label, measure(batch, length, width, hidden, layers, bidirectional, args)), flush=True)

@@ -17,16 +17,9 @@ from transformers import (
 
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF
-from .modeling_rnn import (
-    RnnCache,
-    RnnCausalLMOutput,
-    RnnForCausalLM,
-    RnnForSequenceClassification,
-    RnnModel,
-    RnnModelOutput,
-    RnnPreTrainedModel,
-    RnnTokenClassifierOutput,
-)
+from .modeling_classifier import RnnForSequenceClassification
+from .modeling_lm import RnnCausalLMOutput, RnnForCausalLM
+from .modeling_rnn import RnnCache, RnnModel, RnnModelOutput, RnnPreTrainedModel, RnnTokenClassifierOutput
 from .modeling_tagger import RnnForTokenClassification
 from .pipelines import RnnTokenClassificationPipeline, register_pipeline
 from .quantization import quantize_dynamic

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .cell_min import MinGruCell, MinLstmCell, init_min_cell
+from .cell_slstm import SlstmCell, init_slstm_cell
 from .cell_torch import ElmanCell, GruCell, LstmCell, init_torch_cell
 from .configuration_rnn import RnnConfig
 
@@ -27,7 +28,7 @@ class CellSpec:
     display_name: str  # for people: the model card, the README
     build: Callable[[RnnConfig, int], nn.Module]  # (config, input_size) -> one direction
     kind: type[nn.Module]  # what `_init_weights` recognises as this cell
-    state_size: int  # tensors in the state: 1 for (h,), 2 for the LSTM's (h, c)
+    state_size: int  # tensors in the state: 1 for (h,), 2 for the LSTM's (h, c), 4 for the sLSTM's (h, c, n, m)
     init: Callable[[nn.Module, RnnConfig, float], None]  # (module, config, r): every parameter, from U[-r, r]
     fan_in: Callable[[nn.Module], int]  # what the default r = 1/sqrt(fan-in) counts
 
@@ -49,6 +50,7 @@ CELLS = {
         CellSpec("lstm", "LSTM", LstmCell, nn.LSTM, 2, init_torch_cell, _hidden_size),
         CellSpec("mingru", "minGRU", MinGruCell, MinGruCell, 1, init_min_cell, _input_size),
         CellSpec("minlstm", "minLSTM", MinLstmCell, MinLstmCell, 1, init_min_cell, _input_size),
+        CellSpec("slstm", "sLSTM", SlstmCell, SlstmCell, 4, init_slstm_cell, _hidden_size),
     )
 }
 

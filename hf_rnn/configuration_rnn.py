@@ -1,4 +1,4 @@
-"""Configuration of the hf_rnn recurrent models (Elman RNN, GRU, LSTM, minGRU, minLSTM; uni- or bidirectional stacks).
+"""Configuration of the hf_rnn recurrent models (Elman RNN, GRU, LSTM, minGRU, minLSTM, sLSTM; uni- or bidirectional).
 
 This file is shipped inside checkpoints for `trust_remote_code=True` loading, so it imports only transformers and its
 flat, torch-free sibling `schemes.py` (a language model's checkpoint carries no CRF code).
@@ -14,9 +14,10 @@ from transformers.utils import is_torch_available
 
 from .schemes import SCHEMES, label_scheme, scheme_constraints
 
-CELL_TYPES = ("rnn", "gru", "lstm", "mingru", "minlstm")  # the names of cells.CELLS, without importing torch
+CELL_TYPES = ("rnn", "gru", "lstm", "mingru", "minlstm", "slstm")  # the names of cells.CELLS, without importing torch
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
+SLSTM_FORGET_GATES = ("sigmoid", "exponential")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 # keys a saved config or a transformers tool may pass besides the fields: read by the base class, not by us
 _BASE_KEYS = {
@@ -47,7 +48,9 @@ class RnnConfig(PreTrainedConfig):
     Args:
         cell_type (`str`, defaults to `"lstm"`):
             `"rnn"` (Elman: h_m = g(Θʰ h_{m-1} + Θˣ x_m)), `"gru"`, `"lstm"`, or `"mingru"` / `"minlstm"` (Feng et
-            al. 2024: gates that read only the input, so training scans the whole sequence in parallel).
+            al. 2024: gates that read only the input, so training scans the whole sequence in parallel), or
+            `"slstm"` (xLSTM's sLSTM, Beck et al. 2024: exponential gating with a normaliser and a stabiliser state;
+            see `slstm_num_heads`, `slstm_forget_gate`).
         vocab_size (`int`, defaults to 10000): size of the word vocabulary.
         embedding_size (`int`, defaults to 128): width of the word embeddings.
         char_encoder (`str`, *optional*):
@@ -80,7 +83,12 @@ class RnnConfig(PreTrainedConfig):
             small and 0.05 for medium models); biases start at zero. `None` (the default) scales each layer by
             1/sqrt(fan-in), PyTorch's choice for its recurrent cells.
         forget_bias (`float`, defaults to 1.0):
-            Initial bias of the LSTM and minLSTM forget gates (Jozefowicz et al. 2015).
+            Initial bias of the LSTM, minLSTM and sLSTM forget gates (Jozefowicz et al. 2015).
+        slstm_num_heads (`int`, defaults to 1):
+            Heads of the sLSTM's recurrent matrix (`cell_type="slstm"`): block-diagonal, each head's units read only
+            their own head's state (xLSTM uses 4). Must divide `hidden_size`.
+        slstm_forget_gate (`str`, defaults to `"sigmoid"`):
+            The sLSTM's forget gate, `"sigmoid"` or `"exponential"` (its input gate is always exponential).
         classifier_pooling (`str`, defaults to `"last"`):
             How [`RnnForSequenceClassification`] summarises a sequence: `"last"` (final state of each direction),
             `"mean"` or `"max"` over the real tokens.
@@ -136,6 +144,8 @@ class RnnConfig(PreTrainedConfig):
     word_dropout: float = 0.0
     initializer_range: float | None = None
     forget_bias: float = 1.0
+    slstm_num_heads: int = 1
+    slstm_forget_gate: str = "sigmoid"
     classifier_pooling: str = "last"
     use_crf: bool = False
     crf_constraints: str | None = None
@@ -331,6 +341,7 @@ class RnnConfig(PreTrainedConfig):
             ("cell_type", CELL_TYPES),
             ("nonlinearity", NONLINEARITIES),
             ("classifier_pooling", POOLING_MODES),
+            ("slstm_forget_gate", SLSTM_FORGET_GATES),
         ):
             if getattr(self, field) not in choices:
                 fail(field, f"one of {', '.join(map(repr, choices))}")
@@ -344,6 +355,7 @@ class RnnConfig(PreTrainedConfig):
             "char_embedding_size",
             "char_hidden_size",
             "char_kernel_size",
+            "slstm_num_heads",
         ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
@@ -359,6 +371,8 @@ class RnnConfig(PreTrainedConfig):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= MAX_FLOAT:
                 bound = f"a number in [-{MAX_FLOAT}, {MAX_FLOAT}] (float16's range, so every weight dtype holds it)"
                 fail(field, bound if field == "forget_bias" else f"None or {bound}")
+        if self.hidden_size % self.slstm_num_heads:
+            fail("slstm_num_heads", f"a divisor of hidden_size={self.hidden_size} (the heads split the state evenly)")
         if self.char_kernel_size % 2 == 0:
             fail("char_kernel_size", "odd (the filters are centred on each character)")
         if self.char_encoder is None and self.char_vocab_size != 0:

@@ -143,10 +143,10 @@ def test_final_state_of_a_padded_batch_equals_each_sequence_alone(cell_type, bid
     cache = model(ids, attention_mask=mask, use_cache=True).cache
     for row, seq in enumerate(sequences):
         alone = model(seq[None], use_cache=True).cache
-        torch.testing.assert_close(cache.hidden[:, row], alone.hidden[:, 0], atol=1e-5, rtol=1e-5)
-        assert (cache.cell is None) == (alone.cell is None) == (REGISTRY[cell_type].state_size == 1)
-        if cache.cell is not None:
-            torch.testing.assert_close(cache.cell[:, row], alone.cell[:, 0], atol=1e-5, rtol=1e-5)
+        assert len(cache.states) == len(alone.states) == REGISTRY[cell_type].state_size
+        for batched, single in zip(cache.states, alone.states):  # every part: h, the LSTM's c, the sLSTM's n, m
+            torch.testing.assert_close(batched[:, row], single[:, 0], atol=1e-5, rtol=1e-5)
+        assert (cache.cell is None) == (REGISTRY[cell_type].state_size == 1)
 
 
 def test_all_padding_row_gives_zero_outputs_and_zero_state():
@@ -167,7 +167,8 @@ def test_carried_state_continues_the_sequence(cell_type):
     first = model(ids[:, :6], use_cache=True)
     second = model(ids[:, 6:], cache=first.cache, use_cache=True)
     torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), whole.logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(second.cache.hidden, whole.cache.hidden, atol=1e-5, rtol=1e-5)
+    for carried, single in zip(second.cache.states, whole.cache.states, strict=True):
+        torch.testing.assert_close(carried, single, atol=1e-5, rtol=1e-5)
 
 
 def test_hidden_states_output():

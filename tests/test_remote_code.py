@@ -50,14 +50,17 @@ HEADS = [
 
 @pytest.mark.parametrize(
     "head, auto, extra, cell_type",
-    [(*case, "gru") for case in HEADS] + [(*HEADS[i], cell) for cell in ("mingru", "minlstm") for i in (1, 2)],
+    [(*case, "gru") for case in HEADS]
+    + [(*HEADS[i], cell) for cell in ("mingru", "minlstm", "slstm") for i in (1, 2)],
 )
 def test_remote_code_load_without_hf_rnn(head, auto, extra, cell_type, tmp_path):
     model = head(tiny_config(cell_type=cell_type, bidirectional=head is not hf_rnn.RnnForCausalLM, **extra)).eval()
     model.save_pretrained(tmp_path)
-    module = head.__module__.split(".")[-1]  # modeling_rnn, or modeling_tagger for the tagger
+    module = head.__module__.split(".")[-1]  # modeling_rnn, or the head's own modeling_lm/_classifier/_tagger
     assert json.loads((tmp_path / "config.json").read_text())["auto_map"][auto] == f"{module}.{head.__name__}"
-    assert {"cells.py", "cell_torch.py", "cell_min.py"} <= {path.name for path in tmp_path.glob("*.py")}
+    assert {"cells.py", "cell_torch.py", "cell_min.py", "cell_slstm.py"} <= {
+        path.name for path in tmp_path.glob("*.py")
+    }
     ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10]])
     torch.save(ids, tmp_path / "ids.pt")
     result = _load_elsewhere(tmp_path, auto, trust=True)
@@ -103,7 +106,12 @@ EVERY_AUTO = """
 
 @pytest.mark.parametrize(
     "head, bidirectional",
-    [(hf_rnn.RnnForCausalLM, False), (hf_rnn.RnnForTokenClassification, True)],
+    [
+        (hf_rnn.RnnForCausalLM, False),
+        (hf_rnn.RnnForTokenClassification, True),
+        (hf_rnn.RnnForSequenceClassification, False),
+        (hf_rnn.RnnModel, True),
+    ],
 )
 def test_every_auto_class_loads_every_checkpoint_without_hf_rnn(head, bidirectional, tmp_path):
     """As with `import hf_rnn`: the base model and every head from any head's checkpoint (a new head gets new weights,

@@ -9,12 +9,13 @@ from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
 import hf_rnn
 from hf_rnn.cell_min import MinLstmCell
+from hf_rnn.cell_slstm import SlstmCell
 
 HEADS = (hf_rnn.RnnModel, hf_rnn.RnnForTokenClassification, hf_rnn.RnnForSequenceClassification, hf_rnn.RnnForCausalLM)
 
 
 def check_init_rule(model: hf_rnn.RnnPreTrainedModel) -> None:
-    """Every parameter as `_init_weights` promises: weights in U[-r, r], biases 0 except the (min)LSTM forget gate; r is
+    """Every parameter as `_init_weights` promises: weights in U[-r, r], biases 0 except the (min/s)LSTM forget gate; r is
     `initializer_range`, or 1/sqrt(fan-in) when it is None."""
     config = model.config
     for module_name, module in model.named_modules():
@@ -24,7 +25,11 @@ def check_init_rule(model: hf_rnn.RnnPreTrainedModel) -> None:
     assert torch.all(embeddings[config.pad_token_id] == 0)
 
 
-FORGET_GATED = {nn.LSTM: 4, MinLstmCell: 3}  # gates (input, forget, cell[, output]): the forget gate is the 2nd
+FORGET_GATED = {
+    nn.LSTM: 4,
+    MinLstmCell: 3,
+    SlstmCell: 4,
+}  # gates (input, forget, cell[, output]): the forget gate is the 2nd
 
 
 def check_parameter(config, module: nn.Module, name: str, param: torch.Tensor, r: float) -> None:
