@@ -177,6 +177,25 @@ def scheme_constraints(labels: Sequence[str], scheme: str) -> tuple[list[list[bo
     return transitions, start, end
 
 
+def segment_scheme(labels: Sequence[str]) -> str:
+    """The scheme a model that decodes whole chunks (the semi-Markov CRF) writes them in: the labels' own (BIO,
+    BIOES or BILOU; IOB1's B-/I- labels are read as BIO's), which must hold `O` and every prefix of the scheme for
+    every type; else a `ValueError` naming what is missing."""
+    scheme = label_scheme(labels)
+    if scheme is None or "O" not in labels:
+        raise ValueError(f"labels {list(labels)} are not chunk tags with an 'O' ('O' and <prefix>-<TYPE>)")
+    kinds = dict.fromkeys(split_tag(label)[1] for label in labels if label != "O")
+    missing = [f"{prefix}-{kind}" for kind in kinds for prefix in PREFIXES[scheme] if f"{prefix}-{kind}" not in labels]
+    if missing:
+        raise ValueError(f"labels {list(labels)} lack {missing}, which {scheme} needs to write every chunk")
+    return scheme
+
+
+def written_roles(scheme: str) -> str:
+    """The prefixes `scheme` writes a chunk's words with: (single word, first, inside, last)."""
+    return _WRITE[_check_scheme(scheme)]
+
+
 def _check_scheme(scheme: str) -> str:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -192,5 +211,7 @@ __all__ = [
     "label_scheme",
     "misspelt_chunk_tag",
     "scheme_constraints",
+    "segment_scheme",
     "split_tag",
+    "written_roles",
 ]
