@@ -189,7 +189,10 @@ class SemiCrfHead(TaggerHead):
         self.tag_of = [[index["O"]] + [-1] * len(types) for _ in range(4)]
         for role, prefix in enumerate(written_roles(segment_scheme(labels))):
             for k, kind in enumerate(self.types):
-                self.tag_of[role][k + 1] = index[f"{prefix}-{kind}"]
+                self.tag_of[role][k + 1] = index.get(f"{prefix}-{kind}", -1)
+        # the lengths each segment label can be written at (a type without an I- label has chunks of 1-2 words only)
+        roles = ([[0], [1, 3]] + [[1, 2, 3]] * max(length - 2, 0))[:length]  # the roles a length needs
+        self.writable = [[all(self.tag_of[r][c] >= 0 for r in need) for c in range(len(types) + 1)] for need in roles]
         self.description = f" + a semi-Markov CRF (segments of up to {length} words, Viterbi decoding)"
 
     def init_range(self, module: nn.Module, config: RnnConfig) -> float | None:
@@ -208,8 +211,8 @@ class SemiCrfHead(TaggerHead):
 
     def segment_scores(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, L, C) scores of the segment of length l + 1 ending at word t with label c, from the per-word
-        scores of the chain `mask` (at compact positions: the k-th word of the chain is k). -inf for O segments of
-        more than one word; the CRF drops segments that leave the chain."""
+        scores of the chain `mask` (at compact positions: the k-th word of the chain is k). -inf for segments the
+        labels cannot write (O segments of more than one word); the CRF drops segments that leave the chain."""
         emissions = MaskCompaction(mask).compact(emissions.float())
         num_types = len(self.types)
         inside, begin, end = emissions[..., :-1].split(num_types, -1)  # (B, T, K) each, by word
@@ -221,7 +224,8 @@ class SemiCrfHead(TaggerHead):
             if length:
                 total = total[:, :-1] + inside[:, length:]
             scores[:, length:, length, 1:] = total + begin[:, : seq_len - length] + end[:, length:]
-        return scores
+        writable = torch.tensor(self.writable, device=scores.device)  # (L, C)
+        return scores.masked_fill(~writable, -torch.inf)
 
     def segments(self, labels: torch.LongTensor, mask: torch.Tensor) -> list[list[tuple[int, int, int]]]:
         """The gold segmentation of each row: `(first, last, segment label)` at compact positions, chunks read as

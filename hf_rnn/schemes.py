@@ -179,15 +179,19 @@ def scheme_constraints(labels: Sequence[str], scheme: str) -> tuple[list[list[bo
 
 def segment_scheme(labels: Sequence[str]) -> str:
     """The scheme a model that decodes whole chunks (the semi-Markov CRF) writes them in: the labels' own (BIO,
-    BIOES or BILOU; IOB1's B-/I- labels are read as BIO's), which must hold `O` and every prefix of the scheme for
-    every type; else a `ValueError` naming what is missing."""
+    BIOES or BILOU; IOB1's B-/I- labels are read as BIO's). The labels must hold `O`, and for every type the
+    labels of at least one chunk length (a type with `B-X` but no `I-X` in BIO has one-word chunks only); else a
+    `ValueError` naming what is missing."""
     scheme = label_scheme(labels)
     if scheme is None or "O" not in labels:
         raise ValueError(f"labels {list(labels)} are not chunk tags with an 'O' ('O' and <prefix>-<TYPE>)")
-    kinds = dict.fromkeys(split_tag(label)[1] for label in labels if label != "O")
-    missing = [f"{prefix}-{kind}" for kind in kinds for prefix in PREFIXES[scheme] if f"{prefix}-{kind}" not in labels]
-    if missing:
-        raise ValueError(f"labels {list(labels)} lack {missing}, which {scheme} needs to write every chunk")
+    single, first, _, last = _WRITE[scheme]
+    for kind in dict.fromkeys(split_tag(label)[1] for label in labels if label != "O"):
+        if f"{single}-{kind}" not in labels and not {f"{first}-{kind}", f"{last}-{kind}"} <= set(labels):
+            raise ValueError(
+                f"labels {list(labels)} cannot write a {kind!r} chunk in {scheme}: they lack {single}-{kind} "
+                f"(one word) and {first}-{kind} with {last}-{kind} (longer)"
+            )
     return scheme
 
 

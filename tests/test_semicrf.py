@@ -11,8 +11,8 @@ from transformers import pipeline
 
 import hf_rnn
 from hf_rnn.heads import HEADS, SemiCrfHead
-from hf_rnn.vocabulary import build_word_tokenizer
 from hf_rnn.semicrf import SemiMarkovCRF
+from hf_rnn.vocabulary import build_word_tokenizer
 
 BIO = {0: "O", 1: "B-X", 2: "I-X", 3: "B-Y", 4: "I-Y"}
 BIOES = {0: "O", 1: "S-X", 2: "B-X", 3: "I-X", 4: "E-X"}
@@ -106,9 +106,7 @@ def test_semicrf_of_length_one_is_the_linear_chain_crf():
 
 
 def semicrf_tagger(labels=BIO, **overrides):
-    config = tiny_config(
-        head_type="semicrf", id2label=labels, label2id={v: k for k, v in labels.items()}, **overrides
-    )
+    config = tiny_config(head_type="semicrf", id2label=labels, label2id={v: k for k, v in labels.items()}, **overrides)
     return hf_rnn.RnnForTokenClassification(config)
 
 
@@ -119,8 +117,10 @@ def test_the_semicrf_head_is_in_the_registry_and_its_config_is_checked():
         semicrf_tagger(max_segment_length=0)
     with pytest.raises(ValueError, match="max_segment_length"):
         tiny_config(max_segment_length=3)
-    with pytest.raises(ValueError, match=r"head_type='semicrf'.*lack \['I-Y'\]"):
-        semicrf_tagger({0: "O", 1: "B-X", 2: "I-X", 3: "B-Y"})
+    with pytest.raises(ValueError, match=r"head_type='semicrf'.*cannot write a 'Y' chunk in BIOES"):
+        semicrf_tagger({0: "O", 1: "S-X", 2: "B-Y", 3: "I-Y"})
+    one_word_y = semicrf_tagger({0: "O", 1: "B-X", 2: "I-X", 3: "B-Y"}).head  # Y chunks are one word long
+    assert [row[2] for row in one_word_y.writable] == [True, False, False, False]
     with pytest.raises(ValueError, match="head_type"):
         tiny_config(head_type="crff")
     with pytest.raises(ValueError, match="use_crf"):
@@ -165,7 +165,9 @@ def test_semicrf_loss_is_the_brute_force_nll_of_the_gold_segmentation():
     crf = model.semicrf.double()
     log_z = brute_force(crf, scores, [0, 1, 2, 3])[0]
     gold = [(0, 1, 1), (2, 2, 0), (3, 3, 2)]  # X = segment label 1, O = 0, Y = 2
-    total = sum(scores[last, last - first, label] + crf.length_scores[last - first, label] for first, last, label in gold)
+    total = sum(
+        scores[last, last - first, label] + crf.length_scores[last - first, label] for first, last, label in gold
+    )
     total += crf.start_transitions[1] + crf.transitions[1, 0] + crf.transitions[0, 2] + crf.end_transitions[2]
     assert output.loss.item() == pytest.approx(float(log_z - total) / 4, rel=1e-5)
 
@@ -174,13 +176,20 @@ def test_a_chunk_longer_than_max_segment_length_is_refused_naming_row_position_a
     model = semicrf_tagger(max_segment_length=2)
     labels = torch.tensor([[0, 1, 2, -100], [0, 3, 4, 4]])
     with pytest.raises(ValueError, match=r"labels\[1\] at position 1: a 'Y' chunk of 3 words .*max_segment_length=2"):
-        model(torch.tensor([[5, 6, 7, 0], [5, 6, 7, 8]]), attention_mask=torch.tensor([[1, 1, 1, 0], [1] * 4]), labels=labels)
+        model(
+            torch.tensor([[5, 6, 7, 0], [5, 6, 7, 8]]),
+            attention_mask=torch.tensor([[1, 1, 1, 0], [1] * 4]),
+            labels=labels,
+        )
 
 
 def test_semicrf_trains_under_bf16_autocast_without_nan():
     torch.manual_seed(0)
     model = semicrf_tagger(bidirectional=True)
-    ids, labels = torch.tensor([[5, 6, 7, 8, 0], [0, 9, 10, 11, 12]]), torch.tensor([[1, 2, 0, 3, -100], [-100, 0, 3, 4, 0]])
+    ids, labels = (
+        torch.tensor([[5, 6, 7, 8, 0], [0, 9, 10, 11, 12]]),
+        torch.tensor([[1, 2, 0, 3, -100], [-100, 0, 3, 4, 0]]),
+    )
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output = model(ids, attention_mask=(ids != 0).long(), labels=labels)
     output.loss.backward()
