@@ -419,7 +419,10 @@ class RnnConfig(PreTrainedConfig):
         if self.use_crf != (self.head_type == "crf"):
             fail("use_crf", f"False with head_type={self.head_type!r} (use_crf=True means head_type='crf')")
         if self.head_type != "softmax" and (self.id2label is None or self.num_labels < 2):
-            fail("head_type", f"'softmax' unless id2label names at least two tags ({self.head_type!r} scores moves)")
+            raise ValueError(
+                f"RnnConfig.head_type={self.head_type!r}{' (use_crf=True)' if self.use_crf else ''} needs id2label "
+                f"naming at least two tags (it scores moves between them), got id2label={self.id2label!r}"
+            )
         if self.head_type == "semicrf":
             value = self.max_segment_length
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:

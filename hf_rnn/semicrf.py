@@ -8,7 +8,8 @@ the segment of length l + 1 that ends at position j with label c, plus a learnt 
 segment labels, `start_transitions` and `end_transitions`. With `max_segment_length=1` it is a linear-chain CRF.
 
 Every quantity comes from one recursion over end positions, run in the (logsumexp, +) or the (max, +) semiring
-(`_scan`); the backward quantities run the same recursion over each row reversed within its length.
+(`crf.semiring_scan`, which the linear-chain CRF's exact and max-product recursions share); the backward quantities
+run the same recursion over each row reversed within its length.
 Everything runs in float32 (float64 if given) even under autocast.
 
 Shipped inside checkpoints with the modeling files: imports only torch and its flat siblings.
@@ -17,44 +18,8 @@ Shipped inside checkpoints with the modeling files: imports only torch and its f
 import torch
 from torch import nn
 
-from .crf import _logsumexp
+from .crf import semiring_reduce, semiring_scan
 from .masking import MaskCompaction
-
-
-def _reduce(x: torch.Tensor, dim: int, maximum: bool) -> torch.Tensor:
-    """The semiring's sum: max, or a logsumexp that gives -inf (and a zero gradient) over only -inf."""
-    return x.amax(dim) if maximum else _logsumexp(x, dim)
-
-
-def _scan(scores: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor, maximum: bool):
-    """The forward recursion over compact segment scores (B, T, L, C), -inf at impossible segments.
-
-    incoming[t, b, c]: the semiring sum of the scores of the prefixes [0, t) followed by a segment labelled c that
-    starts at t (the start transition at t = 0); alpha[t, b, c]: of the prefixes [0, t] ending in a segment labelled
-    c. Returns `(incoming, alpha)` (T, B, C) each, and with `maximum` the Viterbi pointers: the best previous label
-    (T, B, C) and the best segment length - 1 (T, B, C) of each alpha entry.
-    """
-    batch_size, seq_len, max_length, num_labels = scores.shape
-    incoming, alpha, previous, lengths = [], [], [], []
-    for t in range(seq_len):
-        if t == 0:
-            incoming.append(start.expand(batch_size, num_labels))
-        else:
-            candidates = alpha[-1].unsqueeze(-1) + transitions  # (B, C', C)
-            incoming.append(_reduce(candidates, 1, maximum))
-            if maximum:
-                previous.append(candidates.argmax(1))
-        span = min(max_length, t + 1)
-        # segments ending at t of length l + 1 start at t - l: (B, span, C)
-        ends_here = torch.stack(incoming[t - span + 1 :][::-1], 1) + scores[:, t, :span]
-        alpha.append(_reduce(ends_here, 1, maximum))
-        if maximum:
-            lengths.append(ends_here.argmax(1))
-    incoming, alpha = torch.stack(incoming), torch.stack(alpha)
-    if not maximum:
-        return incoming, alpha
-    previous = torch.stack([torch.zeros_like(lengths[0]), *previous])
-    return incoming, alpha, previous, torch.stack(lengths)
 
 
 def _by_start(scores: torch.Tensor) -> torch.Tensor:
@@ -110,7 +75,7 @@ class SemiMarkovCRF(nn.Module):
     def _final(alpha: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor, maximum: bool) -> torch.Tensor:
         """Semiring sum over the last label of alpha at each row's last position, with the end scores: (B,)."""
         rows = torch.arange(alpha.size(1), device=alpha.device)
-        total = _reduce(alpha[(lengths - 1).clamp(min=0), rows] + end, -1, maximum)
+        total = semiring_reduce(alpha[(lengths - 1).clamp(min=0), rows] + end, -1, maximum)
         return torch.where(lengths > 0, total, torch.zeros_like(total))
 
     def log_partition(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -118,7 +83,7 @@ class SemiMarkovCRF(nn.Module):
         with torch.autocast(scores.device.type, enabled=False):
             compact, compaction = self._prepare(scores, mask)
             transitions, start, end = self._params()
-            _, alpha = _scan(compact, transitions, start, maximum=False)
+            _, alpha = semiring_scan(compact, transitions, start, maximum=False)
             return self._final(alpha, end, compaction.lengths, maximum=False)
 
     def score(
@@ -150,12 +115,12 @@ class SemiMarkovCRF(nn.Module):
         log-potential, or the best score), with the whole row's sum (B,) and the compaction."""
         compact, compaction = self._prepare(scores, mask)
         transitions, start, end = self._params()
-        incoming, alpha = _scan(compact, transitions, start, maximum)[:2]
+        incoming, alpha = semiring_scan(compact, transitions, start, maximum)[:2]
         total = self._final(alpha, end, compaction.lengths, maximum)
         # the same recursion over each row reversed within its length: segments by start, read backwards
         mirror = compaction.reverse
         mirrored = _by_start(compact).gather(1, mirror.view(*mirror.shape, 1, 1).expand_as(compact))
-        outgoing = _scan(mirrored, transitions.T, end, maximum)[0]  # (T, B, C), reversed order
+        outgoing = semiring_scan(mirrored, transitions.T, end, maximum)[0]  # (T, B, C), reversed order
         outgoing = outgoing.transpose(0, 1).gather(1, mirror.unsqueeze(-1).expand(-1, -1, self.num_labels))
         before = incoming.transpose(0, 1)  # (B, T, C): into a segment starting at t
         through = torch.full_like(compact, float("-inf"))
@@ -186,7 +151,7 @@ class SemiMarkovCRF(nn.Module):
         with torch.autocast(scores.device.type, enabled=False):
             compact, compaction = self._prepare(scores, mask)
             transitions, start, end = self._params()
-            _, alpha, previous, lengths = _scan(compact, transitions, start, maximum=True)
+            _, alpha, previous, lengths = semiring_scan(compact, transitions, start, maximum=True)
             rows = torch.arange(compact.size(0), device=compact.device)
             last = (compaction.lengths - 1).clamp(min=0)
             label = (alpha[last, rows] + end).argmax(-1)  # (B,)
