@@ -89,7 +89,8 @@ class RnnConfig(PreTrainedConfig):
         head_type (`str`, *optional*):
             The output layer of [`RnnForTokenClassification`] (`heads.HEADS`): `"softmax"` (independent per-token
             decisions), `"crf"` (a linear-chain CRF: the BiLSTM-CRF) or `"semicrf"` (a semi-Markov CRF over chunks of
-            up to `max_segment_length` words; the labels must be chunk tags with `O`). `None` (the default): `"crf"`
+            up to `max_segment_length` words, written in the labels' scheme; over labels that are not chunk tags, such as POS
+            tags, every word is a segment). `None` (the default): `"crf"`
             with `use_crf=True`, else `"softmax"`.
         use_crf (`bool`, defaults to `False`):
             `head_type="crf"`, the name it had before `head_type`; kept equal to `head_type == "crf"`, so saved
@@ -430,7 +431,7 @@ class RnnConfig(PreTrainedConfig):
             try:
                 segment_scheme(self.crf_labels)
             except ValueError as error:
-                raise ValueError(f"RnnConfig.head_type='semicrf' needs chunk labels: {error}") from None
+                raise ValueError(f"RnnConfig.head_type='semicrf' cannot write chunks: {error}") from None
         elif self.max_segment_length is not None:
             fail("max_segment_length", "None unless head_type='semicrf'")
         if self.crf_constraints is not None:

@@ -173,23 +173,28 @@ class SemiCrfHead(TaggerHead):
     score and a learnt bias per (length, label): the sum and the endpoints of its hidden states through a linear
     layer. The decoded segmentation is written in the labels' scheme (BIO, BIOES, BILOU), so metrics and pipelines
     read `predictions` and `logits` (max-marginals per tag) as a CRF tagger's.
+
+    Labels that are not chunk tags (POS tags; transformers' placeholder `LABEL_i`) have no chunks: each word is a
+    segment of its label, and the model is a linear-chain CRF over them.
     """
 
     card_tags = ("semi-crf", "semi-markov-crf")
 
     def __init__(self, config: RnnConfig):
         labels = config.crf_labels
-        types = list(dict.fromkeys(split_tag(label)[1] for label in labels if label != "O"))
+        scheme = segment_scheme(labels)
+        self.chunked = scheme is not None
+        types = list(dict.fromkeys(split_tag(label)[1] for label in labels if label != "O")) if scheme else labels
         super().__init__(config, projection_size=3 * len(types) + 1)
         self.types = types  # segment label 0 is O, k + 1 the k-th type
         length = config.max_segment_length
         self.semicrf = SemiMarkovCRF(len(types) + 1, length)
         index = {label: i for i, label in enumerate(labels)}
         # tag id of each (role: single word, first, inside, last; segment label); -1 where none (O is one word)
-        self.tag_of = [[index["O"]] + [-1] * len(types) for _ in range(4)]
-        for role, prefix in enumerate(written_roles(segment_scheme(labels))):
+        self.tag_of = [[index.get("O", -1)] + [-1] * len(types) for _ in range(4)]
+        for role, prefix in enumerate(written_roles(scheme) if scheme else "S"):  # a token label: one word
             for k, kind in enumerate(self.types):
-                self.tag_of[role][k + 1] = index.get(f"{prefix}-{kind}", -1)
+                self.tag_of[role][k + 1] = index.get(f"{prefix}-{kind}" if scheme else kind, -1)
         # the lengths each segment label can be written at (a type without an I- label has chunks of 1-2 words only)
         roles = ([[0], [1, 3]] + [[1, 2, 3]] * max(length - 2, 0))[:length]  # the roles a length needs
         self.writable = [[all(self.tag_of[r][c] >= 0 for r in need) for c in range(len(types) + 1)] for need in roles]
@@ -236,6 +241,9 @@ class SemiCrfHead(TaggerHead):
         for row, (tags, chain) in enumerate(zip(labels.tolist(), mask.tolist())):
             positions = [t for t, on in enumerate(chain) if on]
             names = [self.labels[tags[t]] for t in positions]
+            if not self.chunked:  # token labels: one word per segment
+                found.append([(t, t, type_index[name]) for t, name in enumerate(names)])
+                continue
             segments, covered = [], 0
             for kind, first, last in chunks(names):
                 if last - first + 1 > limit:
@@ -307,7 +315,8 @@ class SemiCrfHead(TaggerHead):
         best = scores.amax(-1, keepdim=True)
         finfo = torch.finfo(best.dtype)
         below = best - (best.abs() * finfo.eps + finfo.tiny)  # one ulp below the best, at least
-        return torch.where(mask.unsqueeze(-1), torch.where(on_path, best, torch.minimum(scores, below)), 0.0)
+        scores = torch.where(on_path, best, torch.minimum(scores, below)).clamp(min=finfo.min)  # no -inf for tools
+        return torch.where(mask.unsqueeze(-1), scores, 0.0)
 
 
 HEADS: dict[str, type[TaggerHead]] = {"softmax": SoftmaxHead, "crf": CrfHead, "semicrf": SemiCrfHead}

@@ -177,14 +177,16 @@ def scheme_constraints(labels: Sequence[str], scheme: str) -> tuple[list[list[bo
     return transitions, start, end
 
 
-def segment_scheme(labels: Sequence[str]) -> str:
+def segment_scheme(labels: Sequence[str]) -> str | None:
     """The scheme a model that decodes whole chunks (the semi-Markov CRF) writes them in: the labels' own (BIO,
-    BIOES or BILOU; IOB1's B-/I- labels are read as BIO's). The labels must hold `O`, and for every type the
-    labels of at least one chunk length (a type with `B-X` but no `I-X` in BIO has one-word chunks only); else a
-    `ValueError` naming what is missing."""
+    BIOES or BILOU; IOB1's B-/I- labels are read as BIO's), or None for labels that are not chunk tags (no chunks:
+    one word per segment). Chunk labels must hold `O`, and for every type the labels of at least one chunk length (a
+    type with `B-X` but no `I-X` in BIO has one-word chunks only); else a `ValueError` naming what is missing."""
     scheme = label_scheme(labels)
-    if scheme is None or "O" not in labels:
-        raise ValueError(f"labels {list(labels)} are not chunk tags with an 'O' ('O' and <prefix>-<TYPE>)")
+    if scheme is None:
+        return None
+    if "O" not in labels:
+        raise ValueError(f"labels {list(labels)} are chunk tags without an 'O'")
     single, first, _, last = _WRITE[scheme]
     for kind in dict.fromkeys(split_tag(label)[1] for label in labels if label != "O"):
         if f"{single}-{kind}" not in labels and not {f"{first}-{kind}", f"{last}-{kind}"} <= set(labels):

@@ -117,10 +117,39 @@ def test_the_semicrf_head_is_in_the_registry_and_its_config_is_checked():
         semicrf_tagger(max_segment_length=0)
     with pytest.raises(ValueError, match="max_segment_length"):
         tiny_config(max_segment_length=3)
-    with pytest.raises(ValueError, match=r"head_type='semicrf'.*cannot write a 'Y' chunk in BIOES"):
+    with pytest.raises(
+        ValueError, match=r"head_type='semicrf' cannot write chunks: .*cannot write a 'Y' chunk in BIOES"
+    ):
         semicrf_tagger({0: "O", 1: "S-X", 2: "B-Y", 3: "I-Y"})
     one_word_y = semicrf_tagger({0: "O", 1: "B-X", 2: "I-X", 3: "B-Y"}).head  # Y chunks are one word long
     assert [row[2] for row in one_word_y.writable] == [True, False, False, False]
+    with pytest.raises(ValueError, match="chunk tags without an 'O'"):
+        semicrf_tagger({0: "B-X", 1: "I-X"})
+
+
+def test_over_labels_that_are_not_chunk_tags_the_semicrf_is_the_linear_chain_crf_of_words():
+    """POS tags (or transformers' LABEL_i) have no chunks: every word is a segment, decoded as a linear-chain CRF
+    with the same scores would decode it, and the gold segmentation is one word per segment."""
+    torch.manual_seed(0)
+    model = semicrf_tagger({0: "NOUN", 1: "VERB", 2: "DET"}, max_segment_length=3).eval()
+    for param in model.semicrf.parameters():
+        torch.nn.init.normal_(param)
+    ids, labels = torch.tensor([[5, 6, 7, 8], [0, 9, 10, 11]]), torch.tensor([[0, 0, 1, 2], [-100, 2, 0, 0]])
+    mask = ids != 0
+    with torch.no_grad():
+        output = model(ids, attention_mask=mask.long(), labels=labels, return_predictions=True)
+    chain = hf_rnn.LinearChainCRF(3)
+    for name in ("transitions", "start_transitions", "end_transitions"):
+        getattr(chain, name).data.copy_(
+            getattr(model.semicrf, name).data[1:, 1:]
+            if name == "transitions"
+            else getattr(model.semicrf, name).data[1:]
+        )
+    per_word = output.emissions[..., :3] + output.emissions[..., 3:6] + output.emissions[..., 6:9]
+    per_word = per_word + model.semicrf.length_scores[0, 1:]
+    assert torch.equal(output.predictions, chain.decode(per_word, mask))
+    nll = -chain.log_likelihood(per_word, labels.clamp(min=0), mask).sum() / mask.sum()
+    assert output.loss.item() == pytest.approx(nll.item(), rel=1e-5)
     with pytest.raises(ValueError, match="head_type"):
         tiny_config(head_type="crff")
     with pytest.raises(ValueError, match="use_crf"):
