@@ -383,13 +383,15 @@ def parse(
 
 def head_config(model_args: ModelArguments, trained: DatasetDict, scheme: str | None) -> dict:
     """The tagger head's config: the training labels (written in `scheme`), `--head_type`, a CRF's constraints
-    (`auto`: the labels' scheme), a semi-CRF's longest segment (by default the training data's longest chunk)."""
+    (`auto`: the labels' scheme), a semi-CRF's longest segment (by default the longest chunk of the labelled splits)."""
     labels = trained["train"].features["tags"].feature.names
     head_type = model_args.head_type or ("crf" if model_args.use_crf else "softmax")
     constraints = scheme if model_args.crf_constraints == "auto" else model_args.crf_constraints
     longest = model_args.max_segment_length
     if head_type == "semicrf" and longest is None:
-        spans = (chunks([labels[tag] for tag in tags]) for tags in trained["train"]["tags"])
+        # the labelled splits' longest chunk: an evaluation chunk longer than the limit would have no likelihood
+        rows = (tags for split in trained.values() if "tags" in split.column_names for tags in split["tags"])
+        spans = (chunks([labels[tag] for tag in tags]) for tags in rows)
         longest = max((last - first + 1 for found in spans for _, first, last in found), default=1)
     return dict(
         head_type=head_type,

@@ -281,7 +281,7 @@ class SemiCrfHead(TaggerHead):
         batch_size, seq_len, max_length, _ = per_segment.shape
         empty = float("-inf") if maximum else 0.0
         found = per_segment.new_full((batch_size, seq_len, self.num_labels), empty)
-        for length in range(max_length):
+        for length in range(min(max_length, seq_len)):
             for offset in range(length + 1):  # the word at `offset` in a segment of length + 1 words ...
                 role = 0 if length == 0 else 1 if offset == 0 else 3 if offset == length else 2
                 shift = length - offset  # ... which ends `shift` words later

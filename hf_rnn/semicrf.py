@@ -25,7 +25,7 @@ from .masking import MaskCompaction
 def _by_start(scores: torch.Tensor) -> torch.Tensor:
     """(B, T, L, C) indexed by end position -> by start position (-inf where the segment would end past T)."""
     out = torch.full_like(scores, float("-inf"))
-    for length in range(scores.size(2)):
+    for length in range(min(scores.size(2), scores.size(1))):  # no segment is longer than the batch
         out[:, : scores.size(1) - length, length] = scores[:, length:, length]
     return out
 
@@ -124,7 +124,7 @@ class SemiMarkovCRF(nn.Module):
         outgoing = outgoing.transpose(0, 1).gather(1, mirror.unsqueeze(-1).expand(-1, -1, self.num_labels))
         before = incoming.transpose(0, 1)  # (B, T, C): into a segment starting at t
         through = torch.full_like(compact, float("-inf"))
-        for length in range(self.max_segment_length):  # segment [t - length, t]
+        for length in range(min(self.max_segment_length, compact.size(1))):  # segment [t - length, t]
             through[:, length:, length] = before[:, : compact.size(1) - length] + compact[:, length:, length]
         return through + outgoing.unsqueeze(2), total, compaction
 

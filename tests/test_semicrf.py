@@ -89,6 +89,31 @@ def test_semicrf_log_partition_viterbi_and_marginals_equal_brute_force(max_lengt
         torch.testing.assert_close(max_marginals[row], expected_max)
 
 
+def test_segments_longer_than_the_batch_are_no_trouble():
+    """max_segment_length 4 over batches of 1 and 2 positions (a length-1 sentence): brute force still agrees."""
+    torch.manual_seed(5)
+    crf = SemiMarkovCRF(3, 4).double()
+    for param in crf.parameters():
+        torch.nn.init.normal_(param)
+    for mask in ([[1]], [[1, 1], [0, 1]]):
+        mask = torch.tensor(mask, dtype=torch.bool)
+        scores = torch.randn(*mask.shape, 4, 3, dtype=torch.float64)
+        log_z, paths = crf.log_partition(scores, mask), crf.decode(scores, mask)
+        marginals, max_marginals = crf.segment_marginals(scores, mask), crf.max_marginals(scores, mask)
+        for row in range(mask.size(0)):
+            expected_z, best, expected_marginals, expected_max = brute_force(
+                crf, scores[row], mask[row].nonzero().squeeze(1).tolist()
+            )
+            torch.testing.assert_close(log_z[row], expected_z)
+            assert paths[row] == best
+            torch.testing.assert_close(marginals[row], expected_marginals)
+            torch.testing.assert_close(max_marginals[row], expected_max)
+    model = semicrf_tagger(max_segment_length=6).eval()
+    with torch.no_grad():
+        output = model(torch.tensor([[5]]), labels=torch.tensor([[1]]), return_predictions=True)
+    assert torch.isfinite(output.loss) and torch.equal(output.logits.argmax(-1), output.predictions)
+
+
 def test_semicrf_of_length_one_is_the_linear_chain_crf():
     torch.manual_seed(0)
     semi, chain = SemiMarkovCRF(4, 1), hf_rnn.LinearChainCRF(4)
