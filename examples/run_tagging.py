@@ -2,7 +2,7 @@
 text and its entities' character spans (doccano's export: hf_rnn.data.READERS lists the formats).
 
     python examples/run_tagging.py --train_file en_ewt-ud-train.conllu --validation_file en_ewt-ud-dev.conllu \
-        --output_dir runs/pos --use_crf --num_train_epochs 10
+        --output_dir runs/pos --head_type crf --num_train_epochs 10
     python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file test.conllu \
         --output_dir runs/pos-test                        # scores it; predictions.conll
     python examples/run_tagging.py --model_name_or_path runs/pos --do_train false --test_file words.txt \
@@ -34,7 +34,7 @@ a test file is), `--max_{train,eval,predict}_samples` keep the first sentences o
 `--dataset_config_name`) reads a Hub dataset or a local dataset folder instead of files, and `--model_name_or_path`
 (at `--model_revision`) continues from an hf_rnn tagger (its architecture, tokenizer and labels), or starts a new tagger on an hf_rnn word
 language model's encoder and tokenizer (its architecture: left to right, no character encoder), with the training
-file's labels, `--use_crf` and `--crf_constraints` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
+file's labels, `--head_type` (`--use_crf` is `--head_type crf`), `--crf_constraints` and `--max_segment_length` (ULMFiT; `--layer_lr_decay 2.6 --gradual_unfreezing` are its
 fine-tuning schedules, hf_rnn.training.finetuning). `--do_predict` writes the test metrics
 (predict_results.json) and predictions.conll: token, gold and predicted tag (- for a word cut by --max_length),
 TAB-separated, a blank line after each sentence (`conlleval -d '\t'` reads it), each sentence's own tags whatever
@@ -71,9 +71,10 @@ from hf_rnn.data import (
     tagging_dataset,
 )
 from hf_rnn.embeddings import load_word_vectors
+from hf_rnn.heads import HEADS
 from hf_rnn.hub import push_trained
 from hf_rnn.metrics import TaggingMetrics, predicted_tags
-from hf_rnn.schemes import SCHEMES, convert, detect_scheme
+from hf_rnn.schemes import SCHEMES, chunks, convert, detect_scheme
 from hf_rnn.scripts.labels import (
     Where,
     at_position,
@@ -109,7 +110,8 @@ from hf_rnn.vocabulary import build_word_tokenizer, lm_char_vocab
 logger = logging.getLogger(__name__)
 # what a checkpoint fixes besides ModelArguments: its tokenizer
 TOKENIZER_FLAGS = ("lowercase", "normalize_digits", "min_frequency", "char_min_frequency", "max_word_length")
-HEAD = ("use_crf", "crf_constraints", "tag_scheme")  # fixed by a tagger checkpoint, left open by a language model
+# fixed by a tagger checkpoint, left open by a language model
+HEAD = ("head_type", "use_crf", "crf_constraints", "max_segment_length", "tag_scheme")
 
 
 @dataclass
@@ -188,7 +190,20 @@ class ModelArguments:
         default=False, metadata={"help": "One dropout mask per sequence, reused at every step (variational)."}
     )
     word_dropout: float = field(default=0.0, metadata={"help": "Zero a token's whole input vector (flair: 0.05)."})
-    use_crf: bool = field(default=False, metadata={"help": "BiLSTM-CRF: CRF loss and Viterbi decoding."})
+    head_type: str | None = field(
+        default=None,
+        metadata={
+            "help": f"The output layer: {', '.join(HEADS)} (softmax: per-token decisions; crf: the BiLSTM-CRF; semicrf: "
+            "a semi-Markov CRF over chunks). Default: softmax, or crf with --use_crf."
+        },
+    )
+    use_crf: bool = field(default=False, metadata={"help": "--head_type crf: CRF loss and Viterbi decoding."})
+    max_segment_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "--head_type semicrf: the longest chunk in words (default: the longest in the training data)."
+        },
+    )
     crf_constraints: str | None = field(
         default="auto",
         metadata={"help": "BIO, IOB1, BIOES, BILOU, none, or auto: the scheme of the labels trained on (detected)."},
@@ -303,7 +318,7 @@ def save_plots(trainer: Trainer, dataset, labels: list[str]) -> None:
     scored = gold != -100
     plot_confusion_matrix(gold[scored], predictions[scored], labels, folder / "confusion_matrix.png")
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if model.crf is not None:
+    if model.crf is not None:  # a linear-chain CRF's transitions are between these labels
         plot_transitions(model.crf, labels, folder / "crf_transitions.png")
 
 
@@ -348,6 +363,12 @@ def parse(
         )
     if data_args.validation_fraction and not data_args.train_file:
         parser.error("--validation_fraction splits --train_file: pass one")
+    if model_args.head_type is not None and model_args.head_type not in HEADS:
+        parser.error(f"--head_type {model_args.head_type}: give one of {', '.join(HEADS)}")
+    if model_args.use_crf and model_args.head_type not in (None, "crf"):
+        parser.error(f"--use_crf is --head_type crf: it contradicts --head_type {model_args.head_type}")
+    if model_args.max_segment_length is not None and model_args.head_type != "semicrf":
+        parser.error("--max_segment_length is for --head_type semicrf")
     if model_args.tag_scheme not in ("none", *SCHEMES):
         parser.error(f"--tag_scheme {model_args.tag_scheme}: give none or one of {', '.join(SCHEMES)}")
     if model_args.tag_scheme != "none" and model_args.crf_constraints not in ("auto", "none", model_args.tag_scheme):
@@ -365,13 +386,22 @@ def parse(
     return data_args, model_args, finetuning_args, training_args
 
 
-def head_config(model_args: ModelArguments, labels: list[str], scheme: str | None) -> dict:
-    """The tagger head's config: the labels (written in `scheme`), `--use_crf` and its constraints (`auto`: the
-    labels' scheme)."""
+def head_config(model_args: ModelArguments, trained: DatasetDict, scheme: str | None) -> dict:
+    """The tagger head's config: the training labels (written in `scheme`), `--head_type`, a CRF's constraints
+    (`auto`: the labels' scheme), a semi-CRF's longest segment (by default the longest chunk of the labelled splits)."""
+    labels = trained["train"].features["tags"].feature.names
+    head_type = model_args.head_type or ("crf" if model_args.use_crf else "softmax")
     constraints = scheme if model_args.crf_constraints == "auto" else model_args.crf_constraints
+    longest = model_args.max_segment_length
+    if head_type == "semicrf" and longest is None:
+        # the labelled splits' longest chunk: an evaluation chunk longer than the limit would have no likelihood
+        rows = (tags for split in trained.values() if "tags" in split.column_names for tags in split["tags"])
+        spans = (chunks([labels[tag] for tag in tags]) for tags in rows)
+        longest = max((last - first + 1 for found in spans for _, first, last in found), default=1)
     return dict(
-        use_crf=model_args.use_crf,
-        crf_constraints=constraints if model_args.use_crf and constraints not in (None, "none") else None,
+        head_type=head_type,
+        crf_constraints=constraints if head_type == "crf" and constraints not in (None, "none") else None,
+        max_segment_length=longest,
         id2label=dict(enumerate(labels)),
         label2id={label: index for index, label in enumerate(labels)},
     )
@@ -379,7 +409,6 @@ def head_config(model_args: ModelArguments, labels: list[str], scheme: str | Non
 
 def build_model(model_args: ModelArguments, data_args: DataArguments, raw: DatasetDict, scheme: str | None):
     """A new tagger and its word tokenizer, for the training split's words and labels, written in `scheme`."""
-    labels = raw["train"].features["tags"].feature.names
     lms = {name: getattr(model_args, name) for name in ("forward_lm", "backward_lm") if getattr(model_args, name)}
     tokenizer = build_word_tokenizer(
         raw["train"]["tokens"],
@@ -406,7 +435,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
         word_dropout=model_args.word_dropout,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        **head_config(model_args, labels, scheme),
+        **head_config(model_args, raw, scheme),
     )
     if lms:
         model = hf_rnn.RnnForTokenClassification.from_language_models(
@@ -516,7 +545,7 @@ def main() -> None:
                     " not words: give it as --forward_lm (or --backward_lm if reversed) for contextual string"
                     " embeddings, or start the tagger from a word language model"
                 )
-            head = head_config(model_args, labels, scheme)
+            head = head_config(model_args, trained, scheme)
             model, tokenizer = start_from_language_model(checkpoint, hf_rnn.RnnForTokenClassification, head, revision)
         else:
             model, tokenizer = build_model(model_args, data_args, trained, scheme)

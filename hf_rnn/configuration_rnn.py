@@ -12,9 +12,11 @@ from transformers import PreTrainedConfig
 from transformers.generation import GenerationConfig
 from transformers.utils import is_torch_available
 
-from .schemes import SCHEMES, label_scheme, scheme_constraints
+from .schemes import SCHEMES, label_scheme, scheme_constraints, segment_scheme
 
 CELL_TYPES = ("rnn", "gru", "lstm", "mingru", "minlstm", "slstm")  # the names of cells.CELLS, without importing torch
+HEAD_TYPES = ("softmax", "crf", "semicrf")  # the names of heads.HEADS, without importing torch
+DEFAULT_MAX_SEGMENT_LENGTH = 4
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
 SLSTM_FORGET_GATES = ("sigmoid", "exponential")
@@ -92,10 +94,22 @@ class RnnConfig(PreTrainedConfig):
         classifier_pooling (`str`, defaults to `"last"`):
             How [`RnnForSequenceClassification`] summarises a sequence: `"last"` (final state of each direction),
             `"mean"` or `"max"` over the real tokens.
-        use_crf (`bool`, defaults to `False`): put a linear-chain CRF on top of [`RnnForTokenClassification`].
+        head_type (`str`, *optional*):
+            The output layer of [`RnnForTokenClassification`] (`heads.HEADS`): `"softmax"` (independent per-token
+            decisions), `"crf"` (a linear-chain CRF: the BiLSTM-CRF) or `"semicrf"` (a semi-Markov CRF over chunks of
+            up to `max_segment_length` words, written in the labels' scheme; over labels that are not chunk tags, such as POS
+            tags, every word is a segment). `None` (the default): `"crf"`
+            with `use_crf=True`, else `"softmax"`.
+        use_crf (`bool`, defaults to `False`):
+            `head_type="crf"`, the name it had before `head_type`; kept equal to `head_type == "crf"`, so saved
+            configs and code that read it keep working. Set `head_type` to change the head.
         crf_constraints (`str`, *optional*):
             Label scheme whose impossible moves the CRF forbids in training and decoding: `"BIO"` (IOB2), `"IOB1"`,
             `"BIOES"` or `"BILOU"`. Every label must then be `O` or `<prefix>-<TYPE>`. `None` allows every move.
+            `head_type="crf"` only.
+        max_segment_length (`int`, *optional*):
+            The longest chunk, in words, the semi-Markov CRF scores (`head_type="semicrf"` only, default 4): decoding
+            costs O(T * max_segment_length * labels^2), and a training chunk longer than it is refused.
         pad_token_id (`int`, *optional*, defaults to 0): the padding token; its embedding is kept at zero.
         tie_word_embeddings (`bool`, defaults to `False`):
             Share the language-model output matrix with the input embeddings. When `embedding_size != hidden_size`
@@ -147,8 +161,10 @@ class RnnConfig(PreTrainedConfig):
     slstm_num_heads: int = 1
     slstm_forget_gate: str = "sigmoid"
     classifier_pooling: str = "last"
+    head_type: str | None = None
     use_crf: bool = False
     crf_constraints: str | None = None
+    max_segment_length: int | None = None
     pad_token_id: int | None = 0
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -169,6 +185,12 @@ class RnnConfig(PreTrainedConfig):
             self.embedding_dropout = self.dropout
         if self.output_dropout is None:
             self.output_dropout = self.dropout
+        if self.head_type is None:  # a config saved before head_type, or use_crf=True
+            self.head_type = "crf" if self.use_crf is True else "softmax"
+        if self.head_type == "crf" and self.use_crf is False:
+            self.use_crf = True
+        if self.head_type == "semicrf" and self.max_segment_length is None:
+            self.max_segment_length = DEFAULT_MAX_SEGMENT_LENGTH
         super().__post_init__(**kwargs)
         if self.id2label is not None and self.label2id is None:
             self.label2id = {label: index for index, label in self.id2label.items()}
@@ -407,11 +429,28 @@ class RnnConfig(PreTrainedConfig):
             fail("problem_type", f"None or one of {', '.join(map(repr, PROBLEM_TYPES))}")
         if self.nonlinearity != "tanh" and self.cell_type != "rnn":
             fail("nonlinearity", "'tanh' unless cell_type='rnn' (the other cells have fixed activations)")
-        if self.use_crf and (self.id2label is None or self.num_labels < 2):
-            fail("use_crf", "False unless id2label names at least two tags")
+        if self.head_type not in HEAD_TYPES:
+            fail("head_type", f"None or one of {', '.join(map(repr, HEAD_TYPES))}")
+        if self.use_crf != (self.head_type == "crf"):
+            fail("use_crf", f"False with head_type={self.head_type!r} (use_crf=True means head_type='crf')")
+        if self.head_type != "softmax" and (self.id2label is None or self.num_labels < 2):
+            raise ValueError(
+                f"RnnConfig.head_type={self.head_type!r}{' (use_crf=True)' if self.use_crf else ''} needs id2label "
+                f"naming at least two tags (it scores moves between them), got id2label={self.id2label!r}"
+            )
+        if self.head_type == "semicrf":
+            value = self.max_segment_length
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+                fail("max_segment_length", "an integer in [1, 1024] (the longest chunk in words)")
+            try:
+                segment_scheme(self.crf_labels)
+            except ValueError as error:
+                raise ValueError(f"RnnConfig.head_type='semicrf' cannot write chunks: {error}") from None
+        elif self.max_segment_length is not None:
+            fail("max_segment_length", "None unless head_type='semicrf'")
         if self.crf_constraints is not None:
             if not self.use_crf:
-                fail("crf_constraints", "None unless use_crf=True")
+                fail("crf_constraints", "None unless head_type='crf'")
             if self.crf_constraints not in SCHEMES:
                 fail("crf_constraints", f"None or one of {', '.join(map(repr, SCHEMES))}")
             try:

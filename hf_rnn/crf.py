@@ -123,17 +123,51 @@ class _Chains:
 
 
 def _log_partition_exact(emissions, lengths, transitions, start, end) -> torch.Tensor:
-    """log Z by the textbook log-space recursion over (B, C, C) per step, differentiated by autograd.
-
-    Slow but immune to underflow: used only when the fast path reports one.
-    """
-    _, seq_len, _ = emissions.shape
-    log_alpha = start + emissions[:, 0]  # (B, C)
-    for t in range(1, seq_len):
-        step = _logsumexp(log_alpha.unsqueeze(-1) + transitions, dim=1) + emissions[:, t]
-        log_alpha = torch.where((t < lengths).unsqueeze(-1), step, log_alpha)
-    log_z = _logsumexp(log_alpha + end, dim=-1)
+    """log Z by the textbook log-space recursion (`semiring_scan` over one-position segments), differentiated by
+    autograd. Slow but immune to underflow: used only when the fast path reports one."""
+    _, alpha = semiring_scan(emissions.unsqueeze(2), transitions, start, maximum=False)  # (T, B, C)
+    rows = torch.arange(emissions.size(0), device=emissions.device)
+    log_z = _logsumexp(alpha[(lengths - 1).clamp(min=0), rows] + end, dim=-1)
     return torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
+
+
+def semiring_reduce(x: torch.Tensor, dim: int, maximum: bool) -> torch.Tensor:
+    """The semiring's sum: max, or a logsumexp that gives -inf (and a zero gradient) over only -inf."""
+    return x.amax(dim) if maximum else _logsumexp(x, dim)
+
+
+def semiring_scan(scores: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor, maximum: bool):
+    """The forward recursion of linear-chain and semi-Markov CRFs, in the (logsumexp, +) or the (max, +) semiring,
+    over compact segment scores (B, T, L, C): `scores[b, t, l, c]` scores the segment of length l + 1 ending at t
+    labelled c (-inf where impossible; L = 1 for a linear chain, whose segments are its positions).
+
+    incoming[t, b, c]: the semiring sum of the scores of the prefixes [0, t) followed by a segment labelled c that
+    starts at t (the start score at t = 0); alpha[t, b, c]: of the prefixes [0, t] ending in a segment labelled c.
+    Returns `(incoming, alpha)` (T, B, C) each and, with `maximum`, the Viterbi pointers: the best previous label
+    (T, B, C; of a segment starting at t) and the best segment length - 1 (T, B, C; of one ending at t).
+    Steps past a row's length hold values of no use (the caller reads real positions only).
+    """
+    batch_size, seq_len, max_length, num_labels = scores.shape
+    incoming, alpha, previous, lengths = [], [], [], []
+    for t in range(seq_len):
+        if t == 0:
+            incoming.append(start.expand(batch_size, num_labels))
+        else:
+            candidates = alpha[-1].unsqueeze(-1) + transitions  # (B, C', C)
+            incoming.append(semiring_reduce(candidates, 1, maximum))
+            if maximum:
+                previous.append(candidates.argmax(1))
+        span = min(max_length, t + 1)
+        # segments ending at t of length l + 1 start at t - l: (B, span, C)
+        ends_here = torch.stack(incoming[t - span + 1 :][::-1], 1) + scores[:, t, :span]
+        alpha.append(semiring_reduce(ends_here, 1, maximum))
+        if maximum:
+            lengths.append(ends_here.argmax(1))
+    incoming, alpha = torch.stack(incoming), torch.stack(alpha)
+    if not maximum:
+        return incoming, alpha
+    previous = torch.stack([torch.zeros_like(lengths[0]), *previous])
+    return incoming, alpha, previous, torch.stack(lengths)
 
 
 def _finite_max(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -375,9 +409,9 @@ class LinearChainCRF(nn.Module):
             transitions, start, end = self._scores(float("-inf"))
             by_time = compact.transpose(0, 1)  # (T, B, C)
             mirror = compaction.reverse.T.unsqueeze(-1).expand_as(by_time)  # each row reversed within its length
-            forward = _max_product(start + by_time[0], by_time, transitions)  # best prefix ending in j at t
-            mirrored = by_time.gather(0, mirror)
-            backward = _max_product(end + mirrored[0], mirrored, transitions.T).gather(0, mirror)  # ... suffix
+            forward = _max_product(compact, transitions, start)  # best prefix ending in j at t
+            mirrored = by_time.gather(0, mirror).transpose(0, 1)
+            backward = _max_product(mirrored, transitions.T, end).gather(0, mirror)  # ... suffix
             scores = (forward + backward - by_time).transpose(0, 1)  # (B, T, C): the emission was counted twice
             if path is not None:
                 on_path = torch.zeros_like(scores, dtype=torch.bool).scatter_(
@@ -418,13 +452,10 @@ class LinearChainCRF(nn.Module):
             return torch.stack(restored, dim=1), scores
 
 
-def _max_product(first: torch.Tensor, by_time: torch.Tensor, transitions: torch.Tensor) -> torch.Tensor:
-    """(T, B, C) best scores of the paths ending in each tag at each step: m_0 = first, m_t = max_i(m_{t-1} + A) + E_t.
-    Steps past a row's length hold scores of no use (compact layout: the caller reads real positions only)."""
-    steps = [first]
-    for t in range(1, by_time.size(0)):
-        steps.append((steps[-1].unsqueeze(-1) + transitions).amax(1) + by_time[t])
-    return torch.stack(steps)
+def _max_product(emissions: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """(T, B, C) best scores of the paths ending in each tag at each step, over compact emissions (B, T, C):
+    m_0 = start + E_0, m_t = max_i(m_{t-1} + A) + E_t (`semiring_scan` over one-position segments)."""
+    return semiring_scan(emissions.unsqueeze(2), transitions, start, maximum=True)[1]
 
 
 def _viterbi(emissions, lengths, transitions, start, end, k: int) -> tuple[torch.LongTensor, torch.Tensor]:

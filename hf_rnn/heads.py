@@ -1,30 +1,81 @@
-"""The two output layers of [`RnnForTokenClassification`] behind one interface, so the tagger never branches on
-`config.use_crf`:
+"""The output layers of [`RnnForTokenClassification`], by name (`HEADS`, chosen by `config.head_type`), behind one
+interface, so the tagger never branches on the head:
 
-- `loss(emissions, labels, num_items)`: the loss summed over the labelled tokens (-100 elsewhere), over `num_items`;
-- `decode(emissions, mask)`: the model's tags (B, T), -100 at padding;
-- `probabilities(emissions, mask)`: per-token tag probabilities (B, T, C), zero at padding;
+- `forward(hidden_states)`: the head's own projection of the encoder's states, its per-token `emissions`;
+- `loss(emissions, labels, mask, num_items)`: the loss over the chain `mask` (B, T), summed and divided by `num_items`;
+- `decode(emissions, mask)`: the model's tags (B, T) over the chain, -100 elsewhere;
+- `probabilities(emissions, mask)`: per-token tag probabilities (B, T, C), zero off the chain;
 - `logits(emissions, mask, tags)`: per-token scores whose argmax is `tags`, for tools that take an argmax.
 
-Shipped inside checkpoints with the modeling files: imports only torch and its flat siblings.
-"""
+The chain is one word mask (the first piece of each word, the tokens a tag belongs to), the same for the loss and
+for decoding. A head's parts (its submodules) are registered on the tagger under their own names, so a checkpoint's
+weight names are `classifier.*`, `crf.*`, `semicrf.*`, whatever the head.
 
-from collections.abc import Sequence
+Adding a head: a class here (or in a flat sibling it imports) and its name in `HEADS` (and in
+`configuration_rnn.HEAD_TYPES`, which cannot import torch).
+
+Shipped inside checkpoints with the modeling files: imports only torch, transformers and its flat siblings.
+"""
 
 import torch
 from torch import nn
+from transformers import initialization as init
+from transformers.loss.loss_utils import ForTokenClassification
 
+from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF
-from .masking import is_tracing
-from .schemes import scheme_constraints
+from .masking import MaskCompaction, is_tracing
+from .schemes import chunks, scheme_constraints, segment_scheme, split_tag, written_roles
+from .semicrf import SemiMarkovCRF
 
 
-class SoftmaxHead:
-    """Independent per-token decisions: cross-entropy, argmax and softmax of the emissions. No parameters, no state."""
+class TaggerHead(nn.Module):
+    """A tagger's output layer: a linear projection of the hidden states (`classifier`) and what it makes of them.
 
-    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, num_items) -> torch.Tensor:
-        flat = emissions.flatten(0, 1).float()  # (B*T, C), the loss in fp32 as transformers computes it
-        return nn.functional.cross_entropy(flat, labels.flatten(), ignore_index=-100, reduction="sum") / num_items
+    `description` and `card_tags` describe it in the model card; `scores_sequences`: its loss scores whole tag
+    sequences, which a cross-entropy on `logits` (the Trainer's, when it takes the labels away) would bypass."""
+
+    description = ""
+    card_tags: tuple[str, ...] = ()
+    scores_sequences = True
+
+    def __init__(self, config: RnnConfig, projection_size: int | None = None):
+        super().__init__()
+        self.num_labels, self.labels = config.num_labels, config.crf_labels
+        self.classifier = nn.Linear(config.output_size, projection_size or config.num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.classifier(hidden_states)
+
+    def init_range(self, module: nn.Module, config: RnnConfig) -> float | None:
+        """The U[-r, r] range of a part the base model does not know (None: the base's rule)."""
+        return None
+
+    def init_part(self, module: nn.Module, r: float | None) -> bool:
+        """Initialise `module` if it is a part the base model does not know; False otherwise."""
+        return False
+
+    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
+        raise NotImplementedError
+
+    def probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logits(self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.LongTensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SoftmaxHead(TaggerHead):
+    """Independent per-token decisions: transformers' token-classification loss, argmax and softmax."""
+
+    scores_sequences = False
+
+    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
+        labels = labels.masked_fill(~mask, -100)
+        return ForTokenClassification(emissions, labels, self, num_items_in_batch=num_items)  # self: num_labels
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
@@ -39,33 +90,48 @@ class SoftmaxHead:
         return emissions
 
 
-class CrfHead(LinearChainCRF):
-    """The BiLSTM-CRF's output layer: the CRF negative log-likelihood, Viterbi tags, posterior marginals, and
-    max-marginals as `logits`. A [`LinearChainCRF`] that knows its labels' names and scheme (`config.crf_constraints`),
-    which it forbids the impossible moves of and names in its errors."""
+class CrfHead(TaggerHead):
+    """The BiLSTM-CRF's output layer: emission scores, and a [`LinearChainCRF`] (`crf`) constrained by the labels'
+    scheme (`config.crf_constraints`): the CRF negative log-likelihood, Viterbi tags, posterior marginals, and
+    max-marginals as `logits`."""
 
-    def __init__(self, labels: Sequence[str], scheme: str | None = None):
-        super().__init__(len(labels))
-        self.labels, self.scheme = list(labels), scheme
+    card_tags = ("crf", "bilstm-crf")
 
-    def reset_constraints(self) -> None:
-        """Set the allowed-move masks of the scheme. Not in `__init__`, which may run on the meta device: the masks are
-        non-persistent buffers, which the tagger's `_init_weights` sets, after loading too."""
-        self.set_constraints(*(scheme_constraints(self.labels, self.scheme) if self.scheme else ()))
+    def __init__(self, config: RnnConfig):
+        super().__init__(config)
+        self.scheme = config.crf_constraints
+        self.crf = LinearChainCRF(config.num_labels)
+        self.description = f" + a linear-chain CRF (Viterbi decoding, constraints: {self.scheme or 'none'})"
 
-    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, num_items) -> torch.Tensor:
-        """Positions labelled -100 leave the chain (sub-word pieces, padding), as if the sentence lacked them."""
-        scored = labels != -100  # (B, T)
-        tags = labels.masked_fill(~scored, 0)
+    def init_range(self, module: nn.Module, config: RnnConfig) -> float | None:
+        """1/sqrt(number of tags) for the CRF's scores."""
+        if isinstance(module, LinearChainCRF):
+            return config.initializer_range or module.num_tags**-0.5
+        return None
+
+    def init_part(self, module: nn.Module, r: float | None) -> bool:
+        """U[-r, r] scores and the scheme's constraint masks, which are non-persistent buffers (derived from the
+        config) and so rebuilt here after loading. Not in `__init__`, which may run on the meta device."""
+        if not isinstance(module, LinearChainCRF):
+            return False
+        for param in (module.transitions, module.start_transitions, module.end_transitions):
+            init.uniform_(param, -r, r)
+        module.set_constraints(*(scheme_constraints(self.labels, self.scheme) if self.scheme else ()))
+        return True
+
+    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
+        """The chain is `mask`: positions off it (sub-word pieces, padding) are skipped, as if the sentence lacked
+        them."""
+        tags = labels.masked_fill(~mask, 0)
         if self.scheme is not None:
-            self._refuse_broken(tags, scored)
-        return -self.log_likelihood(emissions, tags, scored).sum() / num_items
+            self._refuse_broken(tags, mask)
+        return -self.crf.log_likelihood(emissions, tags, mask).sum() / num_items
 
-    def _refuse_broken(self, tags: torch.LongTensor, scored: torch.Tensor) -> None:
+    def _refuse_broken(self, tags: torch.LongTensor, mask: torch.Tensor) -> None:
         """Bad data, not a model to train: a gold path the constraints forbid would cost a penalty-sized loss."""
         if is_tracing():
             return
-        broken = self.broken_move(tags, scored)
+        broken = self.crf.broken_move(tags, mask)
         if broken is None:
             return
         row, position, previous, tag = broken
@@ -82,16 +148,177 @@ class CrfHead(LinearChainCRF):
             "Fix the data, or give the config the scheme it is written in (IOB1 data needs 'IOB1'), or None."
         )
 
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
+        return self.crf.decode(emissions, mask)
+
     def probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The posterior marginals (forward-backward): they weigh the transitions as the Viterbi tags do."""
-        return self.marginals(emissions, mask)
+        return self.crf.marginals(emissions, mask)
 
     def logits(
         self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.LongTensor | None
     ) -> torch.Tensor | None:
         """Max-marginals, whose argmax is the Viterbi path `tags` (ties broken toward it); None when nothing was
         decoded (in training), since they cost as much as a decoding."""
-        return None if tags is None else self.max_marginals(emissions, mask, tags)
+        return None if tags is None else self.crf.max_marginals(emissions, mask, tags)
 
 
-__all__ = ["CrfHead", "SoftmaxHead"]
+class SemiCrfHead(TaggerHead):
+    """A semi-Markov CRF over chunks: segments of 1..`config.max_segment_length` words, each an entity type, or O (one
+    word), scored from the hidden states of their words, plus transitions between segment labels.
+
+    Per word the projection gives, for each type, an inside score, a begin score and an end score, and one O score;
+    a segment's score is the sum of its words' inside scores, its first word's begin score, its last word's end
+    score and a learnt bias per (length, label): the sum and the endpoints of its hidden states through a linear
+    layer. The decoded segmentation is written in the labels' scheme (BIO, BIOES, BILOU), so metrics and pipelines
+    read `predictions` and `logits` (max-marginals per tag) as a CRF tagger's.
+
+    Labels that are not chunk tags (POS tags; transformers' placeholder `LABEL_i`) have no chunks: each word is a
+    segment of its label, and the model is a linear-chain CRF over them.
+    """
+
+    card_tags = ("semi-crf", "semi-markov-crf")
+
+    def __init__(self, config: RnnConfig):
+        labels = config.crf_labels
+        scheme = segment_scheme(labels)
+        self.chunked = scheme is not None
+        types = list(dict.fromkeys(split_tag(label)[1] for label in labels if label != "O")) if scheme else labels
+        super().__init__(config, projection_size=3 * len(types) + 1)
+        self.types = types  # segment label 0 is O, k + 1 the k-th type
+        length = config.max_segment_length
+        self.semicrf = SemiMarkovCRF(len(types) + 1, length)
+        index = {label: i for i, label in enumerate(labels)}
+        # tag id of each (role: single word, first, inside, last; segment label); -1 where none (O is one word)
+        self.tag_of = [[index.get("O", -1)] + [-1] * len(types) for _ in range(4)]
+        for role, prefix in enumerate(written_roles(scheme) if scheme else "S"):  # a token label: one word
+            for k, kind in enumerate(self.types):
+                self.tag_of[role][k + 1] = index.get(f"{prefix}-{kind}" if scheme else kind, -1)
+        # the lengths each segment label can be written at (a type without an I- label has chunks of 1-2 words only)
+        roles = ([[0], [1, 3]] + [[1, 2, 3]] * max(length - 2, 0))[:length]  # the roles a length needs
+        self.writable = [[all(self.tag_of[r][c] >= 0 for r in need) for c in range(len(types) + 1)] for need in roles]
+        self.description = f" + a semi-Markov CRF (segments of up to {length} words, Viterbi decoding)"
+
+    def init_range(self, module: nn.Module, config: RnnConfig) -> float | None:
+        if isinstance(module, SemiMarkovCRF):
+            return config.initializer_range or module.num_labels**-0.5
+        return None
+
+    def init_part(self, module: nn.Module, r: float | None) -> bool:
+        """U[-r, r] transition scores, zero length biases."""
+        if not isinstance(module, SemiMarkovCRF):
+            return False
+        for param in (module.transitions, module.start_transitions, module.end_transitions):
+            init.uniform_(param, -r, r)
+        init.zeros_(module.length_scores)
+        return True
+
+    def segment_scores(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, L, C) scores of the segment of length l + 1 ending at word t with label c, from the per-word
+        scores of the chain `mask` (at compact positions: the k-th word of the chain is k). -inf for segments the
+        labels cannot write (O segments of more than one word); the CRF drops segments that leave the chain."""
+        emissions = MaskCompaction(mask).compact(emissions.float())
+        num_types = len(self.types)
+        inside, begin, end = emissions[..., :-1].split(num_types, -1)  # (B, T, K) each, by word
+        batch_size, seq_len, _ = emissions.shape
+        scores = emissions.new_full((batch_size, seq_len, self.semicrf.max_segment_length, num_types + 1), -torch.inf)
+        scores[:, :, 0, 0] = emissions[..., -1]  # O: one word
+        total = inside  # by first word s: the sum of the inside scores of [s, s + length]
+        for length in range(min(self.semicrf.max_segment_length, seq_len)):
+            if length:
+                total = total[:, :-1] + inside[:, length:]
+            scores[:, length:, length, 1:] = total + begin[:, : seq_len - length] + end[:, length:]
+        writable = torch.tensor(self.writable, device=scores.device)  # (L, C)
+        return scores.masked_fill(~writable, -torch.inf)
+
+    def segments(self, labels: torch.LongTensor, mask: torch.Tensor) -> list[list[tuple[int, int, int]]]:
+        """The gold segmentation of each row: `(first, last, segment label)` at compact positions, chunks read as
+        conlleval reads them and every other word an O segment; a chunk longer than `max_segment_length` is refused,
+        naming the row, its position and the limit."""
+        limit, type_index = self.semicrf.max_segment_length, {kind: k + 1 for k, kind in enumerate(self.types)}
+        found = []
+        for row, (tags, chain) in enumerate(zip(labels.tolist(), mask.tolist())):
+            positions = [t for t, on in enumerate(chain) if on]
+            names = [self.labels[tags[t]] for t in positions]
+            if not self.chunked:  # token labels: one word per segment
+                found.append([(t, t, type_index[name]) for t, name in enumerate(names)])
+                continue
+            segments, covered = [], 0
+            for kind, first, last in chunks(names):
+                if last - first + 1 > limit:
+                    raise ValueError(
+                        f"labels[{row}] at position {positions[first]}: a {kind!r} chunk of {last - first + 1} words "
+                        f"is longer than max_segment_length={limit}; raise it (run_tagging: --max_segment_length)"
+                    )
+                segments += [(t, t, 0) for t in range(covered, first)] + [(first, last, type_index[kind])]
+                covered = last + 1
+            found.append(segments + [(t, t, 0) for t in range(covered, len(names))])
+        return found
+
+    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
+        """The negative log-likelihood of the gold segmentation (from the labels) over the chain `mask`."""
+        scores, chain = self.segment_scores(emissions, mask), MaskCompaction(mask).compact_mask
+        gold = self.semicrf.score(scores, chain, self.segments(labels, mask))
+        return -(gold - self.semicrf.log_partition(scores, chain)).sum() / num_items
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
+        """The Viterbi segmentation, written as tags."""
+        chain = MaskCompaction(mask).compact_mask
+        tags = [[-100] * mask.size(1) for _ in range(mask.size(0))]
+        for row, segments in enumerate(self.semicrf.decode(self.segment_scores(emissions, mask), chain)):
+            positions = mask[row].nonzero().squeeze(1).tolist()
+            for first, last, label in segments:
+                for position in range(first, last + 1):
+                    role = 0 if first == last else 1 if position == first else 3 if position == last else 2
+                    tags[row][positions[position]] = self.tag_of[role][label]
+        return torch.tensor(tags, dtype=torch.long, device=mask.device).view(mask.shape)
+
+    def _per_tag(self, per_segment: torch.Tensor, mask: torch.Tensor, maximum: bool) -> torch.Tensor:
+        """Per-segment values (B, T, L, C) at compact positions, probabilities (summed) or scores (maxed), folded
+        onto the tags they give the words they cover: (B, T, num_labels) at the original positions."""
+        batch_size, seq_len, max_length, _ = per_segment.shape
+        empty = float("-inf") if maximum else 0.0
+        found = per_segment.new_full((batch_size, seq_len, self.num_labels), empty)
+        for length in range(min(max_length, seq_len)):
+            for offset in range(length + 1):  # the word at `offset` in a segment of length + 1 words ...
+                role = 0 if length == 0 else 1 if offset == 0 else 3 if offset == length else 2
+                shift = length - offset  # ... which ends `shift` words later
+                values = per_segment.new_full((batch_size, seq_len, per_segment.size(-1)), empty)
+                values[:, : seq_len - shift] = per_segment[:, shift:, length]
+                for label, tag in enumerate(self.tag_of[role]):
+                    if tag >= 0:
+                        merged = torch.maximum if maximum else torch.add
+                        found[..., tag] = merged(found[..., tag], values[..., label])
+        return MaskCompaction(mask).restore(found, fill=0.0)
+
+    @torch.no_grad()
+    def probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """P(word t has tag j): the summed marginals of the segments that give it that tag."""
+        chain = MaskCompaction(mask).compact_mask
+        marginals = self.semicrf.segment_marginals(self.segment_scores(emissions, mask), chain)
+        return self._per_tag(marginals, mask, maximum=False)
+
+    @torch.no_grad()
+    def logits(
+        self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.LongTensor | None
+    ) -> torch.Tensor | None:
+        """Max-marginals per tag (the best segmentation's score that gives word t tag j), ties broken toward `tags`:
+        their argmax is the decoded path. None when nothing was decoded (in training)."""
+        if tags is None:
+            return None
+        chain = MaskCompaction(mask).compact_mask
+        best_through = self.semicrf.max_marginals(self.segment_scores(emissions, mask), chain)
+        scores = self._per_tag(best_through, mask, maximum=True)
+        on_path = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, tags.clamp(min=0).unsqueeze(-1), True)
+        best = scores.amax(-1, keepdim=True)
+        finfo = torch.finfo(best.dtype)
+        below = best - (best.abs() * finfo.eps + finfo.tiny)  # one ulp below the best, at least
+        scores = torch.where(on_path, best, torch.minimum(scores, below)).clamp(min=finfo.min)  # no -inf for tools
+        return torch.where(mask.unsqueeze(-1), scores, 0.0)
+
+
+HEADS: dict[str, type[TaggerHead]] = {"softmax": SoftmaxHead, "crf": CrfHead, "semicrf": SemiCrfHead}
+
+__all__ = ["HEADS", "CrfHead", "SemiCrfHead", "SoftmaxHead", "TaggerHead"]

@@ -41,11 +41,8 @@ def model_card(
     task = PIPELINE_TAGS.get(architecture, "feature-extraction")
     kind = CELLS[config.cell_type].display_name
     tags = ["hf_rnn", config.cell_type, "rnn"] + (["bidirectional"] if config.bidirectional else [])
-    tags += (
-        ["crf", "bilstm-crf"]
-        if getattr(config, "use_crf", False) and architecture == "RnnForTokenClassification"
-        else []
-    ) + (["char-" + config.char_encoder] if config.char_encoder else [])
+    head = getattr(model, "head", None)  # a tagger's output layer (heads.py)
+    tags += list(getattr(head, "card_tags", ())) + (["char-" + config.char_encoder] if config.char_encoder else [])
     tags += [tag for tag in extra_tags or () if tag not in tags]
     results = [
         EvalResult(
@@ -66,15 +63,12 @@ def model_card(
         metrics=sorted(eval_results) if eval_results else None,
         eval_results=results or None,
     )
-    crf = ""
-    if getattr(model, "crf", None) is not None:
-        constraints = config.crf_constraints or "none"
-        crf = f" + a linear-chain CRF (Viterbi decoding, constraints: {constraints})"
+    head_text = getattr(head, "description", "")
     lines = [
         f"# {repo_id.split('/')[-1]}",
         "",
         f"A {'bidirectional ' if config.bidirectional else ''}{config.num_layers}-layer {kind} "
-        f"({architecture}{crf}) made with hf_rnn: "
+        f"({architecture}{head_text}) made with hf_rnn: "
         f"{model.num_parameters():,} parameters, word embeddings {config.embedding_size}, hidden size "
         f"{config.hidden_size}, vocabulary {config.vocab_size}"
         + (

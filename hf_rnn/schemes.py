@@ -177,6 +177,31 @@ def scheme_constraints(labels: Sequence[str], scheme: str) -> tuple[list[list[bo
     return transitions, start, end
 
 
+def segment_scheme(labels: Sequence[str]) -> str | None:
+    """The scheme a model that decodes whole chunks (the semi-Markov CRF) writes them in: the labels' own (BIO,
+    BIOES or BILOU; IOB1's B-/I- labels are read as BIO's), or None for labels that are not chunk tags (no chunks:
+    one word per segment). Chunk labels must hold `O`, and for every type the labels of at least one chunk length (a
+    type with `B-X` but no `I-X` in BIO has one-word chunks only); else a `ValueError` naming what is missing."""
+    scheme = label_scheme(labels)
+    if scheme is None:
+        return None
+    if "O" not in labels:
+        raise ValueError(f"labels {list(labels)} are chunk tags without an 'O'")
+    single, first, _, last = _WRITE[scheme]
+    for kind in dict.fromkeys(split_tag(label)[1] for label in labels if label != "O"):
+        if f"{single}-{kind}" not in labels and not {f"{first}-{kind}", f"{last}-{kind}"} <= set(labels):
+            raise ValueError(
+                f"labels {list(labels)} cannot write a {kind!r} chunk in {scheme}: they lack {single}-{kind} "
+                f"(one word) and {first}-{kind} with {last}-{kind} (longer)"
+            )
+    return scheme
+
+
+def written_roles(scheme: str) -> str:
+    """The prefixes `scheme` writes a chunk's words with: (single word, first, inside, last)."""
+    return _WRITE[_check_scheme(scheme)]
+
+
 def _check_scheme(scheme: str) -> str:
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -192,5 +217,7 @@ __all__ = [
     "label_scheme",
     "misspelt_chunk_tag",
     "scheme_constraints",
+    "segment_scheme",
     "split_tag",
+    "written_roles",
 ]

@@ -16,7 +16,7 @@ from example_scripts import (
 
 import hf_rnn
 from hf_rnn.data import read_conll
-from hf_rnn.schemes import convert, scheme_constraints
+from hf_rnn.schemes import chunks, convert, scheme_constraints
 
 # ---- label schemes: the files' own as the CRF's constraints, --tag_scheme trains in another ------------------------
 
@@ -55,6 +55,29 @@ def test_run_tagging_trains_a_crf_under_the_constraints_of_its_files_scheme(tmp_
     assert torch.equal(model.crf.allowed_transitions, allowed) and not allowed.all()
     predicted = [[guess for _, _, guess in s] for s in conll_sentences(out / "predictions.conll")]
     assert all(convert(tags, scheme) == tags for tags in predicted)  # Viterbi paths are valid in the scheme
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_run_tagging_trains_a_semicrf_whose_predictions_are_chunks_of_its_files_scheme(tmp_path, monkeypatch, scheme):
+    """--head_type semicrf: max_segment_length defaults to the data's longest chunk, the predictions file holds
+    valid tags of the files' scheme, scored by the span metric; --use_crf contradicts it."""
+    files = _chunk_files(tmp_path, scheme)
+    data = ["--train_file", str(files["train"]), "--test_file", str(files["dev"]), "--max_train_samples", "200"]
+    out = tmp_path / "out"
+    run_main(monkeypatch, "run_tagging", *data, *TINY_TAGGER, "--head_type", "semicrf", "--output_dir", str(out))
+    model = hf_rnn.RnnForTokenClassification.from_pretrained(out)
+    longest = max(
+        last - first + 1
+        for split in ("train", "dev")
+        for sentence in read_conll(files[split])
+        for _, first, last in chunks(sentence.tags)
+    )
+    assert model.config.head_type == "semicrf" and model.config.max_segment_length == longest > 1
+    predicted = [[guess for _, _, guess in s] for s in conll_sentences(out / "predictions.conll")]
+    assert all(convert(tags, scheme) == tags for tags in predicted) and any(len(set(t)) > 1 for t in predicted)
+    assert "predict_f1" in json.loads((out / "predict_results.json").read_text())
+    with pytest.raises(SystemExit):
+        run_main(monkeypatch, "run_tagging", *data, "--use_crf", "--head_type", "semicrf", "--output_dir", str(out))
 
 
 def test_run_tagging_trains_in_bioes_on_bio_files_and_scores_in_bio(tmp_path, monkeypatch):

@@ -42,10 +42,42 @@ def test_checkpoints_saved_before_the_head_seam_answer_as_they_did(name):
 def test_the_config_picks_the_head_and_the_crf_keeps_its_weight_names():
     softmax = hf_rnn.RnnForTokenClassification(tiny_config(**BIO))
     crf = hf_rnn.RnnForTokenClassification(tiny_config(use_crf=True, crf_constraints="BIO", **BIO))
-    assert isinstance(softmax.head, SoftmaxHead) and softmax.crf is None
-    assert crf.head is crf.crf and isinstance(crf.crf, CrfHead) and isinstance(crf.crf, hf_rnn.LinearChainCRF)
+    assert isinstance(softmax.head, SoftmaxHead) and softmax.crf is None and softmax.config.head_type == "softmax"
+    assert isinstance(crf.head, CrfHead) and crf.head.crf is crf.crf and isinstance(crf.crf, hf_rnn.LinearChainCRF)
+    assert crf.config.head_type == "crf" and crf.config.use_crf
     assert {"crf.transitions", "crf.start_transitions", "crf.end_transitions"} <= set(crf.state_dict())
+    assert {"classifier.weight", "classifier.bias"} <= set(crf.state_dict()) & set(softmax.state_dict())
     assert not any(key.startswith("crf.") for key in softmax.state_dict())
+    assert hf_rnn.RnnConfig(head_type="crf", id2label=BIO["id2label"]).use_crf
+
+
+def test_a_use_crf_set_after_construction_is_refused_not_ignored():
+    config = tiny_config(**BIO)
+    config.use_crf = True  # the old way to ask for a CRF; head_type decides now
+    with pytest.raises(ValueError, match="use_crf=True disagrees with head_type='softmax'"):
+        hf_rnn.RnnForTokenClassification(config)
+
+
+@pytest.mark.parametrize("head_type", ["crf", "semicrf"])
+def test_loss_and_decoding_use_the_same_chain_for_a_word_split_into_pieces(head_type):
+    """A word's second piece (labelled -100) leaves the chain of the loss and of decoding alike; without labels,
+    `word_mask` gives the same chain."""
+    torch.manual_seed(0)
+    model = hf_rnn.RnnForTokenClassification(tiny_config(head_type=head_type, **BIO)).eval()
+    ids = torch.tensor([[3, 4, 5, 6, 0], [7, 8, 9, 10, 11]])
+    mask = (ids != 0).long()
+    labels = torch.tensor([[1, -100, 2, 0, -100], [0, 1, -100, 2, 0]])  # a word in two pieces per row
+    chain = (labels != -100) & mask.bool()
+    with torch.no_grad():
+        output = model(ids, attention_mask=mask, labels=labels, return_predictions=True)
+        by_words = model(ids, attention_mask=mask, word_mask=chain)
+    expected = model.decode(output.emissions, chain)
+    assert torch.equal(output.predictions, expected) and (output.predictions[~chain] == -100).all()
+    assert torch.equal(by_words.predictions, expected)
+    torch.testing.assert_close(by_words.logits, output.logits)
+    if head_type == "crf":  # the loss is the NLL of the labels over that chain
+        nll = -model.crf.log_likelihood(output.emissions, labels.clamp(min=0), chain).sum() / chain.sum()
+        assert output.loss.item() == pytest.approx(nll.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("use_crf", [False, True])
@@ -64,10 +96,10 @@ def test_softmax_head_against_its_definition():
     emissions = torch.randn(2, 4, 3)
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
     labels = torch.tensor([[1, 2, 0, -100], [0, -100, -100, -100]])
-    head = SoftmaxHead()
+    head = SoftmaxHead(tiny_config())
     log_p = emissions.log_softmax(-1)
     expected = -(log_p[0, 0, 1] + log_p[0, 1, 2] + log_p[0, 2, 0] + log_p[1, 0, 0]) / 4
-    torch.testing.assert_close(head.loss(emissions, labels, 4), expected)
+    torch.testing.assert_close(head.loss(emissions, labels, labels != -100, 4), expected)
     assert head.decode(emissions, mask).tolist() == [
         [int(emissions[row, t].argmax()) if mask[row, t] else -100 for t in range(4)] for row in range(2)
     ]

@@ -39,9 +39,15 @@ BIO_CRF = dict(
 )
 
 
+BIO_SEMICRF = dict(
+    head_type="semicrf", max_segment_length=3, id2label=BIO_CRF["id2label"], label2id=BIO_CRF["label2id"]
+)
+
+
 HEADS = [
     (hf_rnn.RnnForTokenClassification, "AutoModelForTokenClassification", {}),
     (hf_rnn.RnnForTokenClassification, "AutoModelForTokenClassification", BIO_CRF),
+    (hf_rnn.RnnForTokenClassification, "AutoModelForTokenClassification", BIO_SEMICRF),
     (hf_rnn.RnnForCausalLM, "AutoModelForCausalLM", {}),
     (hf_rnn.RnnForSequenceClassification, "AutoModelForSequenceClassification", {}),
     (hf_rnn.RnnModel, "AutoModel", {}),
@@ -51,7 +57,7 @@ HEADS = [
 @pytest.mark.parametrize(
     "head, auto, extra, cell_type",
     [(*case, "gru") for case in HEADS]
-    + [(*HEADS[i], cell) for cell in ("mingru", "minlstm", "slstm") for i in (1, 2)],
+    + [(*HEADS[i], cell) for cell in ("mingru", "minlstm", "slstm") for i in (1, 3)],
 )
 def test_remote_code_load_without_hf_rnn(head, auto, extra, cell_type, tmp_path):
     model = head(tiny_config(cell_type=cell_type, bidirectional=head is not hf_rnn.RnnForCausalLM, **extra)).eval()
