@@ -13,7 +13,7 @@ CHARS=(--char_encoder lstm --char_embedding_size 25 --char_hidden_size 25)  # La
 UD=(--train_file "$DATA/ud_en_ewt/en_ewt-ud-train.conllu" --validation_file "$DATA/ud_en_ewt/en_ewt-ud-dev.conllu")
 CONLL=(--train_file "$DATA/conll2000/train.txt" --validation_fraction 0.1)
 WNUT=(--train_file "$DATA/wnut17/wnut17train.conll" --validation_file "$DATA/wnut17/emerging.dev.conll")
-RUNS=${RUNS:-ud-upos-crf-char-2x40-wide ud-upos-crf-char-2x30-wide ud-upos-crf-char-2x30-flair-dropout ud-upos-crf-char-2x20-wide ud-upos-crf-char-2x20-flair-dropout ud-upos-crf-char-2x20 ud-upos-crf-char-20 ud-upos-crf-char ud-upos-crf-char-locked ud-upos-crf ud-upos-softmax conll2000-crf-char conll2000-crf wnut17-crf-char-30 wnut17-crf-char wnut17-crf}
+RUNS=${RUNS:-ud-upos-crf-char-2x40-wide ud-upos-crf-char-2x30-wide ud-upos-crf-char-2x30-flair-dropout ud-upos-crf-char-2x20-wide ud-upos-crf-char-2x20-flair-dropout ud-upos-crf-char-2x20 ud-upos-crf-char-20 ud-upos-crf-char ud-upos-crf-char-locked ud-upos-crf ud-upos-softmax conll2000-crf-char conll2000-crf conll2000-semicrf-5 conll2000-crf-5 wnut17-crf-char-30 wnut17-crf-char wnut17-crf wnut17-semicrf}
 
 run() {  # run NAME ARGS...: one training + dev evaluation into $OUT/NAME, when RUNS names it
   local name=$1; shift
@@ -38,5 +38,9 @@ run ud-upos-crf "${UD[@]}" --use_crf
 run ud-upos-softmax "${UD[@]}"
 run conll2000-crf-char "${CONLL[@]}" --use_crf "${CHARS[@]}"
 run conll2000-crf "${CONLL[@]}" --use_crf
+# the semi-Markov CRF beside the CRF with the same budget (max_segment_length: the data's longest chunk)
+run conll2000-semicrf-5 "${CONLL[@]}" --head_type semicrf --num_train_epochs 5
+run conll2000-crf-5 "${CONLL[@]}" --head_type crf --num_train_epochs 5
 run wnut17-crf-char "${WNUT[@]}" --use_crf "${CHARS[@]}"
 run wnut17-crf "${WNUT[@]}" --use_crf
+run wnut17-semicrf "${WNUT[@]}" --head_type semicrf
