@@ -260,8 +260,9 @@ class RnnConfig(PreTrainedConfig):
         """transformers' `from_dict`, where new labels (`num_labels=`, `id2label=`, `label2id=`: a new head on an old
         checkpoint, as run_ner.py loads one), which the base class sets after `__init__`, are checked as in `__init__`,
         and the map not given follows the one given (a stale label2id would be saved, and the checkpoint would not
-        load). For a saved CRF tagger they bring their own `crf_constraints`: the saved scheme if the new labels are
+        load). A new head (`head_type=` or `use_crf=`) goes through `__init__` too, so the two names cannot disagree. For a saved CRF tagger they bring their own `crf_constraints`: the saved scheme if the new labels are
         written in it, else the scheme they are written in, else none, with a warning when it changes."""
+        config_dict = _with_new_head(config_dict, kwargs)
         new_labels = {"num_labels", "id2label", "label2id"} & kwargs.keys()
         scheme = config_dict.get("crf_constraints")
         rescheme = bool(new_labels) and scheme is not None and "crf_constraints" not in kwargs
@@ -278,6 +279,8 @@ class RnnConfig(PreTrainedConfig):
                 config.label2id = {label: index for index, label in config.id2label.items()}
         if rescheme:
             config.crf_constraints = _scheme_of_new_labels(config.crf_labels, scheme)
+        if kwargs:  # the base class set them after `__init__`, past its checks: `from_pretrained(path, dropout=nan)`
+            config._validate_fields()
         return result
 
     @property
@@ -469,6 +472,23 @@ def _is_float_dtype(value: object) -> bool:
 
     dtype = getattr(torch, value, None) if isinstance(value, str) else value
     return isinstance(dtype, torch.dtype) and dtype.is_floating_point
+
+
+def _with_new_head(config_dict: dict, kwargs: dict) -> dict:
+    """A saved config with the head that `from_pretrained(..., head_type=...)` or `use_crf=` asks for (popped from
+    `kwargs`, which the base class would set after `__init__`, past the check that `use_crf` and `head_type` agree):
+    `use_crf=False` turns a CRF into a softmax, and the head-only fields of the old head are dropped."""
+    if not {"head_type", "use_crf"} & kwargs.keys():
+        return config_dict
+    head = {name: kwargs.pop(name) for name in ("head_type", "use_crf") if name in kwargs}
+    if "head_type" not in head:  # use_crf alone: True is the CRF, False leaves a CRF for the softmax
+        saved = config_dict.get("head_type") or ("crf" if config_dict.get("use_crf") else "softmax")
+        head["head_type"] = "crf" if head["use_crf"] is True else "softmax" if saved == "crf" else saved
+    head.setdefault("use_crf", head["head_type"] == "crf")
+    for field, owner in (("crf_constraints", "crf"), ("max_segment_length", "semicrf")):
+        if head["head_type"] != owner and field not in kwargs:
+            head[field] = None
+    return {**config_dict, **head}
 
 
 def _scheme_of_new_labels(labels: list[str], saved: str) -> str | None:

@@ -228,3 +228,45 @@ def test_new_labels_given_to_from_pretrained_are_checked_and_saved_loadable(tmp_
     ):
         with pytest.raises(ValueError, match=f"RnnConfig.id2label must {message}"):
             AutoModelForTokenClassification.from_pretrained(tmp_path / "old", id2label=labels)
+
+
+@pytest.mark.parametrize("field, value", [("hidden_size", -1), ("dropout", float("nan")), ("cell_type", "foo")])
+def test_a_value_given_to_from_pretrained_is_checked_as_in_init(field, value, tmp_path):
+    """transformers sets from_pretrained's keyword arguments after `__init__`: they must meet the same checks."""
+    tiny_config().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=f"RnnConfig.{field} must be"):
+        AutoConfig.from_pretrained(tmp_path, **{field: value})
+    with pytest.raises(ValueError, match=f"RnnConfig.{field} must be"):
+        hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path, **{field: value})
+
+
+BIO = {"id2label": {0: "O", 1: "B-X", 2: "I-X"}, "label2id": {"O": 0, "B-X": 1, "I-X": 2}}
+
+
+@pytest.mark.parametrize("saved", [{"use_crf": True, "crf_constraints": "BIO"}, {}, {"head_type": "semicrf"}])
+@pytest.mark.parametrize(
+    "new, head",
+    [
+        ({"use_crf": False}, None),  # None: the saved head, unless it was the CRF (then the softmax)
+        ({"use_crf": True}, "crf"),
+        ({"head_type": "softmax"}, "softmax"),
+        ({"head_type": "crf"}, "crf"),
+        ({"head_type": "semicrf"}, "semicrf"),
+    ],
+)
+def test_a_head_given_to_from_pretrained_is_the_head_built(saved, new, head, tmp_path):
+    """`from_pretrained(path, use_crf=False)` / `head_type=...`: the config and the tagger agree with a config built
+    with that head (was: `head_type` and `use_crf` disagreeing, the saved head built)."""
+    hf_rnn.RnnForTokenClassification(tiny_config(**BIO, **saved)).save_pretrained(tmp_path)
+    saved_head = hf_rnn.RnnConfig(**BIO, **saved).head_type
+    head = head or ("softmax" if saved_head == "crf" else saved_head)
+    reference = hf_rnn.RnnConfig(**BIO, head_type=head)
+    loaded = AutoConfig.from_pretrained(tmp_path, **new)
+    assert (loaded.head_type, loaded.use_crf, loaded.max_segment_length) == (
+        reference.head_type,
+        reference.use_crf,
+        reference.max_segment_length,
+    )
+    assert loaded.crf_constraints is None or head == "crf"
+    model = hf_rnn.RnnForTokenClassification.from_pretrained(tmp_path, ignore_mismatched_sizes=True, **new)
+    assert type(model.head) is type(hf_rnn.RnnForTokenClassification(reference).head)
