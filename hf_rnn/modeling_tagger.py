@@ -13,7 +13,7 @@ from transformers.utils import can_return_tuple
 from .configuration_rnn import RnnConfig
 from .dropout import SequenceDropout
 from .heads import HEADS, TaggerHead
-from .masking import check_ids, real_tokens
+from .masking import check_ids, is_tracing, raise_at_first, real_tokens
 from .modeling_rnn import _LABEL_PROBLEM, RnnModel, RnnPreTrainedModel, RnnTokenClassifierOutput, _at_least_one
 
 
@@ -110,6 +110,8 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         if word_mask is not None:
             if word_mask.shape != mask.shape:
                 raise ValueError(f"word_mask must be of shape {tuple(mask.shape)}, got {tuple(word_mask.shape)}")
+            if not is_tracing():  # as attention_mask: a 2 or a NaN is no word start
+                raise_at_first((word_mask != 0) & (word_mask != 1), "word_mask", "is not 0 or 1", word_mask)
             mask = mask & word_mask.bool()
         loss = None
         if labels is not None:

@@ -80,6 +80,23 @@ def test_loss_and_decoding_use_the_same_chain_for_a_word_split_into_pieces(head_
         assert output.loss.item() == pytest.approx(nll.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "word_mask, message",
+    [
+        ([[1, 0, 1, 2]], r"word_mask\[0, 3\] = 2 is not 0 or 1"),
+        ([[1.0, 0.5, 1.0, 1.0]], r"word_mask\[0, 1\] = 0.5 is not 0 or 1"),
+        ([[float("nan"), 0.0, 1.0, 1.0]], r"word_mask\[0, 0\] = nan is not 0 or 1"),
+        ([[1, 0, 1]], r"word_mask must be of shape \(1, 4\), got \(1, 3\)"),
+    ],
+)
+def test_a_word_mask_that_is_not_0_or_1_is_refused_as_the_attention_mask_is(word_mask, message):
+    model = hf_rnn.RnnForTokenClassification(tiny_config(use_crf=True, **BIO)).eval()
+    with pytest.raises(ValueError, match=message):
+        model(torch.tensor([[3, 4, 5, 6]]), word_mask=torch.tensor(word_mask))
+    bools = model(torch.tensor([[3, 4, 5, 6]]), word_mask=torch.tensor([[True, False, True, True]]))
+    assert bools.predictions[0, 1] == -100 and (bools.predictions[0, [0, 2, 3]] != -100).all()
+
+
 @pytest.mark.parametrize("use_crf", [False, True])
 def test_padding_is_never_scored_even_when_labelled(use_crf):
     """Both heads score the labelled real tokens only: a label under the padding changes nothing."""
