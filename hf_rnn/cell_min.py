@@ -126,7 +126,8 @@ class MinLstmCell(MinCell):
     def coefficients(self, projections: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         input_gate, forget_gate, candidate = projections.chunk(3, dim=-1)  # (B, T, H) each
         log_ratio = F.softplus(-forget_gate) - F.softplus(-input_gate)  # log(i / f)
-        return -F.softplus(log_ratio), -F.softplus(-log_ratio) + log_g(candidate)  # log f', log i' + log h̃
+        log_forget = -F.softplus(log_ratio)  # log f'; log i' = log f' + log(i / f), one softplus fewer
+        return log_forget, log_forget + log_ratio + log_g(candidate)  # log f', log i' + log h̃
 
 
 def init_min_cell(module: MinCell, config: RnnConfig, r: float) -> None:
