@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow test-gpu bench bench-gpu lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ test: $(STAMP)
 test-slow: $(STAMP)  # the tests that `make test` skips (marked slow: the README's ONNX export block)
 	$(OFFLINE) $(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
-	cd bench && for b in crf tagger_step padding encoder cells generate quantize trainer_vs_loop lm_trainer_vs_loop; do ../$(PY) $$b.py || exit 1; done
+test-gpu: $(STAMP)  # the tests that need a CUDA device (marked gpu); they skip, saying so, where torch sees none
+	$(OFFLINE) $(PY) -m pytest -q -m gpu
+
+bench: $(STAMP)  # every benchmark on the CPU; the ratios beside their goals are printed last and kept in runs/bench-cpu.md
+	$(OFFLINE) $(PY) bench/run_all.py --device cpu
+
+bench-gpu: $(STAMP)  # the same on the first CUDA device, into runs/bench-cuda.md
+	$(OFFLINE) $(PY) bench/run_all.py --device cuda
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hf_rnn examples tests bench && $(VENV)/bin/ruff format --check hf_rnn examples tests bench

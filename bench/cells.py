@@ -13,7 +13,7 @@ counted once): device-independent, and what grows with B x T in training.
 import argparse
 
 import torch
-from common import compare_ms, device_name
+from common import add_device_argument, compare_ms, device_name, goal_row
 from torch import nn
 
 import hf_rnn
@@ -71,7 +71,7 @@ def saved_mib(model: nn.Module, x: torch.Tensor) -> float:
 
 def measure(batch: int, length: int, width: int, hidden: int, layers: int, bidirectional: bool, args) -> dict:
     """{name: (tokens/s, saved MiB)}, the timings interleaved."""
-    device = torch.device(args.device)
+    device = args.device
     torch.manual_seed(0)
     x = torch.randn(batch, length, width, device=device, requires_grad=True)
     stacks = models(width, hidden, layers, bidirectional, device)
@@ -90,13 +90,19 @@ def row(label: str, results: dict) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
+def min_cells_goal(label: str, results: dict) -> None:
+    """The issue's goal: minLSTM's training tokens/s at least minGRU's at every shape."""
+    ratio = results["minLSTM"][0] / results["minGRU"][0]
+    goal_row("cells", f"minLSTM / minGRU tokens/s, {label}", ratio, ">= 1.00x", ratio >= 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_argument(parser)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max_length", type=int, default=2048)
     args = parser.parse_args()
-    print(f"device: {device_name(torch.device(args.device))}; torch {torch.__version__}; forward + backward")
+    print(f"device: {device_name(args.device)}; torch {torch.__version__}; forward + backward")
     print("training tokens/s (higher is better) and MiB saved for backward (nn / hf_rnn)")
     header = []
     for torch_cell, our_cell in PAIRS:
@@ -106,9 +112,13 @@ def main() -> None:
     print("| --- |" + " ---: |" * len(header))
     for name, batch, length, width, hidden, layers, bidirectional in SHAPES:
         label = f"{name} (B{batch} T{length} {width}->{hidden} x{layers}{' bi' if bidirectional else ''})"
-        print(row(label, measure(batch, length, width, hidden, layers, bidirectional, args)), flush=True)
+        results = measure(batch, length, width, hidden, layers, bidirectional, args)
+        print(row(label, results), flush=True)
+        min_cells_goal(label, results)
     for length in (n for n in LENGTHS if n <= args.max_length):
-        print(row(f"T = {length} (B8 128->128 x1)", measure(8, length, 128, 128, 1, False, args)), flush=True)
+        label, results = f"T = {length} (B8 128->128 x1)", measure(8, length, 128, 128, 1, False, args)
+        print(row(label, results), flush=True)
+        min_cells_goal(label, results)
 
 
 if __name__ == "__main__":

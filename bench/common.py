@@ -1,11 +1,54 @@
-"""Timing helpers shared by the benchmarks: warm-up, device sync, interleaved repeats, medians."""
+"""Helpers shared by the benchmarks: the `--device` option, device sync, interleaved repeats, medians, and the goal
+lines that `bench/run_all.py` collects into its table."""
 
+import argparse
 import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+
+GOAL_MARK = "goal row: "  # prefix of the lines run_all.py collects; the rest is one Markdown table row
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        type=chosen_device,
+        help="cpu (the default) or cuda[:N]: models and data move there and timers are read after a CUDA sync",
+    )
+
+
+def chosen_device(name: str) -> torch.device:
+    """`--device`'s value as a device, refused with a clear message where this torch cannot run on it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a device: pass cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{name!r}: the benchmarks run on cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{name!r}: torch {torch.__version__} sees no CUDA device (a CPU-only build, or no GPU visible); "
+            "run with --device cpu"
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer read next measures it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def goal_row(bench: str, figure: str, ratio: float, goal: str = "", met: bool | None = None) -> None:
+    """Print one row of run_all.py's summary: `ratio` is hf_rnn's figure against its peer, `goal` the README's."""
+    verdict = "" if met is None else ("yes" if met else "**no**")
+    print(f"{GOAL_MARK}| {bench} | {figure} | {ratio:.2f}x | {goal} | {verdict} |", flush=True)
 
 
 def device_name(device: torch.device) -> str:
@@ -22,17 +65,16 @@ def compare_ms(
     The functions run round-robin (one call of each per round), so a slow spell of a shared machine hits all of them
     alike and their ratios stay meaningful.
     """
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for fn in functions:
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in functions]
     for _ in range(repeats):
         for fn, bucket in zip(functions, times):
-            sync()
+            synchronize(device)
             start = time.perf_counter()
             fn()
-            sync()
+            synchronize(device)
             bucket.append((time.perf_counter() - start) * 1e3)
     return [statistics.median(bucket) for bucket in times]
 
@@ -42,15 +84,14 @@ def alternate_runs(runs: dict[str, Callable[[], object]], device: torch.device, 
 
     The runs alternate round by round, so a slow spell of a shared machine hits all of them alike.
     """
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in runs}
     results: dict[str, object] = {}
     for _ in range(rounds):
         for name, run in runs.items():
-            sync()
+            synchronize(device)
             start = time.perf_counter()
             results[name] = run()
-            sync()
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}, results
 

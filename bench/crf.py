@@ -6,7 +6,7 @@ python bench/crf.py [--device cuda]
 import argparse
 
 import torch
-from common import compare_ms, device_name
+from common import add_device_argument, compare_ms, device_name, goal_row
 
 from hf_rnn.crf import LinearChainCRF
 
@@ -22,12 +22,12 @@ SHAPES = [(32, 40, 18), (64, 128, 20), (256, 64, 9)]  # batch, length, tags
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_argument(parser)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 = the setting of the README's table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = args.device
     print(f"device: {device_name(device)}; torch {torch.__version__}; right-padded batches, lengths in [T/2, T]")
     print(
         "| B | T | C | NLL f+b: pytorch-crf ms | hf_rnn ms | speed-up | Viterbi: pytorch-crf ms | hf_rnn ms | speed-up |"
@@ -73,6 +73,10 @@ def main() -> None:
             f"| {batch} | {length} | {num_tags} | {timings[0]:.2f} | {timings[1]:.2f} | {timings[0] / timings[1]:.1f}x | "
             f"{timings[2]:.2f} | {timings[3]:.2f} | {timings[2] / timings[3]:.1f}x |"
         )
+        shape = f"B{batch} T{length} C{num_tags}"
+        goal_row("crf", f"NLL f+b speed-up against pytorch-crf, {shape}", timings[0] / timings[1])
+        speedup = timings[2] / timings[3]
+        goal_row("crf", f"Viterbi speed-up against pytorch-crf, {shape}", speedup, ">= 3x", speedup >= 3)
 
 
 if __name__ == "__main__":

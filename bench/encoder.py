@@ -7,7 +7,7 @@ forward + backward (goal: <= 1.05x).
 import argparse
 
 import torch
-from common import compare_ms, device_name
+from common import add_device_argument, compare_ms, device_name, goal_row
 from torch import nn
 
 import hf_rnn
@@ -21,11 +21,11 @@ SHAPES = [  # batch, length, input width, hidden size, layers, bidirectional
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_argument(parser)
     parser.add_argument("--cell", default="lstm", choices=["rnn", "gru", "lstm"])
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = args.device
     print(f"device: {device_name(device)}; torch {torch.__version__}; {args.cell}, forward + backward")
     print("| B | T | in | hidden | layers | bidirectional | nn stack ms | hf_rnn ms | ratio |")
     print("| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
@@ -56,6 +56,8 @@ def main() -> None:
             f"| {batch} | {length} | {width} | {hidden} | {layers} | {bidirectional} | {times[0]:.2f} | "
             f"{times[1]:.2f} | {times[1] / times[0]:.2f}x |"
         )
+        shape = f"B{batch} T{length} {width}->{hidden} x{layers}{' bi' if bidirectional else ''}"
+        goal_row("encoder", f"hf_rnn / nn.{args.cell.upper()} stack time, {shape}", times[1] / times[0])
 
 
 if __name__ == "__main__":

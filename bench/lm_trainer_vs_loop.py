@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from common import alternate_runs, device_name, quiet_training_args
+from common import add_device_argument, alternate_runs, device_name, goal_row, quiet_training_args
 
 import hf_rnn
 from hf_rnn.data import read_text
@@ -31,10 +31,10 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=200, help="windows per epoch (0: the whole stream)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = args.device
     recipe = MEDIUM if args.medium else SMALL
     batch_size, bptt = 20, recipe["bptt"]
 
@@ -101,6 +101,11 @@ def main() -> None:
     for name, seconds in times.items():
         ratio = seconds / times["bare loop"]
         print(f"| {name} | {seconds:.2f} | {tokens / seconds:,.0f} | {losses[name]:.4f} | {ratio:.2f}x |")
+    ratio = times["Trainer"] / times["bare loop"]
+    if args.medium and device.type == "cuda":  # the README's goal is set for the medium model on a GPU
+        goal_row("lm_trainer_vs_loop", "TbpttTrainer / bare loop time, medium", ratio, "<= 0.8x", ratio <= 0.8)
+    else:
+        goal_row("lm_trainer_vs_loop", f"TbpttTrainer / bare loop time, {'medium' if args.medium else 'small'}", ratio)
 
 
 if __name__ == "__main__":

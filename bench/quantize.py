@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from common import compare_ms, device_name
+from common import add_device_argument, compare_ms, device_name, goal_row
 
 import hf_rnn
 from hf_rnn.data import read_text
@@ -80,11 +80,14 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=40, help="training windows of 20 x 35 words")
     parser.add_argument("--valid_tokens", type=int, default=3500)
     parser.add_argument("--threads", type=int, default=1)
+    add_device_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", module="torch.ao")  # torch.ao's deprecation notices, one per module
     warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-    device, bptt = torch.device("cpu"), 35
+    if args.device.type != "cpu":
+        parser.error(f"--device {args.device}: torch's dynamic int8 kernels run on the CPU only")
+    device, bptt = args.device, 35
 
     lines = read_text(args.train_file)[: args.train_lines]
     tokenizer = build_word_tokenizer(lines, max_vocab_size=3000)
@@ -121,6 +124,7 @@ def main() -> None:
             f"| {generate[0] / new:.2f} / {generate[1] / new:.2f} ({generate[0] / generate[1]:.2f}x) "
             f"| {ppl:.1f} / {q_ppl:.1f} ({q_ppl / ppl:.3f}x) | {same:.2%} |"
         )
+        goal_row("quantize", f"int8 / fp32 forward speed-up, {cell_type}", forward[0] / forward[1])
 
 
 if __name__ == "__main__":

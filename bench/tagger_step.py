@@ -6,19 +6,19 @@ python bench/tagger_step.py [--device cuda]
 import argparse
 
 import torch
-from common import compare_ms, device_name
+from common import add_device_argument, compare_ms, device_name, goal_row
 
 import hf_rnn
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_argument(parser)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = args.device
     labels = ["O"] + [f"{p}-{t}" for t in ("PER", "LOC", "ORG", "MISC", "GPE", "DATE", "NUM", "EVT") for p in "BI"]
     labels.append("X")  # 18 tags, the shape of the peer measurements (BiLSTM 100/256, B32 T40)
     print(
@@ -55,6 +55,8 @@ def main() -> None:
     softmax_ms, crf_ms = compare_ms(steps, device, args.repeats)
     print(f"| softmax | {softmax_ms:.1f} | 1.00x |")
     print(f"| CRF | {crf_ms:.1f} | {crf_ms / softmax_ms:.2f}x |")
+    ratio = crf_ms / softmax_ms
+    goal_row("tagger_step", "BiLSTM-CRF / BiLSTM-softmax step time", ratio, "<= 1.25x", ratio <= 1.25)
 
 
 if __name__ == "__main__":
