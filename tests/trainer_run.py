@@ -1,6 +1,6 @@
 """Train a tiny model with the Trainer and save its final weights; importable, or a script for torchrun.
 
-torchrun --nproc_per_node 2 tests/trainer_run.py OUT_FILE HEAD BATCH_SIZE ACCUMULATION
+torchrun --nproc_per_node 2 tests/trainer_run.py OUT_FILE HEAD BATCH_SIZE ACCUMULATION [cuda]
 """
 
 import sys
@@ -37,7 +37,7 @@ def _dataset(head: str) -> Dataset:
     return Dataset.from_list(rows)
 
 
-def train(output_file: str, head: str, batch_size: int, accumulation: int) -> None:
+def train(output_file: str, head: str, batch_size: int, accumulation: int, use_cpu: bool = True) -> None:
     torch.manual_seed(0)
     config = hf_rnn.RnnConfig(
         vocab_size=VOCAB,
@@ -59,7 +59,7 @@ def train(output_file: str, head: str, batch_size: int, accumulation: int) -> No
         optim="sgd",
         lr_scheduler_type="constant",
         max_grad_norm=0.0,
-        use_cpu=True,
+        use_cpu=use_cpu,
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
@@ -79,4 +79,4 @@ def train(output_file: str, head: str, batch_size: int, accumulation: int) -> No
 
 
 if __name__ == "__main__":
-    train(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    train(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), use_cpu=sys.argv[5:] != ["cuda"])
