@@ -288,7 +288,8 @@ class RnnModel(RnnPreTrainedModel):
         self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.char_encoder = CharEncoder(config) if config.char_encoder is not None else None
         lms = {name: RnnModel(lm) for name, lm in config.language_models.items()}  # the LMs' encoders, no heads
-        self.contextual = ContextualStringEmbeddings(lms, config.fine_tune_lms) if lms else None
+        pooling = (config.contextual_pooling, config.contextual_memory_size)
+        self.contextual = ContextualStringEmbeddings(lms, config.fine_tune_lms, *pooling) if lms else None
         self.word_dropout = WordDropout(config.word_dropout)
         self.embedding_dropout = SequenceDropout(config.embedding_dropout, config.locked_dropout)
         self.layers = nn.ModuleList(
