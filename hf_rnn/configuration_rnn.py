@@ -17,7 +17,7 @@ from .schemes import SCHEMES, label_scheme, scheme_constraints, segment_scheme
 CELL_TYPES = ("rnn", "gru", "lstm", "mingru", "minlstm", "slstm")  # the names of cells.CELLS, without importing torch
 HEAD_TYPES = ("softmax", "crf", "semicrf")  # the names of heads.HEADS, without importing torch
 DEFAULT_MAX_SEGMENT_LENGTH = 4
-CONTEXTUAL_POOLINGS = ("mean", "min", "max")  # contextual.POOLINGS, without importing torch
+CONTEXTUAL_POOLINGS = ("mean", "min", "max")  # contextual.WordMemory's poolings
 DEFAULT_CONTEXTUAL_MEMORY_SIZE = 2**15
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
@@ -279,6 +279,7 @@ class RnnConfig(PreTrainedConfig):
         load). A new head (`head_type=` or `use_crf=`) goes through `__init__` too, so the two names cannot disagree. For a saved CRF tagger they bring their own `crf_constraints`: the saved scheme if the new labels are
         written in it, else the scheme they are written in, else none, with a warning when it changes."""
         config_dict = _with_new_head(config_dict, kwargs)
+        _keep_saved_pooling(config_dict, kwargs)
         new_labels = {"num_labels", "id2label", "label2id"} & kwargs.keys()
         scheme = config_dict.get("crf_constraints")
         rescheme = bool(new_labels) and scheme is not None and "crf_constraints" not in kwargs
@@ -520,6 +521,18 @@ def _with_new_head(config_dict: dict, kwargs: dict) -> dict:
         if head["head_type"] != owner and field not in kwargs:
             head[field] = None
     return {**config_dict, **head}
+
+
+def _keep_saved_pooling(config_dict: dict, kwargs: dict) -> None:
+    """A saved config's `contextual_pooling` and `contextual_memory_size` are refused other values: the tagger's
+    first layer reads the pooled features (pooling added or removed changes its width), the memory holds sums, minima
+    or maxima under that pooling, and its table has that size."""
+    for field in ("contextual_pooling", "contextual_memory_size"):
+        if field in kwargs and kwargs[field] != config_dict.get(field):
+            raise ValueError(
+                f"RnnConfig.{field}={kwargs[field]!r}: the saved model has {config_dict.get(field)!r}, which its "
+                "weights and memory were made for; build a new tagger (from_language_models) to change it"
+            )
 
 
 def _scheme_of_new_labels(labels: list[str], saved: str) -> str | None:

@@ -17,7 +17,6 @@ from torch import nn
 from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
 
 CACHE_BYTES = 2**32  # default bound of the frozen-feature cache (4 GiB of CPU memory)
-POOLINGS = ("mean", "min", "max")  # config.contextual_pooling's choices
 
 
 class ContextualStringEmbeddings(nn.Module):
