@@ -230,7 +230,7 @@ class WordMemory(nn.Module):
     A word is its characters as the LMs read them (its `lm_char_ids`, without the separators around it; characters
     outside the LMs' vocabulary are all `<unk>`), so a rare word outside the tagger's vocabulary is still told apart,
     and "Paris" is one word at a sentence's start and inside it. It is stored under a 64-bit BLAKE2 hash of those ids
-    (a collision between two words, about 1 in 10**10 for 2**15 words, would merge them).
+    (a collision between two words, odds about 3e-11 for 2**15 words, would merge them).
 
     Every forward pass outside tracing, in training and in evaluation as in flair, adds its words' features (without
     gradient) to the memory, and each word gets the pooling of the memory as it was before the batch together with
