@@ -18,7 +18,9 @@ one that a killed run left half-saved (hf_rnn.scripts.checkpoints); `--resume_fr
 that one.
 `--forward_lm` and `--backward_lm` (character LMs from run_lm.py --char_level [--reverse], folders or Hub ids) add
 contextual string embeddings (Akbik et al. 2018) to the word features; the LMs stay frozen unless --fine_tune_lms, and
-their features are computed once per training and dev sentence.
+their features are computed once per training and dev sentence. `--contextual_pooling mean|min|max` appends each
+word's features pooled over every occurrence seen (Akbik et al. 2019; a memory of `--contextual_memory_size` words,
+saved with the model).
 Evaluation reports token accuracy and, for BIO/IOB1/BIOES/BILOU labels, span precision/recall/F1 (conlleval rules).
 The training file's label scheme is detected (hf_rnn.schemes) and becomes the CRF's constraints. `--tag_scheme BIOES`
 (or BILOU, BIO, IOB1) trains on labels converted to that scheme, and converts the predicted tags back to the files'
