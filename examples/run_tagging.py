@@ -18,7 +18,9 @@ one that a killed run left half-saved (hf_rnn.scripts.checkpoints); `--resume_fr
 that one.
 `--forward_lm` and `--backward_lm` (character LMs from run_lm.py --char_level [--reverse], folders or Hub ids) add
 contextual string embeddings (Akbik et al. 2018) to the word features; the LMs stay frozen unless --fine_tune_lms, and
-their features are computed once per training and dev sentence.
+their features are computed once per training and dev sentence. `--contextual_pooling mean|min|max` appends each
+word's features pooled over every occurrence seen (Akbik et al. 2019; a memory of `--contextual_memory_size` words,
+saved with the model).
 Evaluation reports token accuracy and, for BIO/IOB1/BIOES/BILOU labels, span precision/recall/F1 (conlleval rules).
 The training file's label scheme is detected (hf_rnn.schemes) and becomes the CRF's constraints. `--tag_scheme BIOES`
 (or BILOU, BIO, IOB1) trains on labels converted to that scheme, and converts the predicted tags back to the files'
@@ -60,6 +62,7 @@ from transformers import (
 )
 
 import hf_rnn
+from hf_rnn.configuration_rnn import CONTEXTUAL_POOLINGS
 from hf_rnn.data import (
     READERS,
     TaggedSentence,
@@ -229,6 +232,19 @@ class ModelArguments:
         default=None, metadata={"help": "... and a backward one (run_lm.py --char_level --reverse), same characters."}
     )
     fine_tune_lms: bool = field(default=False, metadata={"help": "Train the LMs too (default: frozen, flair's)."})
+    contextual_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pooled contextual string embeddings (Akbik et al. 2019): mean, min or max of each word's LM "
+            "features over every occurrence seen, appended to them (a memory saved with the model)."
+        },
+    )
+    contextual_memory_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "--contextual_pooling: the most words its memory keeps (default 2**15; least recently seen out)."
+        },
+    )
 
 
 def read_data(
@@ -369,6 +385,16 @@ def parse(
         parser.error(f"--use_crf is --head_type crf: it contradicts --head_type {model_args.head_type}")
     if model_args.max_segment_length is not None and model_args.head_type != "semicrf":
         parser.error("--max_segment_length is for --head_type semicrf")
+    if model_args.contextual_pooling is not None:
+        if model_args.contextual_pooling not in CONTEXTUAL_POOLINGS:
+            parser.error(f"--contextual_pooling {model_args.contextual_pooling}: give mean, min or max")
+        if not (model_args.forward_lm or model_args.backward_lm):
+            parser.error("--contextual_pooling pools the LMs' features: pass --forward_lm and/or --backward_lm")
+    size = model_args.contextual_memory_size
+    if size is not None and model_args.contextual_pooling is None:
+        parser.error("--contextual_memory_size is for --contextual_pooling")
+    if size is not None and not 0 < size <= 2**31 - 1:
+        parser.error(f"--contextual_memory_size {size}: give a number of words in [1, 2**31 - 1]")
     if model_args.tag_scheme not in ("none", *SCHEMES):
         parser.error(f"--tag_scheme {model_args.tag_scheme}: give none or one of {', '.join(SCHEMES)}")
     if model_args.tag_scheme != "none" and model_args.crf_constraints not in ("auto", "none", model_args.tag_scheme):
@@ -439,7 +465,11 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, raw: Datas
     )
     if lms:
         model = hf_rnn.RnnForTokenClassification.from_language_models(
-            **lms, fine_tune_lms=model_args.fine_tune_lms, **config
+            **lms,
+            fine_tune_lms=model_args.fine_tune_lms,
+            contextual_pooling=model_args.contextual_pooling,
+            contextual_memory_size=model_args.contextual_memory_size,
+            **config,
         )
         for name, lm in model.config.language_models.items():
             if lm.pad_token_id != tokenizer.lm_spelling.pad_id:

@@ -17,6 +17,8 @@ from .schemes import SCHEMES, label_scheme, scheme_constraints, segment_scheme
 CELL_TYPES = ("rnn", "gru", "lstm", "mingru", "minlstm", "slstm")  # the names of cells.CELLS, without importing torch
 HEAD_TYPES = ("softmax", "crf", "semicrf")  # the names of heads.HEADS, without importing torch
 DEFAULT_MAX_SEGMENT_LENGTH = 4
+CONTEXTUAL_POOLINGS = ("mean", "min", "max")  # contextual.WordMemory's poolings
+DEFAULT_CONTEXTUAL_MEMORY_SIZE = 2**15
 NONLINEARITIES = ("tanh", "relu")
 POOLING_MODES = ("last", "mean", "max")
 SLSTM_FORGET_GATES = ("sigmoid", "exponential")
@@ -132,6 +134,16 @@ class RnnConfig(PreTrainedConfig):
         fine_tune_lms (`bool`, defaults to `False`):
             Train the language models with the tagger. Frozen (the default, flair's too), they stay in eval mode and
             each training sentence's features are computed once and reused (see `ContextualStringEmbeddings`).
+        contextual_pooling (`str`, *optional*):
+            Pooled contextual string embeddings (Akbik et al. 2019): `"mean"`, `"min"` or `"max"` of each word's
+            contextual features over every occurrence seen so far (in training and in evaluation, this sentence's
+            included), appended to them, so a rare word also reads its other contexts. A word is its characters as
+            the LMs read them. The memory is saved with the model; `model.model.contextual.clear_memory()` empties it
+            (see `contextual.WordMemory`). Needs `forward_lm` or `backward_lm`.
+        contextual_memory_size (`int`, *optional*):
+            The most words the pooling memory holds (default 2**15 with `contextual_pooling`): then the least recently
+            seen is replaced. It takes `contextual_memory_size * (4 * F + 24)` bytes in the model and its checkpoint
+            (F: the LMs' feature width, e.g. 512 for two 256-wide LMs: 68 MB by default).
     """
 
     model_type = "hf_rnn"
@@ -175,6 +187,8 @@ class RnnConfig(PreTrainedConfig):
     forward_lm: dict | PreTrainedConfig | None = None
     backward_lm: dict | PreTrainedConfig | None = None
     fine_tune_lms: bool = False
+    contextual_pooling: str | None = None
+    contextual_memory_size: int | None = None
 
     def __post_init__(self, **kwargs):
         self._check_base_keys(kwargs)  # before the base class reads or drops them
@@ -191,6 +205,8 @@ class RnnConfig(PreTrainedConfig):
             self.use_crf = True
         if self.head_type == "semicrf" and self.max_segment_length is None:
             self.max_segment_length = DEFAULT_MAX_SEGMENT_LENGTH
+        if self.contextual_pooling is not None and self.contextual_memory_size is None:
+            self.contextual_memory_size = DEFAULT_CONTEXTUAL_MEMORY_SIZE
         super().__post_init__(**kwargs)
         if self.id2label is not None and self.label2id is None:
             self.label2id = {label: index for index, label in self.id2label.items()}
@@ -263,6 +279,7 @@ class RnnConfig(PreTrainedConfig):
         load). A new head (`head_type=` or `use_crf=`) goes through `__init__` too, so the two names cannot disagree. For a saved CRF tagger they bring their own `crf_constraints`: the saved scheme if the new labels are
         written in it, else the scheme they are written in, else none, with a warning when it changes."""
         config_dict = _with_new_head(config_dict, kwargs)
+        _keep_saved_pooling(config_dict, kwargs)
         new_labels = {"num_labels", "id2label", "label2id"} & kwargs.keys()
         scheme = config_dict.get("crf_constraints")
         rescheme = bool(new_labels) and scheme is not None and "crf_constraints" not in kwargs
@@ -306,10 +323,10 @@ class RnnConfig(PreTrainedConfig):
 
     @property
     def word_feature_size(self) -> int:
-        """Width of what the first recurrent layer reads: word embedding, character features, LM states."""
-        return (
-            self.embedding_size + self.char_feature_size + sum(lm.output_size for lm in self.language_models.values())
-        )
+        """Width of what the first recurrent layer reads: word embedding, character features, LM states (and their
+        pooling over the memory, with `contextual_pooling`)."""
+        contextual = sum(lm.output_size for lm in self.language_models.values())
+        return self.embedding_size + self.char_feature_size + contextual * (2 if self.contextual_pooling else 1)
 
     @property
     def output_size(self) -> int:
@@ -355,6 +372,21 @@ class RnnConfig(PreTrainedConfig):
             raise ValueError("RnnConfig.char_level must be False with language models: the tagger reads words")
         if self.fine_tune_lms and not models:
             raise ValueError("RnnConfig.fine_tune_lms must be False unless forward_lm or backward_lm is set")
+        pooling, size = self.contextual_pooling, self.contextual_memory_size
+        if pooling is not None and (pooling not in CONTEXTUAL_POOLINGS or not models):
+            raise ValueError(
+                f"RnnConfig.contextual_pooling must be None or one of {', '.join(map(repr, CONTEXTUAL_POOLINGS))} "
+                f"with forward_lm or backward_lm set, got {pooling!r}"
+                + ("" if models else " without language models (it pools their features)")
+            )
+        if pooling is None and size is not None:
+            raise ValueError(
+                f"RnnConfig.contextual_memory_size must be None unless contextual_pooling is set, got {size!r}"
+            )
+        if pooling is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_SIZE):
+            raise ValueError(
+                f"RnnConfig.contextual_memory_size must be a positive integer up to 2**31 - 1 ({MAX_SIZE}), got {size!r}"
+            )
 
     def _validate_fields(self) -> None:
         """Raise a `ValueError` naming the first invalid field; types are checked too, since JSON files are edited by hand."""
@@ -489,6 +521,18 @@ def _with_new_head(config_dict: dict, kwargs: dict) -> dict:
         if head["head_type"] != owner and field not in kwargs:
             head[field] = None
     return {**config_dict, **head}
+
+
+def _keep_saved_pooling(config_dict: dict, kwargs: dict) -> None:
+    """A saved config's `contextual_pooling` and `contextual_memory_size` are refused other values: the tagger's
+    first layer reads the pooled features (pooling added or removed changes its width), the memory holds sums, minima
+    or maxima under that pooling, and its table has that size."""
+    for field in ("contextual_pooling", "contextual_memory_size"):
+        if field in kwargs and kwargs[field] != config_dict.get(field):
+            raise ValueError(
+                f"RnnConfig.{field}={kwargs[field]!r}: the saved model has {config_dict.get(field)!r}, which its "
+                "weights and memory were made for; build a new tagger (from_language_models) to change it"
+            )
 
 
 def _scheme_of_new_labels(labels: list[str], saved: str) -> str | None:

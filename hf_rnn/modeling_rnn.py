@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .cells import CELLS, cell_of
 from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
-from .contextual import ContextualStringEmbeddings
+from .contextual import ContextualStringEmbeddings, WordMemory
 from .dropout import SequenceDropout, WordDropout
 from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
 
@@ -238,6 +238,9 @@ class RnnPreTrainedModel(PreTrainedModel):
             init.uniform_(module.weight, -r, r)
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
                 init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, WordMemory):  # contextual pooling's memory starts empty
+            for buffer in module.buffers(recurse=False):
+                init.zeros_(buffer)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' `save_pretrained`; with the model code shipped (`register_for_auto_class`, which `import
@@ -288,7 +291,8 @@ class RnnModel(RnnPreTrainedModel):
         self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
         self.char_encoder = CharEncoder(config) if config.char_encoder is not None else None
         lms = {name: RnnModel(lm) for name, lm in config.language_models.items()}  # the LMs' encoders, no heads
-        self.contextual = ContextualStringEmbeddings(lms, config.fine_tune_lms) if lms else None
+        pooling = (config.contextual_pooling, config.contextual_memory_size)
+        self.contextual = ContextualStringEmbeddings(lms, config.fine_tune_lms, *pooling) if lms else None
         self.word_dropout = WordDropout(config.word_dropout)
         self.embedding_dropout = SequenceDropout(config.embedding_dropout, config.locked_dropout)
         self.layers = nn.ModuleList(
