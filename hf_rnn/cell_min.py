@@ -100,7 +100,7 @@ class MinCell(nn.Module):
         if lengths is None:
             final = outputs[:, -1]  # (B, H)
         else:
-            rows = torch.arange(inputs.size(0), device=inputs.device)
+            rows, lengths = torch.arange(inputs.size(0), device=inputs.device), lengths.to(inputs.device)
             final = outputs[rows, (lengths - 1).clamp(min=0)]  # (B, H)
             start = torch.zeros_like(final) if h0 is None else h0
             final = torch.where((lengths == 0).unsqueeze(-1), start, final)

@@ -61,7 +61,8 @@ class SlstmCell(nn.Module):
             state = tuple(gates_in.new_zeros(heads, batch_size, size) for _ in range(4))
         else:  # (1, B, H) -> (heads, B, head_size)
             state = tuple(s[0].to(dtype).view(batch_size, heads, size).transpose(0, 1) for s in initial_state)
-        live = None if lengths is None else torch.arange(steps, device=inputs.device).unsqueeze(1) < lengths  # (T, B)
+        positions = torch.arange(steps, device=inputs.device).unsqueeze(1)  # (T, 1)
+        live = None if lengths is None else positions < lengths.to(inputs.device)  # (T, B)
         autocast = torch.is_autocast_enabled(inputs.device.type)
         with torch.autocast(inputs.device.type, enabled=False) if autocast else contextlib.nullcontext():
             weight_hh = self.weight_hh_l0.to(dtype).transpose(1, 2)  # (heads, head_size, 4 * head_size)

@@ -23,7 +23,7 @@ class TorchCell:
     ) -> tuple[torch.Tensor, State]:
         """inputs (B, T, in), each row's real steps first -> outputs (B, T, H), final state.
 
-        With `lengths` (B,) the final state is each row's state after its last real step (by packing, which needs
+        With `lengths` (B,; on the host: packing reads them there) the final state is each row's state after its last real step (by packing, which needs
         ~1.8x the time on a GPU); without, the state after all T steps. Outputs at real steps are exact either way.
         """
         state = None if initial_state is None else tuple(s.contiguous() for s in initial_state)
@@ -36,7 +36,7 @@ class TorchCell:
             outputs = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.size(1))[0]
         final = final if isinstance(final, tuple) else (final,)
         if lengths is not None:  # packing needs length >= 1: a row with no real step keeps its initial state
-            empty = (lengths == 0).view(1, -1, 1)  # (1, B, 1)
+            empty = (lengths == 0).view(1, -1, 1).to(final[0].device)  # (1, B, 1)
             start = initial_state or tuple(torch.zeros_like(f) for f in final)
             final = tuple(torch.where(empty, s, f) for s, f in zip(start, final))
         return outputs, final

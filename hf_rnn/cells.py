@@ -3,7 +3,8 @@
 A cell is one direction of an [`RnnLayer`]: built as `spec.build(config, input_size)`, called as
 `cell(inputs, initial_state, lengths) -> (outputs, final_state)` with inputs (B, T, in) whose real steps come first
 in each row (the layer compacts padding and reverses rows for the backward direction), a state tuple of
-`state_size` tensors (1, B, H) and, when the final state must be exact for ragged rows, the lengths (B,).
+`state_size` tensors (1, B, H) and, when the final state must be exact for ragged rows, the lengths (B,) on the host
+(packing reads them there; a cell that needs them on the device moves them).
 `RnnLayer`, `_init_weights`, the model card and the tests read the specs; adding a cell means its module, its entry
 here, its name in `configuration_rnn.CELL_TYPES` (kept there so the config needs no torch) and its tests.
 Shipped inside checkpoints with the modeling files, so it imports only torch, transformers and its flat siblings.

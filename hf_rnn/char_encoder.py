@@ -40,7 +40,7 @@ class CharEncoder(nn.Module):
         ",", "."). Its occurrences share one dropout draw; otherwise features and gradients equal word-by-word ones.
         """
         size = self.embeddings.num_embeddings
-        check_ids(char_ids, size, "char_ids", f"holds a character id outside [0, char_vocab_size={size})")
+        char_ids = check_ids(char_ids, size, "char_ids", f"holds a character id outside [0, char_vocab_size={size})")
         lengths = (char_ids != 0).sum(-1)  # (B, T)
         is_word = lengths > 0  # (B, T)
         features = char_ids.new_zeros(*char_ids.shape[:2], self.feature_size, dtype=self.embeddings.weight.dtype)

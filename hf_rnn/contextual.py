@@ -14,7 +14,7 @@ import itertools
 import torch
 from torch import nn
 
-from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
+from .masking import MaskCompaction, check_ids, is_tracing, value_checks
 
 CACHE_BYTES = 2**32  # default bound of the frozen-feature cache (4 GiB of CPU memory)
 
@@ -124,25 +124,23 @@ class ContextualStringEmbeddings(nn.Module):
         lm_char_lengths (B, T): how many of them each token wrote, 0 for the tokens attention_mask hides -> features
         (B, T, F), zero for tokens without characters."""
         problem = f"is not an LM character id in [0, {self.vocab_size}): was lm_char_vocab the LMs' vocabulary?"
-        check_ids(lm_char_ids, self.vocab_size, "lm_char_ids", problem)
+        lm_char_ids = check_ids(lm_char_ids, self.vocab_size, "lm_char_ids", problem)
         if lm_char_lengths.is_floating_point() or lm_char_lengths.dtype == torch.bool:
             raise ValueError(f"lm_char_lengths must hold integer counts, got {lm_char_lengths.dtype}")
         lm_char_ids, lm_char_lengths = lm_char_ids.long(), lm_char_lengths.long()  # (uint8 ids: embeddings want these)
         chars = lm_char_ids != self.pad_token_id  # (B, N)
-        if not is_tracing():
-            raise_at_first(lm_char_lengths < 0, "lm_char_lengths", "is negative", lm_char_lengths)
-            if attention_mask is not None:
-                hidden = (lm_char_lengths > 0) & ~attention_mask.bool()
-                problem = "counts characters of a token attention_mask hides: leave them out of lm_char_ids (count 0)"
-                raise_at_first(hidden, "lm_char_lengths", problem, lm_char_lengths)
-            spelled, held = lm_char_lengths.sum(1), chars.sum(1)  # (B,)
-            if bool((spelled != held).any()):
-                row = int((spelled != held).nonzero()[0])
-                raise ValueError(
-                    f"lm_char_lengths[{row}] = {lm_char_lengths[row].tolist()} adds up to {int(spelled[row])}, but "
-                    f"lm_char_ids[{row}] holds {int(held[row])} characters (ids other than the LMs' pad_token_id="
-                    f"{self.pad_token_id}): were both written by one tokenizer call, and padded with that id?"
-                )
+        if not is_tracing():  # read now, with the forward's checks so far: the stream's shape depends on these values
+            with value_checks() as checks:
+                checks.refuse(lm_char_lengths < 0, "lm_char_lengths", "is negative", lm_char_lengths)
+                if attention_mask is not None:
+                    hidden = (lm_char_lengths > 0) & ~attention_mask.bool()
+                    problem = (
+                        "counts characters of a token attention_mask hides: leave them out of lm_char_ids (count 0)"
+                    )
+                    checks.refuse(hidden, "lm_char_lengths", problem, lm_char_lengths)
+                spelled, held = lm_char_lengths.sum(1), chars.sum(1)  # (B,)
+                checks.add((spelled != held).any(), lambda: self._refuse_lengths(lm_char_lengths, spelled, held))
+                checks.read()
         if self.memory is not None and is_tracing():
             raise ValueError(
                 "config.contextual_pooling cannot be traced or exported: its memory is looked up by each word's "
@@ -158,6 +156,14 @@ class ContextualStringEmbeddings(nn.Module):
             return features
         words = word_keys(lm_char_ids, chars, lm_char_lengths)
         return torch.cat([features, self.memory(features, words)], dim=-1)
+
+    def _refuse_lengths(self, lm_char_lengths: torch.Tensor, spelled: torch.Tensor, held: torch.Tensor) -> None:
+        row = int((spelled != held).nonzero()[0])
+        raise ValueError(
+            f"lm_char_lengths[{row}] = {lm_char_lengths[row].tolist()} adds up to {int(spelled[row])}, but "
+            f"lm_char_ids[{row}] holds {int(held[row])} characters (ids other than the LMs' pad_token_id="
+            f"{self.pad_token_id}): were both written by one tokenizer call, and padded with that id?"
+        )
 
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

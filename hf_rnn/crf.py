@@ -19,7 +19,7 @@ Shipped inside checkpoints with the modeling files: imports only torch and its f
 import torch
 from torch import nn
 
-from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first, real_tokens
+from .masking import MaskCompaction, ValueChecks, check_ids, is_tracing, real_tokens, value_checks
 
 # Score of each disallowed move in a *gold* path (bad data): a huge but finite loss instead of inf/NaN. The partition
 # function, the marginals and decoding exclude disallowed moves outright (-inf), so no score can bring them back.
@@ -27,25 +27,25 @@ PENALTY = -10000.0
 
 
 def _reachable(first: torch.Tensor, graph: torch.Tensor, steps: int) -> torch.Tensor:
-    """(steps, C) bool: which tags some allowed path can be in at each step, from allowed first tags `first`."""
-    rows = [first]
-    while len(rows) < steps:
-        following = (rows[-1].to(graph.dtype) @ graph) > 0
-        if torch.equal(following, rows[-1]):  # a fixed point: the same from here on
-            rows += [following] * (steps - len(rows))
-        else:
-            rows.append(following)
-    return torch.stack(rows)
+    """(steps, C) bool: which tags some allowed path can be in at each step, from allowed first tags `first`, by
+    doubling (the rows for steps [n, 2n) are those for [0, n) through graph^n): log2(steps) products, no branch on
+    values."""
+    rows = first.to(graph.dtype).unsqueeze(0)  # (1, C), 0/1
+    power = graph  # graph^n, 0/1
+    while rows.size(0) < steps:
+        rows = torch.cat([rows, (rows @ power).clamp(max=1)])
+        power = (power @ power).clamp(max=1)
+    return rows[:steps] > 0
 
 
 def _chain(first: torch.Tensor, emissions: torch.Tensor, kernel: torch.Tensor, checked: torch.Tensor):
     """Normalised messages of the recursion m_0 ∝ exp(first), m_t ∝ (m_{t-1} @ K) * exp(E_t), over (T, B, C).
 
     Each step costs a matrix product, a product, a sum and a division. Returns the messages (each sums to 1 over the
-    tags) and their log-normalisers (T, B, 1) relative to `kernel` = exp(A - scale) and exp(E - peak), or None when
-    an entry that `checked` marks (tags some allowed path reaches, at real positions) fell below the smallest normal
-    float: only extreme scores do that (a path family ~90 nats behind that a constraint later makes the only way
-    forward), and the caller then takes the exact log-space route.
+    tags), their log-normalisers (T, B, 1) relative to `kernel` = exp(A - scale) and exp(E - peak), and a flag (0-d)
+    that holds when an entry that `checked` marks (tags some allowed path reaches, at real positions) fell below the
+    smallest normal float: only extreme scores do that (a path family ~90 nats behind that a constraint later makes
+    the only way forward), and the caller then takes the exact log-space route.
     """
     seq_len, batch_size, _ = emissions.shape
     peak = emissions.max()
@@ -61,11 +61,10 @@ def _chain(first: torch.Tensor, emissions: torch.Tensor, kernel: torch.Tensor, c
             steps[t].mul_(step_scaled[t])
         torch.sum(steps[t], -1, keepdim=True, out=step_norms[t])
         steps[t].div_(step_norms[t])
-    if bool((~(messages >= torch.finfo(messages.dtype).tiny) & checked).any()):  # also catches NaN from a 0 norm
-        return None
+    underflow = (~(messages >= torch.finfo(messages.dtype).tiny) & checked).any()  # also NaN from a 0 norm
     log_norms = torch.log(norms) + peak
     log_norms[0] = torch.log(norms[0]) + first_peak
-    return messages, log_norms
+    return messages, log_norms, underflow
 
 
 class _Chains:
@@ -85,7 +84,8 @@ class _Chains:
         self.by_time = emissions.transpose(0, 1).contiguous()  # (T, B, C)
         self.mirror_index = reverse.T.unsqueeze(-1).expand_as(self.by_time)  # (T, B, C)
         checked = self.valid & _reachable(torch.isfinite(start), self.allowed, seq_len).unsqueeze(1)
-        self.forward = _chain(start + self.by_time[0], self.by_time, self.kernel, checked)
+        *self.forward, self.underflow = _chain(start + self.by_time[0], self.by_time, self.kernel, checked)
+        self.found = None  # the marginals, when computed for the gradient
 
     def log_z(self) -> torch.Tensor:
         """log Z per row (B,), from the forward messages at each row's last position; 0 for an empty row."""
@@ -100,15 +100,14 @@ class _Chains:
         log_z = log_scale + torch.log((alpha[last, rows] * torch.exp(self.end - end_peak)).sum(-1)) + end_peak
         return torch.where(self.lengths > 0, log_z, torch.zeros_like(log_z))
 
-    def marginals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """Unary marginals P(y_t = j) (T, B, C), and the factors of the pairwise ones: alpha_{t-1} (T-1, B, C) and
-        u_t (T-1, B, C), with P(y_{t-1} = i, y_t = j) = alpha_{t-1}(i) K_ij u_t(j). None on underflow."""
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unary marginals P(y_t = j) (T, B, C), the factors of the pairwise ones: alpha_{t-1} (T-1, B, C) and
+        u_t (T-1, B, C), with P(y_{t-1} = i, y_t = j) = alpha_{t-1}(i) K_ij u_t(j), and a flag (0-d) that holds when
+        they cannot be trusted (an underflow, here or in the forward messages)."""
         alpha, _ = self.forward
         mirrored = self.by_time.gather(0, self.mirror_index)  # (T, B, C)
         checked = self.valid & _reachable(torch.isfinite(self.end), self.allowed.T, mirrored.size(0)).unsqueeze(1)
         backward = _chain(self.end + mirrored[0], mirrored, self.kernel.T.contiguous(), checked)
-        if backward is None:
-            return None
         # gamma_s = beta + emission at the mirrored position; P_t ∝ (alpha_{t-1} @ K) * gamma_{mirror(t)}
         gamma = backward[0].gather(0, self.mirror_index)  # (T, B, C), back in time order
         incoming = torch.empty_like(gamma)
@@ -116,10 +115,9 @@ class _Chains:
         torch.matmul(alpha[:-1], self.kernel, out=incoming[1:])
         unnormalised = incoming * gamma
         totals = unnormalised.sum(-1, keepdim=True)  # (T, B, 1)
-        if not bool(((totals > 0) | ~self.valid).all()):
-            return None
+        untrusted = self.underflow | backward[2] | ((totals <= 0) & self.valid).any()
         marginals = (unnormalised / totals).masked_fill(~self.valid, 0.0)
-        return marginals, alpha[:-1], gamma[1:] / totals[1:]
+        return marginals, alpha[:-1], gamma[1:] / totals[1:], untrusted
 
 
 def _log_partition_exact(emissions, lengths, transitions, start, end) -> torch.Tensor:
@@ -187,8 +185,8 @@ def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class _LogPartition(torch.autograd.Function):
-    """log Z with a hand-written gradient (the marginals, from the backward messages computed here, in backward),
-    so autograd never replays the time loops."""
+    """log Z with a hand-written gradient (the marginals, computed with log Z so that one host read checks both for
+    underflow), so autograd never replays the time loops."""
 
     @staticmethod
     def forward(ctx, emissions, transitions, start, end, chains):
@@ -199,15 +197,7 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_log_z):
         chains = ctx.chains
-        found = chains.marginals()
-        if found is None:  # underflow in the backward messages: differentiate the exact recursion instead
-            emissions, transitions, start, end = ctx.saved_tensors
-            with torch.enable_grad():
-                inputs = [x.detach().requires_grad_() for x in (emissions, transitions, start, end)]
-                log_z = _log_partition_exact(inputs[0], chains.lengths, *inputs[1:])
-                grads = torch.autograd.grad(log_z, inputs, grad_log_z)
-            return (*grads, None)
-        marginals, alpha_previous, incoming_weights = found
+        marginals, alpha_previous, incoming_weights, _ = chains.found  # trusted: the caller read the flag
         weight = grad_log_z.view(1, -1, 1)  # (1, B, 1)
         grad_emissions = (marginals * weight).transpose(0, 1)  # (B, T, C)
         grad_start = (marginals[0] * weight[0]).sum(0)
@@ -270,32 +260,40 @@ class LinearChainCRF(nn.Module):
             self.end_transitions.to(dtype).masked_fill(~self.allowed_end, fill),
         )
 
-    def _prepare(self, emissions: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, MaskCompaction]:
-        """Validate, upcast and compact: real positions to the left, zeros after each row's length."""
+    def _prepare(
+        self, emissions: torch.Tensor, mask: torch.Tensor | MaskCompaction | None, checks: ValueChecks
+    ) -> tuple[torch.Tensor, MaskCompaction]:
+        """Validate, upcast and compact: real positions to the left, zeros after each row's length. `mask` may come
+        compacted already (the tagger compacts its chain once for the loss, the decoding and the logits)."""
         if emissions.dim() != 3 or emissions.size(-1) != self.num_tags:
             raise ValueError(f"emissions must be (batch, seq_len, {self.num_tags}), got {tuple(emissions.shape)}")
-        mask = real_tokens(mask, emissions.shape[:2], emissions.device)
+        compaction = mask if isinstance(mask, MaskCompaction) else None
+        mask = real_tokens(mask, emissions.shape[:2], emissions.device) if compaction is None else mask.original_mask
         if mask.shape != emissions.shape[:2]:
             raise ValueError(f"mask must be {tuple(emissions.shape[:2])} like emissions, got {tuple(mask.shape)}")
-        if not is_tracing():
-            raise_at_first(mask & ~torch.isfinite(emissions).all(-1), "emissions", "is not finite", emissions)
-        compaction = MaskCompaction(mask)
+        checks.refuse(mask & ~torch.isfinite(emissions).all(-1), "emissions", "is not finite", emissions)
+        compaction = compaction or MaskCompaction(mask)
         emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
         compact = compaction.compact(emissions).masked_fill(~compaction.compact_mask.unsqueeze(-1), 0.0)
         return compact, compaction
 
-    def _check_tags(self, tags: torch.LongTensor, compaction: MaskCompaction) -> None:
+    def _check_tags(self, tags: torch.LongTensor, compaction: MaskCompaction) -> torch.LongTensor:
+        """The tags, safe to index with (a bad one is refused at the forward's read, and reads as 0 until then)."""
         if tags.shape != compaction.original_mask.shape:
             raise ValueError(
                 f"tags must be {tuple(compaction.original_mask.shape)} like the mask, got {tuple(tags.shape)}"
             )
         problem = f"is not a tag id in [0, num_tags={self.num_tags}) (mask it to skip it)"
-        check_ids(tags, self.num_tags, "tags", problem, where=compaction.original_mask)
+        return check_ids(tags, self.num_tags, "tags", problem, where=compaction.original_mask)
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """log Z, the log-sum of the scores of every allowed tag path: (B,); 0 for a row with no unmasked position."""
-        with torch.autocast(emissions.device.type, enabled=False):
-            return self._log_partition(*self._prepare(emissions, mask), *self._scores(float("-inf")))
+        with torch.autocast(emissions.device.type, enabled=False), value_checks() as checks:
+            compact, compaction = self._prepare(emissions, mask, checks)
+            log_z = self._log_partition(compact, compaction, checks, *self._scores(float("-inf")))
+            if checks.settle():  # the fast recursion underflowed: the exact one
+                log_z = self._log_partition(compact, compaction, checks, *self._scores(float("-inf")))
+            return log_z
 
     def log_likelihood(
         self, emissions: torch.Tensor, tags: torch.LongTensor, mask: torch.Tensor | None = None
@@ -305,22 +303,33 @@ class LinearChainCRF(nn.Module):
         A gold path that breaks the constraints (bad data) scores each forbidden move as `PENALTY` (-1e4): a finite
         loss, far below any allowed path's. [`broken_move`] finds such paths.
         """
-        with torch.autocast(emissions.device.type, enabled=False):
-            compact, compaction = self._prepare(emissions, mask)  # once for both terms
-            self._check_tags(tags, compaction)
+        with torch.autocast(emissions.device.type, enabled=False), value_checks() as checks:
+            compact, compaction = self._prepare(emissions, mask, checks)  # once for both terms
+            tags = self._check_tags(tags, compaction)
             if compact.numel() == 0:
                 return compact.sum((1, 2))  # zeros (B,), still attached to the graph
             gold = self._path_score(tags, compact, compaction, *self._scores(PENALTY))
-            return gold - self._log_partition(compact, compaction, *self._scores(float("-inf")))
+            log_z = self._log_partition(compact, compaction, checks, *self._scores(float("-inf")))
+            if checks.settle():  # the fast recursion underflowed: the exact one (a tagger settles for itself)
+                log_z = self._log_partition(compact, compaction, checks, *self._scores(float("-inf")))
+            return gold - log_z
 
     @staticmethod
-    def _log_partition(compact, compaction: MaskCompaction, transitions, start, end) -> torch.Tensor:
+    def _log_partition(
+        compact, compaction: MaskCompaction, checks: ValueChecks, transitions, start, end
+    ) -> torch.Tensor:
+        """The fast scaled recursion, whose underflow flag goes with the forward's checks (and its marginals, for the
+        gradient, computed now so that the same read covers them); the exact log-space one once the checks asked
+        for it, and under tracing, where the compiler differentiates it (no branch on values there)."""
         if compact.numel() == 0:
             return compact.sum((1, 2))
+        if is_tracing() or checks.exact:
+            return _log_partition_exact(compact, compaction.lengths, transitions, start, end)
+        needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (compact, transitions, start, end))
         with torch.no_grad():
             chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
-        if chains.forward is None:
-            return _log_partition_exact(compact, compaction.lengths, transitions, start, end)
+            chains.found = chains.marginals() if needs_grad else None
+        checks.add(chains.underflow if chains.found is None else chains.found[3], None)
         return _LogPartition.apply(compact, transitions, start, end, chains)
 
     @staticmethod
@@ -340,6 +349,27 @@ class LinearChainCRF(nn.Module):
         return self.log_likelihood(emissions, tags, mask)
 
     @torch.no_grad()
+    def broken_moves(self, tags: torch.LongTensor, mask: torch.Tensor | MaskCompaction | None = None) -> torch.Tensor:
+        """(B, T + 1) bool, on the device: the moves of the given tag paths that the constraints forbid, at compact
+        positions: into position t (t = 0: the first tag), then out of each row's last position."""
+        compaction = (
+            mask if isinstance(mask, MaskCompaction) else MaskCompaction(real_tokens(mask, tags.shape, tags.device))
+        )
+        tags = self._check_tags(tags, compaction)
+        valid, lengths = compaction.compact_mask, compaction.lengths  # (B, T), (B,)
+        compact = compaction.compact(tags).masked_fill(~valid, 0)  # (B, T)
+        rows = torch.arange(compact.size(0), device=compact.device)
+        last = compact[rows, (lengths - 1).clamp(min=0)] if compact.size(1) else lengths  # (B,)
+        return torch.cat(
+            [
+                (~self.allowed_start[compact[:, :1]]) & valid[:, :1],
+                (~self.allowed_transitions[compact[:, :-1], compact[:, 1:]]) & valid[:, 1:],
+                ((~self.allowed_end[last]) & (lengths > 0)).unsqueeze(1),
+            ],
+            dim=1,
+        )
+
+    @torch.no_grad()
     def broken_move(
         self, tags: torch.LongTensor, mask: torch.Tensor | None = None
     ) -> tuple[int, int, int | None, int | None] | None:
@@ -349,49 +379,35 @@ class LinearChainCRF(nn.Module):
         `previous_tag=None` for a forbidden first tag, `tag=None` for a forbidden last tag (at the last position).
         """
         mask = real_tokens(mask, tags.shape, tags.device)
-        compaction = MaskCompaction(mask)
-        self._check_tags(tags, compaction)
-        valid, lengths = compaction.compact_mask, compaction.lengths  # (B, T), (B,)
-        if valid.numel() == 0:
-            return None
-        compact = compaction.compact(tags).masked_fill(~valid, 0)  # (B, T)
-        rows = torch.arange(compact.size(0), device=compact.device)
-        last = compact[rows, (lengths - 1).clamp(min=0)]  # (B,)
-        broken = torch.cat(  # (B, T + 1): into position t (t = 0: the start), then out of the last position
-            [
-                (~self.allowed_start[compact[:, :1]]) & valid[:, :1],
-                (~self.allowed_transitions[compact[:, :-1], compact[:, 1:]]) & valid[:, 1:],
-                ((~self.allowed_end[last]) & (lengths > 0)).unsqueeze(1),
-            ],
-            dim=1,
-        )
-        if not bool(broken.any()):
+        with value_checks() as checks:  # bad tag ids are refused before the moves are read
+            broken = self.broken_moves(tags, mask)
+            checks.read()
+        if broken.numel() == 0 or not bool(broken.any()):
             return None
         row, step = broken.nonzero()[0].tolist()
         positions = mask[row].nonzero().squeeze(1).tolist()  # compact position -> original position
-        path = compact[row].tolist()
-        if step == compact.size(1):
-            return row, positions[-1], path[len(positions) - 1], None
+        path = [int(tags[row, position]) for position in positions]
+        if step == tags.size(1):
+            return row, positions[-1], path[-1], None
         return row, positions[step], path[step - 1] if step > 0 else None, path[step]
 
     @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior P(y_t = j | x) by forward-backward: (B, T, C), rows sum to 1, zeros at masked positions."""
-        with torch.autocast(emissions.device.type, enabled=False):
-            compact, compaction = self._prepare(emissions, mask)
+        with torch.autocast(emissions.device.type, enabled=False), value_checks() as checks:
+            compact, compaction = self._prepare(emissions, mask, checks)
             if compact.numel() == 0:
                 return torch.zeros_like(compact)
             transitions, start, end = self._scores(float("-inf"))
             chains = _Chains(compact, compaction.lengths, compaction.reverse, transitions, start, end)
-            found = chains.marginals() if chains.forward is not None else None
-            if found is None:  # marginals are the gradient of log Z with respect to the emissions
+            marginals, _, _, untrusted = chains.marginals()
+            (untrusted,) = checks.read(untrusted.view(1))  # with the checks so far (it is not a step's path)
+            if untrusted[0]:  # marginals are the gradient of log Z with respect to the emissions
                 with torch.enable_grad():
                     compact.requires_grad_()
                     log_z = _log_partition_exact(compact, compaction.lengths, transitions, start, end)
-                    probabilities = torch.autograd.grad(log_z.sum(), compact)[0]
-            else:
-                probabilities = found[0].transpose(0, 1)
-            return compaction.restore(probabilities, fill=0.0)
+                    marginals = torch.autograd.grad(log_z.sum(), compact)[0].transpose(0, 1)
+            return compaction.restore(marginals.transpose(0, 1), fill=0.0)
 
     @torch.no_grad()
     def max_marginals(
@@ -402,36 +418,40 @@ class LinearChainCRF(nn.Module):
         `logits` that per-token argmax tools (transformers' token-classification pipeline, run_ner-style metrics)
         read correctly. Given `path` (from `decode`), ties are broken toward it: then the argmax *is* that path.
         """
-        with torch.autocast(emissions.device.type, enabled=False):
-            compact, compaction = self._prepare(emissions, mask)
+        with torch.autocast(emissions.device.type, enabled=False), value_checks() as checks:
+            compact, compaction = self._prepare(emissions, mask, checks)
             if compact.numel() == 0:
                 return torch.zeros_like(compact)
             transitions, start, end = self._scores(float("-inf"))
-            by_time = compact.transpose(0, 1)  # (T, B, C)
-            mirror = compaction.reverse.T.unsqueeze(-1).expand_as(by_time)  # each row reversed within its length
-            forward = _max_product(compact, transitions, start)  # best prefix ending in j at t
-            mirrored = by_time.gather(0, mirror).transpose(0, 1)
-            backward = _max_product(mirrored, transitions.T, end).gather(0, mirror)  # ... suffix
-            scores = (forward + backward - by_time).transpose(0, 1)  # (B, T, C): the emission was counted twice
-            if path is not None:
-                on_path = torch.zeros_like(scores, dtype=torch.bool).scatter_(
-                    -1, compaction.compact(path).clamp(min=0).unsqueeze(-1), True
-                )
-                best = scores.amax(-1, keepdim=True)  # (B, T, 1)
-                finfo = torch.finfo(best.dtype)  # one ulp below the best, at least (ONNX has no nextafter)
-                below = best - (best.abs() * finfo.eps + finfo.tiny)
-                scores = torch.where(on_path, best, torch.minimum(scores, below))
-            return compaction.restore(scores, fill=0.0)
+            forward = _max_product(compact, transitions, start)  # (T, B, C)
+            path = None if path is None else compaction.compact(path)
+            return compaction.restore(_max_marginals(compact, compaction, forward, transitions, end, path), fill=0.0)
 
     @torch.no_grad()
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.LongTensor:
+    def decode_with_max_marginals(
+        self, emissions: torch.Tensor, mask: torch.Tensor | MaskCompaction | None = None
+    ) -> tuple[torch.LongTensor, torch.Tensor]:
+        """`decode` and `max_marginals(..., path)` together, from one forward max-product pass (Viterbi's own) and
+        one backward: what a tagger's evaluation returns as `predictions` and `logits`."""
+        with torch.autocast(emissions.device.type, enabled=False), value_checks() as checks:
+            compact, compaction = self._prepare(emissions, mask, checks)
+            if compact.numel() == 0:
+                return compaction.restore(compact[..., 0].long(), fill=-100), torch.zeros_like(compact)
+            transitions, start, end = self._scores(float("-inf"))
+            paths, _, history = _viterbi(compact, compaction.lengths, transitions, start, end, k=1)
+            path = paths[:, 0]  # (B, T), compact
+            scores = _max_marginals(compact, compaction, history[:, :, 0], transitions, end, path)
+            return compaction.restore(path, fill=-100), compaction.restore(scores, fill=0.0)
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | MaskCompaction | None = None) -> torch.LongTensor:
         """Viterbi: the best tag path, (B, T), -100 at masked positions."""
         paths, _ = self.top_k(emissions, mask, k=1)
         return paths[:, 0]
 
     @torch.no_grad()
     def top_k(
-        self, emissions: torch.Tensor, mask: torch.Tensor | None = None, k: int = 1
+        self, emissions: torch.Tensor, mask: torch.Tensor | MaskCompaction | None = None, k: int = 1
     ) -> tuple[torch.LongTensor, torch.Tensor]:
         """The k best tag paths, best first: paths (B, k, T) with -100 at masked positions, and their scores (B, k).
 
@@ -439,17 +459,34 @@ class LinearChainCRF(nn.Module):
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        with torch.autocast(emissions.device.type, enabled=False):
-            compact, compaction = self._prepare(emissions, mask)
+        with torch.autocast(emissions.device.type, enabled=False), value_checks() as checks:
+            compact, compaction = self._prepare(emissions, mask, checks)
             batch_size, seq_len, _ = compact.shape
             if compact.numel() == 0:
                 return compact.new_full((batch_size, k, seq_len), -100, dtype=torch.long), compact.new_zeros(
                     batch_size, k
                 )
             transitions, start, end = self._scores(float("-inf"))
-            paths, scores = _viterbi(compact, compaction.lengths, transitions, start, end, k)  # (B, k, T), (B, k)
+            paths, scores, _ = _viterbi(compact, compaction.lengths, transitions, start, end, k)  # (B, k, T), (B, k)
             restored = [compaction.restore(paths[:, rank], fill=-100) for rank in range(k)]
             return torch.stack(restored, dim=1), scores
+
+
+def _max_marginals(compact, compaction: MaskCompaction, forward, transitions, end, path) -> torch.Tensor:
+    """(B, T, C) compact max-marginals from the forward max-product scores `forward` (T, B, C) and a backward pass
+    over each row reversed within its length; ties broken toward `path` (B, T; compact) if given."""
+    by_time = compact.transpose(0, 1)  # (T, B, C)
+    mirror = compaction.reverse.T.unsqueeze(-1).expand_as(by_time)  # each row reversed within its length
+    mirrored = by_time.gather(0, mirror).transpose(0, 1)
+    backward = _max_product(mirrored, transitions.T, end).gather(0, mirror)  # best suffix from j at t
+    scores = (forward + backward - by_time).transpose(0, 1)  # (B, T, C): the emission was counted twice
+    if path is None:
+        return scores
+    on_path = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, path.clamp(min=0).unsqueeze(-1), True)
+    best = scores.amax(-1, keepdim=True)  # (B, T, 1)
+    finfo = torch.finfo(best.dtype)  # one ulp below the best, at least (ONNX has no nextafter)
+    below = best - (best.abs() * finfo.eps + finfo.tiny)
+    return torch.where(on_path, best, torch.minimum(scores, below))
 
 
 def _max_product(emissions: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
@@ -458,8 +495,11 @@ def _max_product(emissions: torch.Tensor, transitions: torch.Tensor, start: torc
     return semiring_scan(emissions.unsqueeze(2), transitions, start, maximum=True)[1]
 
 
-def _viterbi(emissions, lengths, transitions, start, end, k: int) -> tuple[torch.LongTensor, torch.Tensor]:
-    """k-best max-product over compact emissions (B, T, C): paths (B, k, T) in compact layout, scores (B, k).
+def _viterbi(
+    emissions, lengths, transitions, start, end, k: int
+) -> tuple[torch.LongTensor, torch.Tensor, torch.Tensor]:
+    """k-best max-product over compact emissions (B, T, C): paths (B, k, T) in compact layout, scores (B, k), and the
+    best scores per state (T, B, k, C) (for k = 1, the forward max-product: the first half of the max-marginals).
 
     A state is a flat (rank, tag) index r * C + j. Each step is one broadcast add, one max (top-k for k > 1) written
     straight into `history`/`pointers`, and one add of the emissions; rows are masked only in the cheap batched
@@ -495,4 +535,5 @@ def _viterbi(emissions, lengths, transitions, start, end, k: int) -> tuple[torch
         if t > 0:
             state = pointers[t].view(batch_size, k * num_tags).gather(1, state)
     paths = paths % num_tags if k > 1 else paths
-    return paths.permute(1, 2, 0), torch.where(lengths.view(-1, 1) > 0, scores, torch.zeros_like(scores))
+    scores = torch.where(lengths.view(-1, 1) > 0, scores, torch.zeros_like(scores))
+    return paths.permute(1, 2, 0), scores, history

@@ -2,13 +2,17 @@
 interface, so the tagger never branches on the head:
 
 - `forward(hidden_states)`: the head's own projection of the encoder's states, its per-token `emissions`;
-- `loss(emissions, labels, mask, num_items)`: the loss over the chain `mask` (B, T), summed and divided by `num_items`;
-- `decode(emissions, mask)`: the model's tags (B, T) over the chain, -100 elsewhere;
-- `probabilities(emissions, mask)`: per-token tag probabilities (B, T, C), zero off the chain;
-- `logits(emissions, mask, tags)`: per-token scores whose argmax is `tags`, for tools that take an argmax.
+- `loss(emissions, labels, chain, num_items)`: the loss over the chain, summed and divided by `num_items`;
+- `decode(emissions, chain)`: the model's tags (B, T) over the chain, -100 elsewhere;
+- `predict(emissions, chain)`: the tags and the `logits` together (what an evaluation step returns), sharing what
+  they can (a CRF's Viterbi pass is the first half of its max-marginals);
+- `probabilities(emissions, chain)`: per-token tag probabilities (B, T, C), zero off the chain;
+- `logits(emissions, chain, tags)`: per-token scores whose argmax is `tags`, for tools that take an argmax.
 
 The chain is one word mask (the first piece of each word, the tokens a tag belongs to), the same for the loss and
-for decoding. A head's parts (its submodules) are registered on the tagger under their own names, so a checkpoint's
+for decoding, given compacted (a `MaskCompaction`: the tagger compacts it once per forward). Value checks go to the
+forward's `value_checks()`, read once per forward; nothing on the path of a training or evaluation step reads a
+device value on the host. A head's parts (its submodules) are registered on the tagger under their own names, so a checkpoint's
 weight names are `classifier.*`, `crf.*`, `semicrf.*`, whatever the head.
 
 Adding a head: a class here (or in a flat sibling it imports) and its name in `HEADS` (and in
@@ -24,9 +28,9 @@ from transformers.loss.loss_utils import ForTokenClassification
 
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF
-from .masking import MaskCompaction, is_tracing
+from .masking import MaskCompaction, is_tracing, value_checks
 from .schemes import chunks, scheme_constraints, segment_scheme, split_tag, written_roles
-from .semicrf import SemiMarkovCRF
+from .semicrf import SemiMarkovCRF, segment_spans
 
 
 class TaggerHead(nn.Module):
@@ -55,16 +59,24 @@ class TaggerHead(nn.Module):
         """Initialise `module` if it is a part the base model does not know; False otherwise."""
         return False
 
-    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
+    def loss(
+        self, emissions: torch.Tensor, labels: torch.LongTensor, chain: MaskCompaction, num_items
+    ) -> torch.Tensor:
         raise NotImplementedError
 
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
+    def decode(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.LongTensor:
         raise NotImplementedError
 
-    def probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def predict(self, emissions: torch.Tensor, chain: MaskCompaction) -> tuple[torch.LongTensor, torch.Tensor | None]:
+        tags = self.decode(emissions, chain)
+        return tags, self.logits(emissions, chain, tags)
+
+    def probabilities(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.Tensor:
         raise NotImplementedError
 
-    def logits(self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.LongTensor | None) -> torch.Tensor:
+    def logits(
+        self, emissions: torch.Tensor, chain: MaskCompaction, tags: torch.LongTensor | None
+    ) -> torch.Tensor | None:
         raise NotImplementedError
 
 
@@ -73,19 +85,21 @@ class SoftmaxHead(TaggerHead):
 
     scores_sequences = False
 
-    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
-        labels = labels.masked_fill(~mask, -100)
+    def loss(
+        self, emissions: torch.Tensor, labels: torch.LongTensor, chain: MaskCompaction, num_items
+    ) -> torch.Tensor:
+        labels = labels.masked_fill(~chain.original_mask, -100)
         return ForTokenClassification(emissions, labels, self, num_items_in_batch=num_items)  # self: num_labels
 
     @torch.no_grad()
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
-        return emissions.argmax(-1).masked_fill(~mask, -100)
+    def decode(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.LongTensor:
+        return emissions.argmax(-1).masked_fill(~chain.original_mask, -100)
 
     @torch.no_grad()
-    def probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return emissions.float().softmax(-1) * mask.unsqueeze(-1)
+    def probabilities(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.Tensor:
+        return emissions.float().softmax(-1) * chain.original_mask.unsqueeze(-1)
 
-    def logits(self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.LongTensor | None) -> torch.Tensor:
+    def logits(self, emissions: torch.Tensor, chain: MaskCompaction, tags: torch.LongTensor | None) -> torch.Tensor:
         """The emissions themselves: their argmax is the decision."""
         return emissions
 
@@ -119,22 +133,20 @@ class CrfHead(TaggerHead):
         module.set_constraints(*(scheme_constraints(self.labels, self.scheme) if self.scheme else ()))
         return True
 
-    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
-        """The chain is `mask`: positions off it (sub-word pieces, padding) are skipped, as if the sentence lacked
-        them."""
-        tags = labels.masked_fill(~mask, 0)
-        if self.scheme is not None:
-            self._refuse_broken(tags, mask)
-        return -self.crf.log_likelihood(emissions, tags, mask).sum() / num_items
+    def loss(
+        self, emissions: torch.Tensor, labels: torch.LongTensor, chain: MaskCompaction, num_items
+    ) -> torch.Tensor:
+        """Positions off the chain (sub-word pieces, padding) are skipped, as if the sentence lacked them."""
+        tags = labels.masked_fill(~chain.original_mask, 0)
+        if self.scheme is not None and not is_tracing():  # bad data, not a model to train: a gold path the
+            with value_checks() as checks:  # constraints forbid would cost a penalty-sized loss
+                broken = self.crf.broken_moves(tags, chain)
+                checks.add(broken.any(), lambda: self._refuse_broken(tags, chain.original_mask))
+        return -self.crf.log_likelihood(emissions, tags, chain).sum() / num_items
 
     def _refuse_broken(self, tags: torch.LongTensor, mask: torch.Tensor) -> None:
-        """Bad data, not a model to train: a gold path the constraints forbid would cost a penalty-sized loss."""
-        if is_tracing():
-            return
-        broken = self.crf.broken_move(tags, mask)
-        if broken is None:
-            return
-        row, position, previous, tag = broken
+        """Raise naming the first move of the gold paths that the constraints forbid (read on the host: it fired)."""
+        row, position, previous, tag = self.crf.broken_move(tags, mask)
         names = self.labels
         move = (
             f"{names[tag]!r} as the first tag"
@@ -149,19 +161,24 @@ class CrfHead(TaggerHead):
         )
 
     @torch.no_grad()
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
-        return self.crf.decode(emissions, mask)
+    def decode(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.LongTensor:
+        return self.crf.decode(emissions, chain)
 
-    def probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def predict(self, emissions: torch.Tensor, chain: MaskCompaction) -> tuple[torch.LongTensor, torch.Tensor]:
+        """Viterbi tags and max-marginals from three passes in all: Viterbi's forward, one backward (not four)."""
+        return self.crf.decode_with_max_marginals(emissions, chain)
+
+    def probabilities(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.Tensor:
         """The posterior marginals (forward-backward): they weigh the transitions as the Viterbi tags do."""
-        return self.crf.marginals(emissions, mask)
+        return self.crf.marginals(emissions, chain)
 
     def logits(
-        self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.LongTensor | None
+        self, emissions: torch.Tensor, chain: MaskCompaction, tags: torch.LongTensor | None
     ) -> torch.Tensor | None:
         """Max-marginals, whose argmax is the Viterbi path `tags` (ties broken toward it); None when nothing was
         decoded (in training), since they cost as much as a decoding."""
-        return None if tags is None else self.crf.max_marginals(emissions, mask, tags)
+        return None if tags is None else self.crf.max_marginals(emissions, chain, tags)
 
 
 class SemiCrfHead(TaggerHead):
@@ -198,6 +215,15 @@ class SemiCrfHead(TaggerHead):
         # the lengths each segment label can be written at (a type without an I- label has chunks of 1-2 words only)
         roles = ([[0], [1, 3]] + [[1, 2, 3]] * max(length - 2, 0))[:length]  # the roles a length needs
         self.writable = [[all(self.tag_of[r][c] >= 0 for r in need) for c in range(len(types) + 1)] for need in roles]
+        # the gold segmentation by tag, read as conlleval reads chunks (`schemes.chunks`, a rule on adjacent tags):
+        # each tag's segment label, and whether a segment starts at a tag after another (row C: at the first word)
+        type_index = {kind: k + 1 for k, kind in enumerate(types)}
+        self.segment_label = [
+            (0 if name == "O" else type_index[split_tag(name)[1]]) if scheme else type_index[name] for name in labels
+        ]
+        self.starts_after = [[not (scheme and _one_chunk(a, b)) for b in labels] for a in labels]
+        self.starts_after.append([True] * len(labels))
+        self._device_tables: dict[torch.device, dict[str, torch.Tensor]] = {}
         self.description = f" + a semi-Markov CRF (segments of up to {length} words, Viterbi decoding)"
 
     def init_range(self, module: nn.Module, config: RnnConfig) -> float | None:
@@ -214,11 +240,19 @@ class SemiCrfHead(TaggerHead):
         init.zeros_(module.length_scores)
         return True
 
-    def segment_scores(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _table(self, name: str, device: torch.device) -> torch.Tensor:
+        """One of the head's lookup tables on `device`, made once there (a copy from the host each step would wait
+        for the device)."""
+        tables = self._device_tables.setdefault(device, {})
+        if name not in tables:
+            tables[name] = torch.tensor(getattr(self, name), device=device)
+        return tables[name]
+
+    def segment_scores(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.Tensor:
         """(B, T, L, C) scores of the segment of length l + 1 ending at word t with label c, from the per-word
-        scores of the chain `mask` (at compact positions: the k-th word of the chain is k). -inf for segments the
-        labels cannot write (O segments of more than one word); the CRF drops segments that leave the chain."""
-        emissions = MaskCompaction(mask).compact(emissions.float())
+        scores of the chain (at compact positions: the k-th word of the chain is k). -inf for segments the labels
+        cannot write (O segments of more than one word); the CRF drops segments that leave the chain."""
+        emissions = chain.compact(emissions.float())
         num_types = len(self.types)
         inside, begin, end = emissions[..., :-1].split(num_types, -1)  # (B, T, K) each, by word
         batch_size, seq_len, _ = emissions.shape
@@ -229,13 +263,13 @@ class SemiCrfHead(TaggerHead):
             if length:
                 total = total[:, :-1] + inside[:, length:]
             scores[:, length:, length, 1:] = total + begin[:, : seq_len - length] + end[:, length:]
-        writable = torch.tensor(self.writable, device=scores.device)  # (L, C)
-        return scores.masked_fill(~writable, -torch.inf)
+        return scores.masked_fill(~self._table("writable", scores.device), -torch.inf)  # (L, C) writable
 
     def segments(self, labels: torch.LongTensor, mask: torch.Tensor) -> list[list[tuple[int, int, int]]]:
         """The gold segmentation of each row: `(first, last, segment label)` at compact positions, chunks read as
         conlleval reads them and every other word an O segment; a chunk longer than `max_segment_length` is refused,
-        naming the row, its position and the limit."""
+        naming the row, its position and the limit. On the host: the loss reads the same by position on the device
+        (`_gold`) and calls this to word its error."""
         limit, type_index = self.semicrf.max_segment_length, {kind: k + 1 for k, kind in enumerate(self.types)}
         found = []
         for row, (tags, chain) in enumerate(zip(labels.tolist(), mask.tolist())):
@@ -256,26 +290,38 @@ class SemiCrfHead(TaggerHead):
             found.append(segments + [(t, t, 0) for t in range(covered, len(names))])
         return found
 
-    def loss(self, emissions: torch.Tensor, labels: torch.LongTensor, mask: torch.Tensor, num_items) -> torch.Tensor:
-        """The negative log-likelihood of the gold segmentation (from the labels) over the chain `mask`."""
-        scores, chain = self.segment_scores(emissions, mask), MaskCompaction(mask).compact_mask
-        gold = self.semicrf.score(scores, chain, self.segments(labels, mask))
-        return -(gold - self.semicrf.log_partition(scores, chain)).sum() / num_items
+    def _gold(self, labels: torch.LongTensor, chain: MaskCompaction) -> tuple[torch.LongTensor, torch.Tensor]:
+        """The gold segmentation by compact position, on the device: each word's segment label (B, T) and where
+        segments start (B, T) bool; a chunk longer than `max_segment_length` is refused with the forward's checks."""
+        valid = chain.compact_mask
+        tags = chain.compact(labels).masked_fill(~valid, 0)  # (B, T)
+        before = torch.cat([torch.full_like(tags[:, :1], len(self.labels)), tags[:, :-1]], 1)  # row C: none
+        starts = self._table("starts_after", tags.device)[before, tags] & valid
+        first, last = segment_spans(starts, valid)
+        with value_checks() as checks:
+            too_long = valid & (last - first >= self.semicrf.max_segment_length)
+            checks.add(too_long.any(), lambda: self.segments(labels, chain.original_mask))
+        return self._table("segment_label", tags.device)[tags], starts
+
+    def loss(
+        self, emissions: torch.Tensor, labels: torch.LongTensor, chain: MaskCompaction, num_items
+    ) -> torch.Tensor:
+        """The negative log-likelihood of the gold segmentation (from the labels) over the chain."""
+        scores, valid = self.segment_scores(emissions, chain), chain.compact_mask
+        gold = self.semicrf.path_score(scores, valid, *self._gold(labels, chain))
+        return -(gold - self.semicrf.log_partition(scores, valid)).sum() / num_items
 
     @torch.no_grad()
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
+    def decode(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.LongTensor:
         """The Viterbi segmentation, written as tags."""
-        chain = MaskCompaction(mask).compact_mask
-        tags = [[-100] * mask.size(1) for _ in range(mask.size(0))]
-        for row, segments in enumerate(self.semicrf.decode(self.segment_scores(emissions, mask), chain)):
-            positions = mask[row].nonzero().squeeze(1).tolist()
-            for first, last, label in segments:
-                for position in range(first, last + 1):
-                    role = 0 if first == last else 1 if position == first else 3 if position == last else 2
-                    tags[row][positions[position]] = self.tag_of[role][label]
-        return torch.tensor(tags, dtype=torch.long, device=mask.device).view(mask.shape)
+        valid = chain.compact_mask
+        labels, starts = self.semicrf.decode_by_position(self.segment_scores(emissions, chain), valid)  # compact
+        first, last = segment_spans(starts, valid)
+        positions = torch.arange(valid.size(1), device=valid.device)
+        role = torch.where(first == last, 0, torch.where(positions == first, 1, torch.where(positions == last, 3, 2)))
+        return chain.restore(self._table("tag_of", valid.device)[role, labels], fill=-100)
 
-    def _per_tag(self, per_segment: torch.Tensor, mask: torch.Tensor, maximum: bool) -> torch.Tensor:
+    def _per_tag(self, per_segment: torch.Tensor, chain: MaskCompaction, maximum: bool) -> torch.Tensor:
         """Per-segment values (B, T, L, C) at compact positions, probabilities (summed) or scores (maxed), folded
         onto the tags they give the words they cover: (B, T, num_labels) at the original positions."""
         batch_size, seq_len, max_length, _ = per_segment.shape
@@ -291,32 +337,35 @@ class SemiCrfHead(TaggerHead):
                     if tag >= 0:
                         merged = torch.maximum if maximum else torch.add
                         found[..., tag] = merged(found[..., tag], values[..., label])
-        return MaskCompaction(mask).restore(found, fill=0.0)
+        return chain.restore(found, fill=0.0)
 
     @torch.no_grad()
-    def probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, emissions: torch.Tensor, chain: MaskCompaction) -> torch.Tensor:
         """P(word t has tag j): the summed marginals of the segments that give it that tag."""
-        chain = MaskCompaction(mask).compact_mask
-        marginals = self.semicrf.segment_marginals(self.segment_scores(emissions, mask), chain)
-        return self._per_tag(marginals, mask, maximum=False)
+        marginals = self.semicrf.segment_marginals(self.segment_scores(emissions, chain), chain.compact_mask)
+        return self._per_tag(marginals, chain, maximum=False)
 
     @torch.no_grad()
     def logits(
-        self, emissions: torch.Tensor, mask: torch.Tensor, tags: torch.LongTensor | None
+        self, emissions: torch.Tensor, chain: MaskCompaction, tags: torch.LongTensor | None
     ) -> torch.Tensor | None:
         """Max-marginals per tag (the best segmentation's score that gives word t tag j), ties broken toward `tags`:
         their argmax is the decoded path. None when nothing was decoded (in training)."""
         if tags is None:
             return None
-        chain = MaskCompaction(mask).compact_mask
-        best_through = self.semicrf.max_marginals(self.segment_scores(emissions, mask), chain)
-        scores = self._per_tag(best_through, mask, maximum=True)
+        best_through = self.semicrf.max_marginals(self.segment_scores(emissions, chain), chain.compact_mask)
+        scores = self._per_tag(best_through, chain, maximum=True)
         on_path = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, tags.clamp(min=0).unsqueeze(-1), True)
         best = scores.amax(-1, keepdim=True)
         finfo = torch.finfo(best.dtype)
         below = best - (best.abs() * finfo.eps + finfo.tiny)  # one ulp below the best, at least
         scores = torch.where(on_path, best, torch.minimum(scores, below)).clamp(min=finfo.min)  # no -inf for tools
-        return torch.where(mask.unsqueeze(-1), scores, 0.0)
+        return torch.where(chain.original_mask.unsqueeze(-1), scores, 0.0)
+
+
+def _one_chunk(first: str, second: str) -> bool:
+    """Whether conlleval reads the two tags, one after the other, as one chunk."""
+    return any(start == 0 and last == 1 for _, start, last in chunks([first, second]))
 
 
 HEADS: dict[str, type[TaggerHead]] = {"softmax": SoftmaxHead, "crf": CrfHead, "semicrf": SemiCrfHead}

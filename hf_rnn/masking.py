@@ -3,6 +3,10 @@
 Shipped inside checkpoints with the modeling files, so it imports only torch.
 """
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import torch
 
 
@@ -19,6 +23,89 @@ def raise_at_first(bad: torch.Tensor, name: str, problem: str, values: torch.Ten
         raise ValueError(f"{name}[{', '.join(map(str, index))}] = {values[index].tolist()} {problem}")
 
 
+class ValueChecks:
+    """The value checks of one forward pass (ids in range, masks of 0/1, finite scores, gold paths the constraints
+    allow), read in one host synchronisation instead of one each: on a GPU every read of a device value drains the
+    launch queue, and a small recurrent model is launch-bound. A check is a flag computed on the device and a message
+    built only when it fires; the first one that fired (in the order they were added) is raised.
+
+    It also carries the fast paths' requests for an exact route (the CRF's scaled recursion reporting an underflow),
+    read in the same synchronisation: `settle()` then returns True and `exact` is set for the second computation.
+
+    Opened by `value_checks()`: the outermost forward owns it, the inner ones (the encoder under a head, the CRF's
+    methods) join it. Under tracing (torch.compile, torch.export) nothing is added: no value-dependent branches there.
+    """
+
+    def __init__(self):
+        self.depth = 0
+        self.exact = False  # set by `settle` after a fast path reported that it cannot be trusted on these inputs
+        self._requested = False  # a request for the exact route, read and not yet handed to the owner
+        self._flags: list[torch.Tensor] = []
+        self._on_fire: list[Callable[[], None] | None] = []  # raises the error; None: a request for the exact route
+
+    def refuse(self, bad: torch.Tensor, name: str, problem: str, values: torch.Tensor) -> None:
+        """A `raise_at_first(bad, name, problem, values)`, deferred to the read."""
+        self.add(bad.any(), lambda: raise_at_first(bad, name, problem, values))
+
+    def add(self, fired: torch.Tensor, on_fire: Callable[[], None] | None) -> None:
+        """A flag (a 0-d bool tensor) and what raises its error when it holds (None: take the exact route)."""
+        if not is_tracing():
+            self._flags.append(fired)
+            self._on_fire.append(on_fire)
+
+    def read(self, *values: torch.Tensor) -> list:
+        """One synchronisation: raise the first error that fired (noting requests for the exact route) and return
+        `values` (1-d integer tensors read along, e.g. the lengths a packed recurrence needs) as lists."""
+        flags, on_fire, self._flags, self._on_fire = self._flags, self._on_fire, [], []
+        if not flags and not values:
+            return []
+        device = (flags or values)[0].device
+        parts = [torch.stack([flag.to(device, torch.long).reshape(()) for flag in flags])] if flags else []
+        host = torch.cat([*parts, *(value.to(device, torch.long) for value in values)]).tolist()
+        for fired, raise_error in zip(host, on_fire):
+            if fired and raise_error is not None:
+                raise_error()
+        self._requested |= any(fired and raise_error is None for fired, raise_error in zip(host, on_fire))
+        found, offset = [], len(flags)
+        for value in values:
+            found.append(host[offset : offset + value.numel()])
+            offset += value.numel()
+        return found
+
+    def settle(self) -> bool:
+        """The owner's read at the end of its computation; True when a fast path asked for the exact route (`exact`
+        is then set: compute again). A joined forward leaves the read to the owner and gets False."""
+        if self.depth > 1:
+            return False
+        self.read()
+        if not self._requested:
+            return False
+        self._requested, self.exact = False, True
+        return True
+
+
+_OPEN = threading.local()
+
+
+@contextmanager
+def value_checks() -> Iterator[ValueChecks]:
+    """The `ValueChecks` of the forward pass in progress: opened here by the outermost forward, joined by the inner
+    ones. The owner's checks left unread when it returns are read then."""
+    checks = getattr(_OPEN, "checks", None) or ValueChecks()
+    _OPEN.checks = checks
+    checks.depth += 1
+    try:
+        yield checks
+        if checks.depth == 1:
+            checks.read()
+            if checks._requested:  # nobody took the exact route that a fast path asked for: never return its result
+                raise RuntimeError("a fast path reported an underflow that its caller did not handle")
+    finally:
+        checks.depth -= 1
+        if checks.depth == 0:
+            _OPEN.checks = None
+
+
 def real_tokens(attention_mask: torch.Tensor | None, shape: torch.Size, device: torch.device) -> torch.Tensor:
     """(B, T) bool: the real tokens, all of them when there is no mask."""
     if attention_mask is None:
@@ -33,21 +120,24 @@ def check_ids(
     problem: str,
     ignore: int | None = None,
     where: torch.Tensor | None = None,
-) -> None:
+) -> torch.Tensor:
     """Refuse ids outside [0, size) (other than `ignore`; only where `where` holds, if given) before an embedding or
     a loss indexes with them: torch would say "index out of range in self", or trip a device-side assert on a GPU.
-    Float or bool ids are refused too. For 3-D ids (char_ids) the whole word is shown. The value checks step aside
-    under tracing (no value-dependent branches there)."""
+    Float or bool ids are refused at once; the values are checked with the forward's other checks (`value_checks`),
+    so the ids returned are safe to index with until then (a bad id is replaced by `ignore`, or 0). For 3-D ids
+    (char_ids) the whole word is shown."""
     if ids.is_floating_point() or ids.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer ids, got {ids.dtype}")
     if is_tracing():
-        return
+        return ids
     bad = (ids < 0) | (ids >= size)
     if ignore is not None:
         bad &= ids != ignore
     if where is not None:
         bad &= where
-    raise_at_first(bad.flatten(2).any(-1) if ids.dim() > 2 else bad, name, problem, ids)
+    with value_checks() as checks:
+        checks.refuse(bad.flatten(2).any(-1) if ids.dim() > 2 else bad, name, problem, ids)
+    return ids.masked_fill(bad, 0 if ignore is None else ignore)
 
 
 class MaskCompaction:
@@ -65,15 +155,12 @@ class MaskCompaction:
         self.lengths = mask.sum(1)  # (B,)
         self.original_mask = mask
         self.compact_mask = positions < self.lengths.unsqueeze(1)  # (B, T)
-        # right padding (what collators produce) is already compact: no gathers then
-        self.is_identity = not is_tracing() and bool(torch.equal(mask, self.compact_mask))
-        if not self.is_identity:
-            # original position -> compact position: real tokens first, then the padding, each in order (a stable
-            # partition by counting, no sort: cheaper, and exportable to ONNX) ...
-            real_before = mask.long().cumsum(1)  # (B, T)
-            self.to_compact = torch.where(mask, real_before - 1, self.lengths.unsqueeze(1) + positions - real_before)
-            # ... and its inverse
-            self.to_original = torch.empty_like(self.to_compact).scatter_(1, self.to_compact, positions)  # (B, T)
+        # original position -> compact position: real tokens first, then the padding, each in order (a stable
+        # partition by counting, no sort: cheaper, and exportable to ONNX) ...
+        real_before = mask.long().cumsum(1)  # (B, T)
+        self.to_compact = torch.where(mask, real_before - 1, self.lengths.unsqueeze(1) + positions - real_before)
+        # ... and its inverse. Right padding is compact already, but telling would cost a host sync: gather anyway.
+        self.to_original = torch.empty_like(self.to_compact).scatter_(1, self.to_compact, positions)  # (B, T)
         # reversal within the length in the compact layout (an involution; padding stays in place)
         self.reverse = torch.where(self.compact_mask, self.lengths.unsqueeze(1) - 1 - positions, positions)  # (B, T)
 
@@ -85,12 +172,12 @@ class MaskCompaction:
         return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
 
     def compact(self, values: torch.Tensor) -> torch.Tensor:
-        return values if self.is_identity else self._gather(values, self.to_original)
+        return self._gather(values, self.to_original)
 
     def restore(self, values: torch.Tensor, fill: float = 0) -> torch.Tensor:
         """Compact layout -> original positions, `fill` where the mask is 0."""
         mask = self.original_mask if values.dim() == 2 else self.original_mask.unsqueeze(-1)
-        return torch.where(mask, values if self.is_identity else self._gather(values, self.to_compact), fill)
+        return torch.where(mask, self._gather(values, self.to_compact), fill)
 
     def reversed(self, values: torch.Tensor) -> torch.Tensor:
         return self._gather(values, self.reverse)

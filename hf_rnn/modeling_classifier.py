@@ -11,7 +11,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import can_return_tuple
 
 from .configuration_rnn import RnnConfig
-from .masking import check_ids, real_tokens
+from .masking import check_ids, real_tokens, value_checks
 from .modeling_rnn import _LABEL_PROBLEM, RnnModel, RnnPreTrainedModel
 
 
@@ -73,24 +73,24 @@ class RnnForSequenceClassification(RnnPreTrainedModel):
             Class ids (cross-entropy), floats for regression (`num_labels == 1`) or multi-hot rows (multi-label),
             chosen by `config.problem_type` as in transformers.
         """
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            char_ids=char_ids,
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-            lm_char_ids=lm_char_ids,
-            lm_char_lengths=lm_char_lengths,
-        )
+        with value_checks():  # the labels' check and the encoder's, read in one synchronisation
+            if labels is not None and self.num_labels > 1 and not labels.is_floating_point():  # class ids
+                problem = _LABEL_PROBLEM.format("num_labels", self.num_labels)
+                labels = check_ids(labels, self.num_labels, "labels", problem, -100)
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                char_ids=char_ids,
+                use_cache=False,
+                output_hidden_states=output_hidden_states,
+                lm_char_ids=lm_char_ids,
+                lm_char_lengths=lm_char_lengths,
+            )
         pooled = self.pool(outputs.last_hidden_state, attention_mask)  # (B, D*H)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:
-            if self.num_labels > 1 and not labels.is_floating_point():  # class ids (single-label classification)
-                check_ids(
-                    labels, self.num_labels, "labels", _LABEL_PROBLEM.format("num_labels", self.num_labels), -100
-                )
             loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 

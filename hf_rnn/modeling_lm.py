@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_rnn import RnnConfig
 from .dropout import SequenceDropout
-from .masking import check_ids
+from .masking import check_ids, value_checks
 from .modeling_rnn import _LABEL_PROBLEM, RnnCache, RnnModel, RnnPreTrainedModel, _at_least_one
 
 
@@ -170,32 +170,38 @@ class RnnForCausalLM(RnnPreTrainedModel, GenerationMixin):
                 if cache is not None:
                     raise ValueError(f"RnnForCausalLM: pass the state once, as cache= (not also as {old_name}=)")
                 cache = kwargs.pop(old_name)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            cache=cache,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-        )
+        if kwargs.get("shift_labels") is not None:  # transformers' loss views it flat: a slice of a stream would fail
+            kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()
+        name = "labels" if kwargs.get("shift_labels") is None else "shift_labels"
+        targets = labels if name == "labels" else kwargs[name]
+        with value_checks():  # the targets' check before the encoder's read of the lengths, so both share it
+            if targets is not None:
+                size = self.config.vocab_size
+                targets = check_ids(targets, size, name, _LABEL_PROBLEM.format("vocab_size", size), -100)
+                if name == "labels":
+                    labels = targets
+                else:
+                    kwargs[name] = targets
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                cache=cache,
+                use_cache=use_cache,
+                output_hidden_states=output_hidden_states,
+            )
         hidden = self.dropout(outputs.last_hidden_state)  # (B, T, H)
         if self.projection is not None:
             hidden = self.projection(hidden)  # (B, T, E)
         logits = self.lm_head(hidden)  # (B, T, V)
         loss = None
-        if kwargs.get("shift_labels") is not None:  # transformers' loss views it flat: a slice of a stream would fail
-            kwargs["shift_labels"] = kwargs["shift_labels"].contiguous()
-        shift_labels = kwargs.get("shift_labels")
-        if labels is not None or shift_labels is not None:
-            name, targets = ("labels", labels) if shift_labels is None else ("shift_labels", shift_labels)
-            size = self.config.vocab_size
-            check_ids(targets, size, name, _LABEL_PROBLEM.format("vocab_size", size), -100)
-            if shift_labels is None:
+        if targets is not None:
+            if name == "labels":
                 targets = labels[:, 1:]  # position t predicts t + 1
             count = kwargs.pop("num_items_in_batch", None)
             count = _at_least_one((targets != -100).sum() if count is None else count)  # nothing to predict: loss 0
             loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=size, num_items_in_batch=count, **kwargs
+                logits=logits, labels=labels, vocab_size=self.config.vocab_size, num_items_in_batch=count, **kwargs
             )
         return RnnCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
 

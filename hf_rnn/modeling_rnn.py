@@ -20,7 +20,7 @@ from .char_encoder import CharEncoder
 from .configuration_rnn import RnnConfig
 from .contextual import ContextualStringEmbeddings, WordMemory
 from .dropout import SequenceDropout, WordDropout
-from .masking import MaskCompaction, check_ids, is_tracing, raise_at_first
+from .masking import MaskCompaction, ValueChecks, check_ids, is_tracing, value_checks
 
 
 class RnnCache:
@@ -125,12 +125,12 @@ class RnnLayer(GradientCheckpointingLayer):
         inputs: torch.Tensor,
         padding: MaskCompaction | None = None,
         initial_state: State | None = None,
-        pack: bool = False,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
         """inputs (B, T, in) in compact layout -> outputs (B, T, D * H) and the final state.
 
-        `pack=True` makes the final state exact for ragged lengths (the torch cells pack for it; only needed when the
-        state is returned: the outputs are exact either way).
+        `lengths` (B,), on the host, makes the final state exact for ragged rows (the torch cells pack for it; only
+        needed when the state is returned: the outputs are exact either way).
         """
         if initial_state is not None and len(initial_state) != self.spec.state_size:
             raise ValueError(
@@ -139,7 +139,6 @@ class RnnLayer(GradientCheckpointingLayer):
             )
         if inputs.size(1) == 0:  # nn.RNN refuses empty sequences: there is nothing to read, the state carries over
             return self._empty(inputs, initial_state)
-        lengths = padding.lengths if pack else None
         outputs, finals = [], []
         for direction, cell in enumerate(self.directions):
             state = None if initial_state is None else tuple(s[direction : direction + 1] for s in initial_state)
@@ -337,6 +336,33 @@ class RnnModel(RnnPreTrainedModel):
         lm_char_lengths (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             How many of the row's `lm_char_ids` each token wrote, in order (0: none, e.g. padding).
         """
+        with value_checks() as checks:
+            return self._forward(
+                checks,
+                input_ids,
+                attention_mask,
+                inputs_embeds,
+                char_ids,
+                cache,
+                use_cache,
+                output_hidden_states,
+                lm_char_ids,
+                lm_char_lengths,
+            )
+
+    def _forward(
+        self,
+        checks: ValueChecks,
+        input_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.FloatTensor | None,
+        char_ids: torch.LongTensor | None,
+        cache: RnnCache | None,
+        use_cache: bool | None,
+        output_hidden_states: bool | None,
+        lm_char_ids: torch.LongTensor | None,
+        lm_char_lengths: torch.LongTensor | None,
+    ) -> RnnModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
         if (char_ids is None) != (self.char_encoder is None):
@@ -355,13 +381,13 @@ class RnnModel(RnnPreTrainedModel):
                     else f"`{name}` was given, but this model has no language models (config.forward_lm/backward_lm)."
                 )
         tokens = input_ids if inputs_embeds is None else inputs_embeds[..., 0]
-        _check_shapes(tokens, attention_mask, char_ids, cache, lm_char_ids, lm_char_lengths)
+        _check_shapes(checks, tokens, attention_mask, char_ids, cache, lm_char_ids, lm_char_lengths)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         if inputs_embeds is None:
-            check_ids(
+            input_ids = check_ids(
                 input_ids,
                 self.config.vocab_size,
                 "input_ids",
@@ -376,12 +402,13 @@ class RnnModel(RnnPreTrainedModel):
             inputs_embeds = torch.cat([inputs_embeds, features], dim=-1)
         hidden = self.embedding_dropout(self.word_dropout(inputs_embeds))
 
-        padding = None
-        if attention_mask is not None and (is_tracing() or not bool(attention_mask.bool().all())):
-            padding = MaskCompaction(attention_mask)
+        # One compaction of the mask for every layer; right padding too (telling it apart would cost a host sync).
+        padding = None if attention_mask is None else MaskCompaction(attention_mask)
+        if padding is not None:
             hidden = padding.compact(hidden)
-        # Unpacked calls give exact outputs; only a ragged batch's final *state* needs packing.
-        pack = use_cache and padding is not None
+        lengths = None  # on the host: only a ragged batch's final *state* needs them (packing); outputs are exact
+        if use_cache and padding is not None:
+            lengths = padding.lengths if is_tracing() else _ragged(checks.read(padding.lengths)[0], tokens.size(1))
 
         all_hidden_states = (inputs_embeds,) if output_hidden_states else None
         finals = []
@@ -389,7 +416,7 @@ class RnnModel(RnnPreTrainedModel):
             if index > 0:
                 hidden = self.dropout(hidden)
             initial = None if cache is None else cache.layer(index, self.config.num_directions)
-            hidden, final = layer(hidden, padding, initial, pack)
+            hidden, final = layer(hidden, padding, initial, lengths)
             finals.append(final)
             if output_hidden_states:
                 all_hidden_states += (hidden if padding is None else padding.restore(hidden),)
@@ -401,7 +428,13 @@ class RnnModel(RnnPreTrainedModel):
         return RnnModelOutput(last_hidden_state=last_hidden_state, cache=new_cache, hidden_states=all_hidden_states)
 
 
+def _ragged(lengths: list[int], seq_len: int) -> torch.Tensor | None:
+    """The rows' lengths as a host tensor if some row is shorter than the batch (then packing is needed), else None."""
+    return torch.tensor(lengths) if any(length < seq_len for length in lengths) else None
+
+
 def _check_shapes(
+    checks: ValueChecks,
     tokens: torch.Tensor,
     attention_mask: torch.Tensor | None,
     char_ids: torch.Tensor | None,
@@ -417,10 +450,7 @@ def _check_shapes(
             raise ValueError(
                 f"attention_mask must be {tuple(tokens.shape)} like input_ids, got {tuple(attention_mask.shape)}"
             )
-        if not is_tracing():
-            raise_at_first(
-                (attention_mask != 0) & (attention_mask != 1), "attention_mask", "is not 0 or 1", attention_mask
-            )
+        checks.refuse((attention_mask != 0) & (attention_mask != 1), "attention_mask", "is not 0 or 1", attention_mask)
     if char_ids is not None and (char_ids.dim() != 3 or char_ids.shape[:2] != tokens.shape):
         raise ValueError(f"char_ids must be {(*tokens.shape, 'max_word_length')}, got {tuple(char_ids.shape)}")
     if lm_char_lengths is not None and lm_char_lengths.shape != tokens.shape:

@@ -13,7 +13,7 @@ from transformers.utils import can_return_tuple
 from .configuration_rnn import RnnConfig
 from .dropout import SequenceDropout
 from .heads import HEADS, TaggerHead
-from .masking import check_ids, is_tracing, raise_at_first, real_tokens
+from .masking import MaskCompaction, check_ids, real_tokens, value_checks
 from .modeling_rnn import _LABEL_PROBLEM, RnnModel, RnnPreTrainedModel, RnnTokenClassifierOutput, _at_least_one
 
 
@@ -94,49 +94,55 @@ class RnnForTokenClassification(RnnPreTrainedModel):
         return_predictions (`bool`, *optional*): decode `predictions` (and a CRF's `logits`); by default unless the
             model trains on `labels` (the Trainer's step needs only the loss, and decoding costs as much again).
         """
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            char_ids=char_ids,
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-            lm_char_ids=lm_char_ids,
-            lm_char_lengths=lm_char_lengths,
-        )
-        head = self.head
-        emissions = head(self.dropout(outputs.last_hidden_state))  # (B, T, C)
-        mask = real_tokens(attention_mask, emissions.shape[:2], emissions.device)  # (B, T): the chain
-        if word_mask is not None:
-            if word_mask.shape != mask.shape:
-                raise ValueError(f"word_mask must be of shape {tuple(mask.shape)}, got {tuple(word_mask.shape)}")
-            if not is_tracing():  # as attention_mask: a 2 or a NaN is no word start
-                raise_at_first((word_mask != 0) & (word_mask != 1), "word_mask", "is not 0 or 1", word_mask)
-            mask = mask & word_mask.bool()
-        loss = None
-        if labels is not None:
-            if labels.shape != emissions.shape[:2] or labels.is_floating_point():
-                raise ValueError(
-                    f"labels must be integer tag ids of shape {tuple(emissions.shape[:2])}, got {labels.dtype} "
-                    f"{tuple(labels.shape)}"
-                )
-            check_ids(labels, self.num_labels, "labels", _LABEL_PROBLEM.format("num_labels", self.num_labels), -100)
-            mask = mask & (labels != -100)  # (B, T)
-            count = kwargs.pop("num_items_in_batch", None)
-            count = _at_least_one(mask.sum() if count is None else count)  # an unlabelled batch: loss 0, not 0/0
-            loss = head.loss(emissions, labels, mask, count)
-        elif head.scores_sequences and self.training and "num_items_in_batch" in kwargs:
-            raise ValueError(
-                f"The Trainer took the labels away from this {self.config.head_type} tagger (label_smoothing_factor "
-                "or compute_loss_func) and would train a cross-entropy on its per-token scores, bypassing its own "
-                "loss. Set label_smoothing_factor=0 and no compute_loss_func: the head computes its own loss."
+        with value_checks() as checks:  # the inputs' checks, the head's and the encoder's: one host read at the end
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                char_ids=char_ids,
+                use_cache=False,
+                output_hidden_states=output_hidden_states,
+                lm_char_ids=lm_char_ids,
+                lm_char_lengths=lm_char_lengths,
             )
-        if return_predictions is None:
-            return_predictions = not self.training or labels is None  # without labels, the tags are the answer
-        predictions = head.decode(emissions, mask) if return_predictions else None
+            head = self.head
+            emissions = head(self.dropout(outputs.last_hidden_state))  # (B, T, C)
+            mask = real_tokens(attention_mask, emissions.shape[:2], emissions.device)  # (B, T): the chain
+            if word_mask is not None:
+                if word_mask.shape != mask.shape:
+                    raise ValueError(f"word_mask must be of shape {tuple(mask.shape)}, got {tuple(word_mask.shape)}")
+                checks.refuse((word_mask != 0) & (word_mask != 1), "word_mask", "is not 0 or 1", word_mask)
+                mask = mask & word_mask.bool()  # as attention_mask: a 2 or a NaN is no word start
+            count = kwargs.pop("num_items_in_batch", None)
+            if labels is not None:
+                if labels.shape != emissions.shape[:2] or labels.is_floating_point():
+                    raise ValueError(
+                        f"labels must be integer tag ids of shape {tuple(emissions.shape[:2])}, got {labels.dtype} "
+                        f"{tuple(labels.shape)}"
+                    )
+                problem = _LABEL_PROBLEM.format("num_labels", self.num_labels)
+                labels = check_ids(labels, self.num_labels, "labels", problem, -100)
+                mask = mask & (labels != -100)  # (B, T)
+                count = _at_least_one(mask.sum() if count is None else count)  # an unlabelled batch: loss 0, not 0/0
+            elif head.scores_sequences and self.training and count is not None:
+                raise ValueError(
+                    f"The Trainer took the labels away from this {self.config.head_type} tagger (label_smoothing_factor "
+                    "or compute_loss_func) and would train a cross-entropy on its per-token scores, bypassing its own "
+                    "loss. Set label_smoothing_factor=0 and no compute_loss_func: the head computes its own loss."
+                )
+            chain = MaskCompaction(mask)  # once, for the loss, the decoding and the logits
+            loss = None if labels is None else head.loss(emissions, labels, chain, count)
+            if return_predictions is None:
+                return_predictions = not self.training or labels is None  # without labels, the tags are the answer
+            if return_predictions:
+                predictions, logits = head.predict(emissions, chain)
+            else:
+                predictions, logits = None, head.logits(emissions, chain, None)
+            if checks.settle():  # a fast path cannot be trusted on these scores (a CRF's underflow): the exact one
+                loss = head.loss(emissions, labels, chain, count)
         return RnnTokenClassifierOutput(
             loss=loss,
-            logits=head.logits(emissions, mask, predictions),
+            logits=logits,
             emissions=emissions,
             predictions=predictions,
             hidden_states=outputs.hidden_states,
@@ -145,13 +151,13 @@ class RnnForTokenClassification(RnnPreTrainedModel):
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.LongTensor:
         """The tags the model predicts from its emission scores over the chain `mask` (the head's decoding)."""
-        return self.head.decode(emissions, mask)
+        return self.head.decode(emissions, MaskCompaction(mask))
 
     @torch.no_grad()
     def tag_probabilities(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, C) per-token tag probabilities over the chain `mask`, zero elsewhere: a CRF's posterior marginals
         (forward-backward), which weigh the transitions like the Viterbi tags do, or the softmax of the emissions."""
-        return self.head.probabilities(emissions, mask)
+        return self.head.probabilities(emissions, MaskCompaction(mask))
 
     @torch.no_grad()
     def tag(self, text: str | list[str] | list[list[str]], tokenizer) -> list:

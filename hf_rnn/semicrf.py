@@ -22,6 +22,17 @@ from .crf import semiring_reduce, semiring_scan
 from .masking import MaskCompaction
 
 
+def segment_spans(starts: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first and last position (B, T) each of the segment holding each position, from where segments start
+    (`starts`, (B, T) bool) over compact rows (`valid`: each row's real positions at the left)."""
+    positions = torch.arange(starts.size(1), device=starts.device).expand_as(starts)  # (B, T)
+    starts = starts | (positions == 0)
+    first = torch.where(starts, positions, 0).cummax(1).values
+    following = torch.cat([starts[:, 1:] | ~valid[:, 1:], torch.ones_like(starts[:, :1])], 1)  # a new one next
+    last = torch.where(following, positions, starts.size(1)).flip(1).cummin(1).values.flip(1)
+    return first, last
+
+
 def _by_start(scores: torch.Tensor) -> torch.Tensor:
     """(B, T, L, C) indexed by end position -> by start position (-inf where the segment would end past T)."""
     out = torch.full_like(scores, float("-inf"))
@@ -91,24 +102,37 @@ class SemiMarkovCRF(nn.Module):
     ) -> torch.Tensor:
         """The score of one segmentation per row, `segments[b]` = its `(first, last, label)` in order, at compact
         positions (the k-th unmasked position is k): (B,). The caller checks the segments tile the row."""
+        labels = torch.zeros(mask.shape, dtype=torch.long)
+        starts = torch.zeros(mask.shape, dtype=torch.bool)
+        for row, found in enumerate(segments):
+            for first, last, label in found:
+                labels[row, first : last + 1], starts[row, first] = label, True
+        compaction = MaskCompaction(mask)  # the segments are at compact positions: back to the mask's
+        labels, starts = (compaction.restore(x.to(mask.device), fill=0) for x in (labels, starts))
+        return self.path_score(scores, mask, labels, starts)
+
+    def path_score(
+        self, scores: torch.Tensor, mask: torch.Tensor, labels: torch.LongTensor, starts: torch.Tensor
+    ) -> torch.Tensor:
+        """The score of one segmentation per row (B,), given by position (at the mask's positions): each position's
+        segment label (B, T) and where segments start (B, T) bool. Segments longer than `max_segment_length` are
+        the caller's to refuse (they are read as their last `max_segment_length` positions)."""
         with torch.autocast(scores.device.type, enabled=False):
             compact, compaction = self._prepare(scores, mask)
             transitions, start, end = self._params()
-            count = max((len(row) for row in segments), default=0)
-            if count == 0:
-                return compact.new_zeros(compact.size(0))
-            table = torch.tensor(
-                [[*row, *[(0, 0, 0)] * (count - len(row))] for row in segments], device=compact.device
-            )  # (B, G, 3)
-            first, last, label = table.unbind(-1)
-            real = torch.arange(count, device=compact.device) < torch.tensor(
-                [len(row) for row in segments], device=compact.device
-            ).unsqueeze(1)  # (B, G)
+            valid, lengths = compaction.compact_mask, compaction.lengths
+            labels = compaction.compact(labels).masked_fill(~valid, 0)  # (B, T)
+            starts = compaction.compact(starts) & valid
+            first, last = segment_spans(starts, valid)
+            positions = torch.arange(compact.size(1), device=compact.device).expand_as(labels)
+            length = (positions - first).clamp(max=self.max_segment_length - 1)  # (B, T)
             rows = torch.arange(compact.size(0), device=compact.device).unsqueeze(1)
-            total = torch.where(real, compact[rows, last, last - first, label], 0.0).sum(1)
-            total = total + torch.where(real[:, 1:], transitions[label[:, :-1], label[:, 1:]], 0.0).sum(1)
-            final = label.gather(1, (real.sum(1, keepdim=True) - 1).clamp(min=0)).squeeze(1)
-            return total + torch.where(real[:, 0], start[label[:, 0]] + end[final], 0.0)
+            ends = valid & (last == positions)
+            total = torch.where(ends, compact[rows, positions, length, labels], 0.0).sum(1)
+            follows = starts[:, 1:] & valid[:, 1:]  # a segment after another
+            total = total + torch.where(follows, transitions[labels[:, :-1], labels[:, 1:]], 0.0).sum(1)
+            final = labels.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+            return total + torch.where(lengths > 0, start[labels[:, 0]] + end[final], 0.0)
 
     def _both_ways(self, scores: torch.Tensor, mask: torch.Tensor, maximum: bool):
         """Per segment (B, T, L, C) at compact positions: the semiring sum over the segmentations that contain it (a
@@ -148,30 +172,42 @@ class SemiMarkovCRF(nn.Module):
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[tuple[int, int, int]]]:
         """The Viterbi segmentation of each row: `(first, last, label)` per segment, in order, at original
         positions."""
+        labels, starts = self.decode_by_position(scores, mask)
+        found = []
+        for row_labels, row_starts, row_mask in zip(labels.tolist(), starts.tolist(), mask.tolist()):
+            where = [t for t, real in enumerate(row_mask) if real]
+            firsts = [k for k, t in enumerate(where) if row_starts[t]]
+            found.append(
+                [(where[a], where[b - 1], row_labels[where[a]]) for a, b in zip(firsts, [*firsts[1:], len(where)])]
+            )
+        return found
+
+    @torch.no_grad()
+    def decode_by_position(self, scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.LongTensor, torch.Tensor]:
+        """The Viterbi segmentation by position, on the device (no host read): each position's segment label
+        (B, T; 0 at masked positions) and whether a segment starts there (B, T) bool."""
         with torch.autocast(scores.device.type, enabled=False):
             compact, compaction = self._prepare(scores, mask)
             transitions, start, end = self._params()
-            _, alpha, previous, lengths = semiring_scan(compact, transitions, start, maximum=True)
-            rows = torch.arange(compact.size(0), device=compact.device)
+            _, alpha, previous, best_length = semiring_scan(compact, transitions, start, maximum=True)
+            batch_size, seq_len = compaction.compact_mask.shape
+            rows = torch.arange(batch_size, device=compact.device)
             last = (compaction.lengths - 1).clamp(min=0)
-            label = (alpha[last, rows] + end).argmax(-1)  # (B,)
-            position = torch.where(compaction.lengths > 0, last, -1)  # the end of the segment to read next, per row
-            found = [[] for _ in rows]
-            for t in range(compact.size(1) - 1, -1, -1):  # batched backtrace: rows whose segment ends at t read it
+            label = (alpha[last, rows] + end).argmax(-1)  # (B,) the label of the segment to read next ...
+            position = torch.where(compaction.lengths > 0, last, -1)  # ... which ends here
+            segment_label, segment_first = torch.zeros_like(label), torch.full_like(label, -1)
+            labels, starts = [], []
+            for t in range(seq_len - 1, -1, -1):  # batched backtrace: the rows whose next segment ends at t read it
                 ends = position == t
-                if not bool(ends.any()):
-                    continue
-                length = lengths[t, rows, label]
-                for row in ends.nonzero().squeeze(1).tolist():
-                    found[row].append((t - int(length[row]), t, int(label[row])))
-                first = t - length
+                first = t - best_length[t, rows, label]  # (B,)
+                segment_label = torch.where(ends, label, segment_label)
+                segment_first = torch.where(ends, first, segment_first)
+                labels.append(segment_label)
+                starts.append(segment_first == t)
                 position = torch.where(ends, first - 1, position)
                 label = torch.where(ends, previous[first.clamp(min=0), rows, label], label)
-            originals = [mask[row].nonzero().squeeze(1).tolist() for row in range(len(found))]
-            return [
-                [(where[first], where[last], label) for first, last, label in reversed(segments)]
-                for segments, where in zip(found, originals)
-            ]
+            labels, starts = torch.stack(labels[::-1], 1), torch.stack(starts[::-1], 1)  # (B, T) compact
+            return compaction.restore(labels, fill=0), compaction.restore(starts, fill=False)
 
 
 __all__ = ["SemiMarkovCRF"]

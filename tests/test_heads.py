@@ -11,6 +11,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 import hf_rnn
 from hf_rnn.heads import CrfHead, SoftmaxHead
+from hf_rnn.masking import MaskCompaction
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pre_seams"
 BIO = dict(id2label={0: "O", 1: "B-X", 2: "I-X"}, label2id={"O": 0, "B-X": 1, "I-X": 2})
@@ -116,10 +117,10 @@ def test_softmax_head_against_its_definition():
     head = SoftmaxHead(tiny_config())
     log_p = emissions.log_softmax(-1)
     expected = -(log_p[0, 0, 1] + log_p[0, 1, 2] + log_p[0, 2, 0] + log_p[1, 0, 0]) / 4
-    torch.testing.assert_close(head.loss(emissions, labels, labels != -100, 4), expected)
-    assert head.decode(emissions, mask).tolist() == [
+    torch.testing.assert_close(head.loss(emissions, labels, MaskCompaction(labels != -100), 4), expected)
+    assert head.decode(emissions, MaskCompaction(mask)).tolist() == [
         [int(emissions[row, t].argmax()) if mask[row, t] else -100 for t in range(4)] for row in range(2)
     ]
-    probabilities = head.probabilities(emissions, mask)
+    probabilities = head.probabilities(emissions, MaskCompaction(mask))
     torch.testing.assert_close(probabilities.sum(-1), mask.float())
-    assert head.logits(emissions, mask, None) is emissions
+    assert head.logits(emissions, MaskCompaction(mask), None) is emissions

@@ -11,6 +11,7 @@ from transformers import pipeline
 
 import hf_rnn
 from hf_rnn.heads import HEADS, SemiCrfHead
+from hf_rnn.masking import MaskCompaction
 from hf_rnn.semicrf import SemiMarkovCRF
 from hf_rnn.vocabulary import build_word_tokenizer
 
@@ -191,7 +192,7 @@ def test_semicrf_tagger_decodes_to_tags_whose_chunks_are_its_segments(labels):
     mask = (ids != 0).long()
     with torch.no_grad():
         output = model(ids, attention_mask=mask)
-        scores = model.head.segment_scores(output.emissions, mask.bool())
+        scores = model.head.segment_scores(output.emissions, MaskCompaction(mask))
         compact = hf_rnn.masking.MaskCompaction(mask.bool()).compact_mask
         segmentations = model.semicrf.decode(scores, compact)
     names = hf_rnn.schemes
@@ -215,7 +216,9 @@ def test_semicrf_loss_is_the_brute_force_nll_of_the_gold_segmentation():
     ids, labels = torch.tensor([[5, 6, 7, 8]]), torch.tensor([[1, 2, 0, 3]])  # B-X I-X O B-Y
     with torch.no_grad():
         output = model(ids, labels=labels)
-        scores = model.head.segment_scores(output.emissions, torch.ones(1, 4, dtype=torch.bool))[0].double()
+        scores = model.head.segment_scores(output.emissions, MaskCompaction(torch.ones(1, 4, dtype=torch.bool)))[
+            0
+        ].double()
     crf = model.semicrf.double()
     log_z = brute_force(crf, scores, [0, 1, 2, 3])[0]
     gold = [(0, 1, 1), (2, 2, 0), (3, 3, 2)]  # X = segment label 1, O = 0, Y = 2
