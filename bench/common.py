@@ -46,13 +46,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def goal_row(bench: str, figure: str, ratio: float, goal: str = "", met: bool | None = None) -> None:
+def goal_row(bench: str, figure: str, ratio: float, goal: str = "", met: bool | None = None, unit: str = "x") -> None:
     """Keep one row of run_all.py's summary, printed below the benchmark's own table when it exits: `ratio` is
-    hf_rnn's figure against its peer, `goal` the README's."""
+    hf_rnn's figure against its peer (a count with `unit=""`), `goal` the README's."""
     verdict = "" if met is None else ("yes" if met else "**no**")
     if not _GOAL_ROWS:
         atexit.register(lambda: print("", *(GOAL_MARK + row for row in _GOAL_ROWS), sep="\n", flush=True))
-    _GOAL_ROWS.append(f"| {bench} | {figure} | {ratio:.2f}x | {goal} | {verdict} |")
+    figure_text = f"{ratio:.2f}x" if unit == "x" else f"{ratio:g}{unit}"
+    _GOAL_ROWS.append(f"| {bench} | {figure} | {figure_text} | {goal} | {verdict} |")
 
 
 _GOAL_ROWS: list[str] = []

@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = (
     "crf",
     "tagger_step",
+    "hot_path",
     "padding",
     "encoder",
     "cells",

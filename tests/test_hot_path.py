@@ -1,8 +1,6 @@
 """The hot path (issue 22): a training or evaluation step reads the device on the host at most once (every value check
 fused into one read), and compiles whole under `torch.compile(fullgraph=True)`, matching eager."""
 
-import contextlib
-
 import pytest
 import torch
 from conftest import CELLS, tiny_config
@@ -10,32 +8,10 @@ from conftest import CELLS, tiny_config
 import hf_rnn
 import hf_rnn.crf as hf_crf
 from hf_rnn.masking import MaskCompaction
+from hf_rnn.profiling import count_host_reads
 
 HEADS = ("softmax", "crf", "semicrf")
 BIO = {"id2label": {0: "O", 1: "B-X", 2: "I-X"}, "label2id": {"O": 0, "B-X": 1, "I-X": 2}}
-SYNCS = ("__bool__", "item", "tolist", "__int__", "__float__", "__index__")  # each reads a device value on the host
-
-
-@contextlib.contextmanager
-def counted_syncs():
-    """Count the host reads of tensor values (and `torch.equal`, which makes one) while the block runs."""
-    calls = []
-    originals = {(torch.Tensor, name): getattr(torch.Tensor, name) for name in SYNCS} | {(torch, "equal"): torch.equal}
-
-    def counting(name, original):
-        def wrapper(*args, **kwargs):
-            calls.append(name)
-            return original(*args, **kwargs)
-
-        return wrapper
-
-    for (owner, name), original in originals.items():
-        setattr(owner, name, counting(name, original))
-    try:
-        yield calls
-    finally:
-        for (owner, name), original in originals.items():
-            setattr(owner, name, original)
 
 
 def tagger(head: str, cell: str = "lstm") -> hf_rnn.RnnForTokenClassification:
@@ -57,10 +33,10 @@ def tagger_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_a_tagger_step_reads_the_device_once(head, cell):
     model = tagger(head, cell)
     ids, mask, labels = tagger_batch()
-    with counted_syncs() as training:
+    with count_host_reads() as training:
         model(ids, attention_mask=mask, labels=labels).loss.backward()
     model.eval()
-    with counted_syncs() as evaluation, torch.no_grad():
+    with count_host_reads() as evaluation, torch.no_grad():
         output = model(ids, attention_mask=mask, labels=labels)
     assert (len(training), len(evaluation)) == (1, 1), (training, evaluation)
     assert output.predictions is not None and (head == "softmax" or output.logits is not None)
@@ -72,10 +48,10 @@ def test_an_lm_and_a_classifier_step_read_the_device_once(cell):
     ids = torch.randint(1, 37, (3, 6))
     lm, classifier = hf_rnn.RnnForCausalLM(config), hf_rnn.RnnForSequenceClassification(config)
     for mask in (None, torch.ones_like(ids)):  # a truncated-BPTT window: the state is returned (use_cache)
-        with counted_syncs() as calls:
+        with count_host_reads() as calls:
             lm(ids, attention_mask=mask, labels=ids, use_cache=True).loss.backward()
         assert len(calls) == 1, calls
-    with counted_syncs() as calls:
+    with count_host_reads() as calls:
         classifier(ids, attention_mask=tagger_batch()[1], labels=torch.tensor([0, 2, 1])).loss.backward()
     assert len(calls) == 1, calls
 
@@ -85,7 +61,7 @@ def test_the_first_bad_input_is_named_after_one_read():
     model = tagger("crf")
     ids, mask, labels = tagger_batch()
     ids[1, 3], labels[2, 4] = 40, 7
-    with counted_syncs() as calls, pytest.raises(ValueError, match=r"input_ids\[1, 3\] = 40 is not a token id"):
+    with count_host_reads() as calls, pytest.raises(ValueError, match=r"input_ids\[1, 3\] = 40 is not a token id"):
         model(ids, attention_mask=mask, labels=labels)
     assert calls[0] == "tolist" and calls.count("tolist") >= 1  # the fused read; the message's own reads follow it
     ids[1, 3] = 1
@@ -102,7 +78,7 @@ def test_a_crf_underflow_found_at_the_read_gives_the_exact_loss(monkeypatch):
     (expected_grad,) = torch.autograd.grad(expected.loss, [model.crf.transitions])
     chain = hf_crf._chain
     monkeypatch.setattr(hf_crf, "_chain", lambda *args: (*chain(*args)[:2], torch.tensor(True)))
-    with counted_syncs() as calls:
+    with count_host_reads() as calls:
         output = model(ids, attention_mask=mask, labels=labels)
     (grad,) = torch.autograd.grad(output.loss, [model.crf.transitions])
     torch.testing.assert_close(output.loss, expected.loss)
