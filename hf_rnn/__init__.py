@@ -17,6 +17,7 @@ from transformers import (
 
 from .configuration_rnn import RnnConfig
 from .crf import LinearChainCRF
+from .masking import set_value_checks
 from .modeling_classifier import RnnForSequenceClassification
 from .modeling_lm import RnnCausalLMOutput, RnnForCausalLM
 from .modeling_rnn import RnnCache, RnnModel, RnnModelOutput, RnnPreTrainedModel, RnnTokenClassifierOutput
@@ -60,4 +61,5 @@ __all__ = [
     "RnnTokenizerFast",
     "quantize_dynamic",
     "scheme_constraints",
+    "set_value_checks",
 ]

@@ -138,8 +138,8 @@ class CrfHead(TaggerHead):
     ) -> torch.Tensor:
         """Positions off the chain (sub-word pieces, padding) are skipped, as if the sentence lacked them."""
         tags = labels.masked_fill(~chain.original_mask, 0)
-        if self.scheme is not None and not is_tracing():  # bad data, not a model to train: a gold path the
-            with value_checks() as checks:  # constraints forbid would cost a penalty-sized loss
+        with value_checks() as checks:  # bad data, not a model to train: a gold path the constraints forbid
+            if self.scheme is not None and checks.enabled and not is_tracing():  # would cost a penalty-sized loss
                 broken = self.crf.broken_moves(tags, chain)
                 checks.add(broken.any(), lambda: self._refuse_broken(tags, chain.original_mask))
         return -self.crf.log_likelihood(emissions, tags, chain).sum() / num_items

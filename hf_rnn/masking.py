@@ -36,8 +36,9 @@ class ValueChecks:
     methods) join it. Under tracing (torch.compile, torch.export) nothing is added: no value-dependent branches there.
     """
 
-    def __init__(self):
+    def __init__(self, enabled: bool = True):
         self.depth = 0
+        self.enabled = enabled  # False: the inputs are trusted (`set_value_checks`); fast paths still report
         self.exact = False  # set by `settle` after a fast path reported that it cannot be trusted on these inputs
         self._requested = False  # a request for the exact route, read and not yet handed to the owner
         self._flags: list[torch.Tensor] = []
@@ -49,7 +50,7 @@ class ValueChecks:
 
     def add(self, fired: torch.Tensor, on_fire: Callable[[], None] | None) -> None:
         """A flag (a 0-d bool tensor) and what raises its error when it holds (None: take the exact route)."""
-        if not is_tracing():
+        if not is_tracing() and (self.enabled or on_fire is None):
             self._flags.append(fired)
             self._on_fire.append(on_fire)
 
@@ -85,13 +86,41 @@ class ValueChecks:
 
 
 _OPEN = threading.local()
+_POLICY = {"checked": None}  # forwards still to check: None = every one (`set_value_checks`)
+
+
+def set_value_checks(enabled: bool | int = True) -> None:
+    """Whether forwards check their input values (ids in range, masks of 0/1, labels, finite emissions, gold paths
+    the constraints allow): `True` (the default) every forward, `False` none, an int n the next n forwards of this
+    process, then none (a training run's first batches, where a data bug shows).
+
+    The checks cost one host read per forward, fused: nothing on a CPU, a drained launch queue on a GPU. Without
+    them a bad id reaches the embedding or the loss: torch's `IndexError: index out of range in self` on a CPU, a
+    device-side assert on a GPU (`CUDA error: device-side assert triggered`, which ends the process), and a label
+    outside the tag set, a NaN emission or a gold path the constraints forbid gives a wrong or NaN loss without a
+    word. A CRF step still reads its underflow flag (an exactness guard, not an input check).
+    """
+    if isinstance(enabled, bool):
+        _POLICY["checked"] = None if enabled else 0
+    elif isinstance(enabled, int) and enabled >= 0:
+        _POLICY["checked"] = enabled
+    else:
+        raise ValueError(f"set_value_checks takes True, False or a number of forwards >= 0, got {enabled!r}")
+
+
+def _next_forward_checked() -> bool:
+    remaining = _POLICY["checked"]
+    if remaining is None:
+        return True
+    _POLICY["checked"] = max(remaining - 1, 0)
+    return remaining > 0
 
 
 @contextmanager
 def value_checks() -> Iterator[ValueChecks]:
     """The `ValueChecks` of the forward pass in progress: opened here by the outermost forward, joined by the inner
     ones. The owner's checks left unread when it returns are read then."""
-    checks = getattr(_OPEN, "checks", None) or ValueChecks()
+    checks = getattr(_OPEN, "checks", None) or ValueChecks(_next_forward_checked())
     _OPEN.checks = checks
     checks.depth += 1
     try:
@@ -128,14 +157,14 @@ def check_ids(
     (char_ids) the whole word is shown."""
     if ids.is_floating_point() or ids.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer ids, got {ids.dtype}")
-    if is_tracing():
-        return ids
-    bad = (ids < 0) | (ids >= size)
-    if ignore is not None:
-        bad &= ids != ignore
-    if where is not None:
-        bad &= where
     with value_checks() as checks:
+        if is_tracing() or not checks.enabled:
+            return ids
+        bad = (ids < 0) | (ids >= size)
+        if ignore is not None:
+            bad &= ids != ignore
+        if where is not None:
+            bad &= where
         checks.refuse(bad.flatten(2).any(-1) if ids.dim() > 2 else bad, name, problem, ids)
     return ids.masked_fill(bad, 0 if ignore is None else ignore)
 

@@ -125,3 +125,26 @@ def test_a_tagger_step_compiles_whole_and_matches_eager(head, cell):
         found = torch.compile(eval_step, fullgraph=True)(ids, mask, labels)
     for value, expected_value in zip(found, expected):
         torch.testing.assert_close(value, expected_value, rtol=1e-4, atol=1e-5)
+
+
+def test_value_checks_can_be_left_to_the_first_forwards():
+    """`set_value_checks(n)`: the next n forwards check their inputs, the later ones read nothing and trust them (a
+    bad id then meets torch's own error, as documented); `True` restores the checks."""
+    model, (ids, mask, labels) = tagger("softmax"), tagger_batch()
+    bad = ids.clone()
+    bad[0, 4] = 99
+    try:
+        hf_rnn.set_value_checks(1)
+        with pytest.raises(ValueError, match=r"input_ids\[0, 4\] = 99 is not a token id"):
+            model(bad, attention_mask=mask, labels=labels)
+        with count_host_reads() as calls:
+            model(ids, attention_mask=mask, labels=labels).loss.backward()
+        assert calls == []
+        with pytest.raises(IndexError, match="index out of range"):
+            model(bad, attention_mask=mask, labels=labels)
+    finally:
+        hf_rnn.set_value_checks(True)
+    with pytest.raises(ValueError, match=r"input_ids\[0, 4\] = 99"):
+        model(bad, attention_mask=mask, labels=labels)
+    with pytest.raises(ValueError, match="set_value_checks takes True, False or a number"):
+        hf_rnn.set_value_checks(-1)
