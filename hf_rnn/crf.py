@@ -502,38 +502,56 @@ def _viterbi(
     best scores per state (T, B, k, C) (for k = 1, the forward max-product: the first half of the max-marginals).
 
     A state is a flat (rank, tag) index r * C + j. Each step is one broadcast add, one max (top-k for k > 1) written
-    straight into `history`/`pointers`, and one add of the emissions; rows are masked only in the cheap batched
-    backtrace, where a row joins when t reaches its last position. The add + max over (B, k*C, C) is the floor.
+    straight into `history`/`pointers`, and one add of the emissions; the backtrace is one gather per step, rows
+    joining at their last position through pointers that keep the state past it. The add + max over (B, k*C, C) is
+    the floor.
     """
     batch_size, seq_len, num_tags = emissions.shape
-    device = emissions.device
-    by_time = emissions.transpose(0, 1)  # (T, B, C)
-    history = emissions.new_full((seq_len, batch_size, k, num_tags), float("-inf"))  # best scores per state
-    history[0, :, 0] = start + by_time[0]
-    pointers = torch.empty(seq_len, batch_size, k, num_tags, dtype=torch.long, device=device)
-    for t in range(1, seq_len):
-        # candidates[b, (r, i), j] = history[t-1][b, r, i] + A[i, j]
-        candidates = (history[t - 1].unsqueeze(-1) + transitions).view(batch_size, k * num_tags, num_tags)
-        if is_tracing():  # `out=` would pin the batch size of an exported graph
-            history[t], pointers[t] = candidates.max(1, keepdim=True) if k == 1 else candidates.topk(k, dim=1)
-        elif k == 1:
-            torch.max(candidates, dim=1, keepdim=True, out=(history[t], pointers[t]))
-        else:
-            torch.topk(candidates, k, dim=1, out=(history[t], pointers[t]))
-        history[t].add_(by_time[t].unsqueeze(1))
+    device, states = emissions.device, k * num_tags
+    first = emissions.new_full((batch_size, k, num_tags), float("-inf"))
+    first[:, 0] = start + emissions[:, 0]
+    step_emissions = emissions.transpose(0, 1).unsqueeze(2).unbind(0)  # T x (B, 1, C)
+    if is_tracing():  # functional steps: `out=` would pin the batch size of an exported graph
+        steps, step_pointers = [first], [torch.zeros_like(first, dtype=torch.long)]
+        for t in range(1, seq_len):
+            candidates = (steps[-1].unsqueeze(-1) + transitions).view(batch_size, states, num_tags)
+            best_in, pointer = candidates.max(1, keepdim=True) if k == 1 else candidates.topk(k, dim=1)
+            steps.append(best_in + step_emissions[t])
+            step_pointers.append(pointer)
+        history, pointers = torch.stack(steps), torch.stack(step_pointers)  # (T, B, k, C) each
+    else:  # written in place into views made once (indexing history[t] would cost a select each time)
+        history = torch.empty(seq_len, batch_size, k, num_tags, dtype=emissions.dtype, device=device)
+        pointers = torch.empty(seq_len, batch_size, k, num_tags, dtype=torch.long, device=device)
+        steps, step_pointers = history.unbind(0), pointers.unbind(0)
+        steps[0].copy_(first)
+        for t in range(1, seq_len):
+            # candidates[b, (r, i), j] = history[t-1][b, r, i] + A[i, j]
+            candidates = (steps[t - 1].unsqueeze(-1) + transitions).view(batch_size, states, num_tags)
+            if k == 1:
+                torch.max(candidates, dim=1, keepdim=True, out=(steps[t], step_pointers[t]))
+            else:
+                torch.topk(candidates, k, dim=1, out=(steps[t], step_pointers[t]))
+            steps[t].add_(step_emissions[t])
     rows = torch.arange(batch_size, device=device)
     last = (lengths - 1).clamp(min=0)
-    final = (history[last, rows] + end).view(batch_size, k * num_tags)
+    final = (history[last, rows] + end).view(batch_size, states)
     scores, best = final.topk(k, dim=-1)  # (B, k)
 
-    paths = torch.empty(seq_len, batch_size, k, dtype=torch.long, device=device)
-    joins = last.view(-1, 1)
-    state = best
-    for t in range(seq_len - 1, -1, -1):
-        state = torch.where(joins == t, best, state)
-        paths[t] = state
-        if t > 0:
-            state = pointers[t].view(batch_size, k * num_tags).gather(1, state)
+    # past a row's last position its pointers keep the state, so every row's backtrace starts at T - 1 from its best
+    beyond = torch.arange(seq_len, device=device).view(-1, 1, 1) > last.view(1, -1, 1)  # (T, B, 1)
+    keep = torch.arange(states, device=device)
+    pointers = torch.where(beyond, keep, pointers.view(seq_len, batch_size, states))  # (T, B, k*C)
+    if is_tracing():
+        paths = [best]
+        for t in range(seq_len - 1, 0, -1):
+            paths.append(pointers[t].gather(1, paths[-1]))
+        paths = torch.stack(paths[::-1])  # (T, B, k)
+    else:
+        paths = torch.empty(seq_len, batch_size, k, dtype=torch.long, device=device)
+        paths[-1] = best
+        step_paths, step_pointers = paths.unbind(0), pointers.unbind(0)
+        for t in range(seq_len - 1, 0, -1):
+            torch.gather(step_pointers[t], 1, step_paths[t], out=step_paths[t - 1])
     paths = paths % num_tags if k > 1 else paths
     scores = torch.where(lengths.view(-1, 1) > 0, scores, torch.zeros_like(scores))
     return paths.permute(1, 2, 0), scores, history
