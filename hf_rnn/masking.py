@@ -128,6 +128,7 @@ def check_ids(
     (char_ids) the whole word is shown."""
     if ids.is_floating_point() or ids.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer ids, got {ids.dtype}")
+    ids = ids.long()  # uint8 ids index as a boolean mask, and cannot hold the -100 that replaces a bad one
     if is_tracing():
         return ids
     bad = (ids < 0) | (ids >= size)
