@@ -78,7 +78,8 @@ class _Chains:
         seq_len = emissions.size(1)
         self.lengths, self.transitions, self.start, self.end = lengths, transitions, start, end
         self.scale = _finite_max(transitions)
-        self.kernel = torch.exp(transitions - self.scale)  # (C, C), exact zeros for disallowed (-inf) transitions
+        # (C, C), exact zeros for disallowed (-inf) transitions; in the emissions' dtype for the matrix products
+        self.kernel = torch.exp(transitions - self.scale).to(emissions.dtype)
         self.allowed = torch.isfinite(transitions).to(emissions.dtype)
         self.valid = (torch.arange(seq_len, device=emissions.device).unsqueeze(1) < lengths).unsqueeze(-1)  # (T, B, 1)
         self.by_time = emissions.transpose(0, 1).contiguous()  # (T, B, C)
@@ -146,6 +147,9 @@ def semiring_scan(scores: torch.Tensor, transitions: torch.Tensor, start: torch.
     Steps past a row's length hold values of no use (the caller reads real positions only).
     """
     batch_size, seq_len, max_length, num_labels = scores.shape
+    if seq_len == 0:  # no step: empty tables (torch.stack refuses an empty list)
+        empty = scores.new_empty(0, batch_size, num_labels)
+        return (empty, empty) if not maximum else (empty, empty, empty.long(), empty.long())
     incoming, alpha, previous, lengths = [], [], [], []
     for t in range(seq_len):
         if t == 0:

@@ -157,6 +157,7 @@ def check_ids(
     (char_ids) the whole word is shown."""
     if ids.is_floating_point() or ids.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer ids, got {ids.dtype}")
+    ids = ids.long()  # uint8 ids index as a boolean mask, and cannot hold the -100 that replaces a bad one
     with value_checks() as checks:
         if is_tracing() or not checks.enabled:
             return ids

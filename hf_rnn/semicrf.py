@@ -85,6 +85,8 @@ class SemiMarkovCRF(nn.Module):
     @staticmethod
     def _final(alpha: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor, maximum: bool) -> torch.Tensor:
         """Semiring sum over the last label of alpha at each row's last position, with the end scores: (B,)."""
+        if alpha.size(0) == 0:  # no position in any row
+            return end.new_zeros(alpha.size(1))
         rows = torch.arange(alpha.size(1), device=alpha.device)
         total = semiring_reduce(alpha[(lengths - 1).clamp(min=0), rows] + end, -1, maximum)
         return torch.where(lengths > 0, total, torch.zeros_like(total))
@@ -108,7 +110,10 @@ class SemiMarkovCRF(nn.Module):
             for first, last, label in found:
                 labels[row, first : last + 1], starts[row, first] = label, True
         compaction = MaskCompaction(mask)  # the segments are at compact positions: back to the mask's
-        labels, starts = (compaction.restore(x.to(mask.device), fill=0) for x in (labels, starts))
+        labels, starts = (
+            compaction.restore(labels.to(mask.device), fill=0),
+            compaction.restore(starts.to(mask.device), fill=False),
+        )
         return self.path_score(scores, mask, labels, starts)
 
     def path_score(
@@ -120,6 +125,8 @@ class SemiMarkovCRF(nn.Module):
         with torch.autocast(scores.device.type, enabled=False):
             compact, compaction = self._prepare(scores, mask)
             transitions, start, end = self._params()
+            if compact.size(1) == 0:  # no position: score 0 (no first segment to read a label from)
+                return compact.sum((1, 2, 3))
             valid, lengths = compaction.compact_mask, compaction.lengths
             labels = compaction.compact(labels).masked_fill(~valid, 0)  # (B, T)
             starts = compaction.compact(starts) & valid
@@ -191,6 +198,8 @@ class SemiMarkovCRF(nn.Module):
             transitions, start, end = self._params()
             _, alpha, previous, best_length = semiring_scan(compact, transitions, start, maximum=True)
             batch_size, seq_len = compaction.compact_mask.shape
+            if seq_len == 0:  # nothing to read back
+                return torch.zeros_like(mask, dtype=torch.long), torch.zeros_like(mask, dtype=torch.bool)
             rows = torch.arange(batch_size, device=compact.device)
             last = (compaction.lengths - 1).clamp(min=0)
             label = (alpha[last, rows] + end).argmax(-1)  # (B,) the label of the segment to read next ...

@@ -1,6 +1,8 @@
 """The hot path (issue 22): a training or evaluation step reads the device on the host at most once (every value check
 fused into one read), and compiles whole under `torch.compile(fullgraph=True)`, matching eager."""
 
+import copy
+
 import pytest
 import torch
 from conftest import CELLS, tiny_config
@@ -148,3 +150,65 @@ def test_value_checks_can_be_left_to_the_first_forwards():
         model(bad, attention_mask=mask, labels=labels)
     with pytest.raises(ValueError, match="set_value_checks takes True, False or a number"):
         hf_rnn.set_value_checks(-1)
+
+
+def test_a_semicrf_scores_given_segments_as_its_path_score_by_hand():
+    """`SemiMarkovCRF.score` (segments as tuples) equals the sum of its parts: segment scores, length scores,
+    transitions, start and end (it built bool starts as integers, which `torch.where` refused)."""
+    semicrf = tagger("semicrf").semicrf
+    for parameter in semicrf.parameters():
+        torch.nn.init.normal_(parameter)
+    scores = torch.randn(2, 4, semicrf.max_segment_length, semicrf.num_labels)
+    mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]]).bool()
+    segments = [[(0, 1, 1), (2, 2, 0), (3, 3, 0)], [(0, 0, 1), (1, 2, 1)]]
+    expected = []
+    for row, found in enumerate(segments):
+        positions = mask[row].nonzero().squeeze(1).tolist()
+        total = semicrf.start_transitions[found[0][2]] + semicrf.end_transitions[found[-1][2]]
+        for index, (first, last, label) in enumerate(found):
+            length = last - first
+            total = total + scores[row, positions[last], length, label] + semicrf.length_scores[length, label]
+            if index:
+                total = total + semicrf.transitions[found[index - 1][2], label]
+        expected.append(total)
+    torch.testing.assert_close(semicrf.score(scores, mask, segments), torch.stack(expected))
+
+
+@pytest.mark.parametrize("head", HEADS[1:])
+def test_uint8_labels_train_a_sequence_head_as_int64_labels_do(head):
+    model = tagger(head)
+    ids, mask, _ = tagger_batch()
+    labels = torch.tensor([[0, 0, 1, 2, 0, 1], [0, 1, 2, 2, 0, 0], [1, 2, 2, 0, 0, 1]])  # BIO-valid on every row
+    expected = model(ids, attention_mask=mask, labels=labels)
+    found = model(ids, attention_mask=mask, labels=labels.to(torch.uint8))
+    torch.testing.assert_close(found.loss, expected.loss)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_a_zero_length_batch_gives_loss_0_and_empty_predictions(head):
+    """README: a zero-length sequence gets empty outputs and predictions, loss 0 (the semi-CRF indexed position 0)."""
+    model = tagger(head)
+    ids = torch.zeros(2, 0, dtype=torch.long)
+    for training in (True, False):
+        model.train(training)
+        output = model(ids, labels=ids, return_predictions=True)
+        assert float(output.loss) == 0.0 and output.predictions.shape == (2, 0)
+
+
+def test_float64_emissions_in_a_float32_crf_score_as_in_a_float64_crf():
+    """Emissions in float64 (a user's own scores) with float32 transitions: the fast recursion's matrix products
+    mixed the two dtypes (torch's "expected m1 and m2 to have the same dtype")."""
+    crf = tagger("crf").crf
+    reference = copy.deepcopy(crf).double()
+    emissions = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
+    mask = tagger_batch()[1][:, :5].bool()
+    tags = reference.decode(emissions, mask).clamp(min=0)
+    for length in (1, 5):
+        found = crf.log_likelihood(emissions[:, :length], tags[:, :length], mask[:, :length])
+        expected = reference.log_likelihood(emissions[:, :length], tags[:, :length], mask[:, :length])
+        torch.testing.assert_close(found, expected.to(found.dtype))
+        torch.testing.assert_close(
+            crf.marginals(emissions[:, :length], mask[:, :length]),
+            reference.marginals(emissions[:, :length], mask[:, :length]).to(found.dtype),
+        )
+        found.sum().backward()
