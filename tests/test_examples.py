@@ -131,6 +131,25 @@ def test_the_defaults_give_way_to_the_flags(tmp_path, script):
     assert {name: getattr(training_args, name) for name in given} == given
 
 
+def test_run_lm_char_level_has_its_own_defaults_and_the_flags_win():
+    """--char_level: batch 32 and the lr decay after a third of the epochs; a word LM keeps the dataclass's."""
+    script = example_script("run_lm")
+    parse = script.parse
+    word_lm, _, word_training = parse(["--train_file", "x.txt", "--num_train_epochs", "13"])
+    assert (
+        word_lm.decay_start == script.LmArguments.decay_start == 4 and word_training.per_device_train_batch_size == 8
+    )
+    for epochs, decay_start in (("3", 1), ("13", 4), ("1", 1)):
+        lm_args, _, training_args = parse(["--train_file", "x.txt", "--char_level", "--num_train_epochs", epochs])
+        assert (lm_args.decay_start, training_args.per_device_train_batch_size) == (decay_start, 32)
+        assert (training_args.optim, training_args.learning_rate, lm_args.bptt) == ("sgd", 1.0, word_lm.bptt)
+    given = ["--decay_start", "7", "--per_device_train_batch_size", "4"]
+    lm_args, _, training_args = parse(["--train_file", "x.txt", "--char_level", *given])
+    assert (lm_args.decay_start, training_args.per_device_train_batch_size) == (7, 4)
+    lm_args, _, training_args = parse(["--train_file", "x.txt", "--char_level", "--no_zaremba"])
+    assert training_args.optim == "adamw_torch_fused" and training_args.per_device_train_batch_size == 32
+
+
 def test_run_lm_without_the_recipe_trains_with_adamw(tmp_path):
     lm_args, _, training_args = example_script("run_lm").parse(["--train_file", "x", "--no_zaremba"])
     assert not lm_args.zaremba and training_args.optim == "adamw_torch_fused" and training_args.learning_rate == 2e-3
