@@ -19,7 +19,7 @@ By default the model trains with the paper's recipe (`--zaremba`): the loss summ
 over the batch (the model's per-token mean times `bptt`), plain SGD at lr 1, gradient-norm clipping at 5,
 U[-init, init] weights, and the lr divided by `lr_decay` every epoch after `decay_start` epochs (a torch scheduler,
 `hf_rnn.training.tbptt.zaremba_schedule`, so that a resumed run continues the schedule). A new `--char_level` LM
-defaults to batches of 32 and, under the recipe, to `--decay_start` a third of the epochs (at least 1). With a per-token mean
+under the recipe defaults to batches of 32 and `--decay_start` a third of the epochs (at least 1). With a per-token mean
 loss the same lr trains ~35x slower, which is why the scale matters (a bare-PyTorch rerun that way reached 136 test perplexity instead of 82.8). `--no_zaremba` trains
 on the per-token mean with the Trainer's AdamW and linear decay, from lr 2e-3. Every flag can be set, the recipe's
 included (`--optim`, `--learning_rate`, `--max_grad_norm`); a loss is logged every 2 % of the steps, a checkpoint
@@ -140,14 +140,13 @@ CHAR_LEVEL = {"per_device_train_batch_size": 32}
 
 def defaults(given: argparse.Namespace) -> dict:
     """The recipe's optimiser, or with --no_zaremba the other scripts' AdamW at 2e-3. A new --char_level LM under
-    --zaremba also starts its lr decay after a third of the epochs (at least one): at a constant lr 1 a character
-    LM's loss stalls (2.56 bits per character after 3 epochs, 2.28 with the decay from the second epoch)."""
+    --zaremba (where they were measured) also takes batches of 32 and starts its lr decay after a third of the epochs
+    (at least one): at a constant lr 1 a character LM's loss stalls (2.56 bits per character after 3 epochs, 2.28 with
+    the decay from the second epoch)."""
     steps = default_steps(bool(given.validation_file or given.dataset_name), bool(given.test_file))
     recipe = {**TRAINING_DEFAULTS, **(ZAREMBA if given.zaremba else {}), **steps}
-    if given.char_level:
-        recipe |= CHAR_LEVEL
-        if given.zaremba:
-            recipe["decay_start"] = max(1, round(given.num_train_epochs / 3))
+    if given.char_level and given.zaremba:
+        recipe |= CHAR_LEVEL | {"decay_start": max(1, round(given.num_train_epochs / 3))}
     return recipe
 
 
