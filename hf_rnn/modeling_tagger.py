@@ -113,6 +113,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
                     raise ValueError(f"word_mask must be of shape {tuple(mask.shape)}, got {tuple(word_mask.shape)}")
                 checks.refuse((word_mask != 0) & (word_mask != 1), "word_mask", "is not 0 or 1", word_mask)
                 mask = mask & word_mask.bool()  # as attention_mask: a 2 or a NaN is no word start
+            from_trainer = "num_items_in_batch" in kwargs  # the Trainer passes it, possibly None
             count = kwargs.pop("num_items_in_batch", None)
             if labels is not None:
                 if labels.shape != emissions.shape[:2] or labels.is_floating_point():
@@ -124,7 +125,7 @@ class RnnForTokenClassification(RnnPreTrainedModel):
                 labels = check_ids(labels, self.num_labels, "labels", problem, -100)
                 mask = mask & (labels != -100)  # (B, T)
                 count = _at_least_one(mask.sum() if count is None else count)  # an unlabelled batch: loss 0, not 0/0
-            elif head.scores_sequences and self.training and count is not None:
+            elif head.scores_sequences and self.training and from_trainer:
                 raise ValueError(
                     f"The Trainer took the labels away from this {self.config.head_type} tagger (label_smoothing_factor "
                     "or compute_loss_func) and would train a cross-entropy on its per-token scores, bypassing its own "

@@ -212,3 +212,12 @@ def test_float64_emissions_in_a_float32_crf_score_as_in_a_float64_crf():
             reference.marginals(emissions[:, :length], mask[:, :length]).to(found.dtype),
         )
         found.sum().backward()
+
+
+def test_a_sequence_head_refuses_a_trainer_step_without_labels_even_with_no_count():
+    """The Trainer passes `num_items_in_batch` (possibly None) when it calls the model: without labels in training a
+    CRF tagger refuses either way, rather than return no loss for the Trainer to replace by a cross-entropy."""
+    model, (ids, mask, _) = tagger("crf"), tagger_batch()
+    for count in (None, torch.tensor(5)):
+        with pytest.raises(ValueError, match="took the labels away"):
+            model(ids, attention_mask=mask, num_items_in_batch=count)
